@@ -1,0 +1,202 @@
+/**
+ * The backend contract: the one interface every sandbox engine implements (QuickJS, isolated-vm,
+ * containers, microVMs). A backend knows nothing of pools, identifiers, timers or HTTP: it creates a
+ * session from a spec, runs code in it, moves files, forwards HTTP, and destroys it. The pool owns
+ * every policy decision and never looks inside a backend.
+ *
+ * Rules every implementation follows (the conformance suite in test/conformance checks them):
+ * - Every rejection is a `SandpoolError` (see src/errors.ts); wrap engine errors with a clear message.
+ * - `destroy` is idempotent and treats "already gone" as success; it releases everything `create` made.
+ * - `execute` never rejects because of what the session code did: exceptions, timeouts, memory
+ *   exhaustion and crashes are an `ExecutionOutcome` with `status: 'Failed'`. It rejects only when the
+ *   request cannot be run at all (session gone, unsupported language).
+ * - A timeout interrupts the code. `sessionState` then says whether the session kept its state,
+ *   restarted its interpreter, or is lost (the pool replaces lost sessions).
+ * - Session code never receives a host object, a credential or a path outside its sandbox.
+ */
+
+import type { Duplex } from 'node:stream';
+
+import type { ContainerType, CustomContainerTemplate, JsonValue, NetworkPolicy, SessionLimits } from './types.js';
+
+export type Language = 'python' | 'javascript' | 'shell';
+export type IsolationLevel = 'isolate' | 'container' | 'microvm';
+
+/** Why a session was destroyed. */
+export type DestroyReason = 'cooldown' | 'maxAlive' | 'stopped' | 'exited' | 'failed' | 'poolClosed';
+
+export interface BackendCapabilities {
+  /** Session kinds this backend can run. */
+  readonly containerTypes: readonly ContainerType[];
+  /** Languages `execute` accepts. */
+  readonly languages: readonly Language[];
+  readonly isolation: IsolationLevel;
+  /** Sessions live inside the embedding Node process (memory is heap, not processes). */
+  readonly inProcess: boolean;
+  /** `files` is implemented (`/mnt/data`). */
+  readonly files: boolean;
+  /** Sessions can be given network egress (EgressEnabled). */
+  readonly network: boolean;
+  /** Sessions are restored from a warmed snapshot instead of booted. */
+  readonly snapshots: boolean;
+  /** `fetch` forwards HTTP to a port inside the session (custom containers). */
+  readonly httpForwarding: boolean;
+}
+
+/** Everything a backend needs to create one session. Plain data, already validated by the pool. */
+export interface SessionSpec {
+  /** Pool-assigned id, unique per process lifetime: `[a-z0-9-]{1,64}`, safe for labels and file names. */
+  readonly sessionId: string;
+  readonly poolName: string;
+  /** Id of the owning pool instance, for labels that let a later start find leftovers of a crash. */
+  readonly ownerId: string;
+  readonly containerType: ContainerType;
+  readonly limits: Readonly<SessionLimits>;
+  readonly network: Readonly<NetworkPolicy>;
+  readonly customContainer?: CustomContainerTemplate | undefined;
+}
+
+/** The backend's handle for a live session. The pool treats it as opaque. */
+export interface BackendSession {
+  /** Equals `SessionSpec.sessionId`. */
+  readonly id: string;
+  /** Id of the underlying resource (container id, VM id…), reported as Azure's `etag`. */
+  readonly etag?: string | undefined;
+}
+
+/** How a session ended on its own (process exit, crash), reported through `CreateOptions.onExit`. */
+export interface SessionExit {
+  readonly reason: 'exited' | 'failed';
+  readonly message: string;
+  readonly exitCode?: number | undefined;
+}
+
+export interface CreateOptions {
+  readonly signal?: AbortSignal | undefined;
+  /** Called at most once if the session ends by itself after `create` resolved. */
+  readonly onExit: (exit: SessionExit) => void;
+}
+
+export interface ExecuteRequest {
+  readonly language: Language;
+  /** Source code; for `shell`, a command line run by `/bin/sh -c` unless `argv` is given. */
+  readonly code: string;
+  /** Shell only: run this program with these arguments, no shell parsing. */
+  readonly argv?: readonly string[] | undefined;
+  /** Shell only: bytes given on standard input. */
+  readonly stdin?: string | undefined;
+  /** Wall-clock limit. The backend interrupts the code when it passes. */
+  readonly timeoutMs: number;
+  /** Per-stream cap on stdout and stderr, in bytes (UTF-8). Output past it is cut and marked. */
+  readonly outputMaxBytes: number;
+}
+
+/** An image the code displayed (matplotlib figure…), in Azure's result shape. */
+export interface ImageOutput {
+  readonly type: 'image';
+  readonly format: 'png' | 'jpeg' | 'svg';
+  readonly base64_data: string;
+}
+
+export interface ExecutionOutcome {
+  readonly status: 'Succeeded' | 'Failed';
+  /**
+   * Azure semantics: the last expression's value as JSON where it is a JSON primitive, its
+   * text/plain representation otherwise, an `ImageOutput` for a figure, `""` when there is none.
+   */
+  readonly result: JsonValue;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly stdoutTruncated?: boolean | undefined;
+  readonly stderrTruncated?: boolean | undefined;
+  /** Shell: the process exit code. */
+  readonly exitCode?: number | undefined;
+  /** Set when the time limit interrupted the code. */
+  readonly timedOut?: boolean | undefined;
+  /** After this execution: state intact, interpreter restarted (state lost), or session unusable. */
+  readonly sessionState: 'kept' | 'restarted' | 'lost';
+  /** Further images beyond `result`, in display order. */
+  readonly images?: readonly ImageOutput[] | undefined;
+  readonly executionTimeInMilliseconds: number;
+}
+
+export interface FileInfo {
+  /** Base name. */
+  readonly name: string;
+  /** Path relative to `/mnt/data`, POSIX separators, no leading slash. */
+  readonly path: string;
+  readonly type: 'file' | 'directory';
+  readonly sizeInBytes: number;
+  /** ISO 8601 timestamp. */
+  readonly lastModifiedAt: string;
+  readonly contentType?: string | undefined;
+}
+
+/**
+ * Files under `/mnt/data`. Paths arrive already normalised by the pool (relative, no `.`/`..`
+ * segments); the backend still refuses anything that resolves outside the data directory, such
+ * as a symlink planted by session code.
+ */
+export interface BackendFiles {
+  upload(
+    session: BackendSession,
+    path: string,
+    data: AsyncIterable<Uint8Array>,
+    options: { readonly maxBytes: number; readonly signal?: AbortSignal | undefined },
+  ): Promise<FileInfo>;
+  list(session: BackendSession, options: { readonly path: string; readonly recursive: boolean }): Promise<FileInfo[]>;
+  stat(session: BackendSession, path: string): Promise<FileInfo>;
+  download(
+    session: BackendSession,
+    path: string,
+    options: { readonly signal?: AbortSignal | undefined },
+  ): Promise<{ readonly info: FileInfo; readonly body: AsyncIterable<Uint8Array> }>;
+  delete(session: BackendSession, path: string): Promise<void>;
+}
+
+/** Context for one-time, pool-wide work: checking the engine, building a snapshot, reconciling. */
+export interface PrepareContext {
+  readonly poolName: string;
+  readonly ownerId: string;
+  readonly containerType: ContainerType;
+  readonly limits: Readonly<SessionLimits>;
+  readonly network: Readonly<NetworkPolicy>;
+  readonly customContainer?: CustomContainerTemplate | undefined;
+  readonly signal?: AbortSignal | undefined;
+}
+
+export interface Backend {
+  /** Short name: `quickjs`, `isolated-vm`, `container`, `vm`. */
+  readonly name: string;
+  readonly capabilities: BackendCapabilities;
+  /**
+   * Optional one-time preparation before the first `create`: capability checks with clear errors,
+   * image or snapshot builds, and removal of leftovers from dead owners of this pool. Idempotent.
+   */
+  prepare?(context: PrepareContext): Promise<void>;
+  create(spec: SessionSpec, options: CreateOptions): Promise<BackendSession>;
+  execute(
+    session: BackendSession,
+    request: ExecuteRequest,
+    options?: { readonly signal?: AbortSignal | undefined },
+  ): Promise<ExecutionOutcome>;
+  /** Idempotent; "already gone" is success. Wipes the session's data. */
+  destroy(session: BackendSession, options: { readonly reason: DestroyReason }): Promise<void>;
+  /** Optional health check: false when the session can no longer run code. */
+  probe?(session: BackendSession): Promise<boolean>;
+  /** Present when `capabilities.files`. */
+  readonly files?: BackendFiles | undefined;
+  /** Present when `capabilities.httpForwarding`: forward a request to the session's target port. */
+  fetch?(
+    session: BackendSession,
+    request: Request,
+    options?: { readonly signal?: AbortSignal | undefined },
+  ): Promise<Response>;
+  /**
+   * Present when `capabilities.httpForwarding`: a raw byte stream to the session's target port, for
+   * protocols `fetch` cannot carry (WebSocket upgrades). The caller owns and must destroy it.
+   */
+  connect?(session: BackendSession): Promise<Duplex>;
+  /** Release backend-wide resources (engine connections, sockets, child processes). Idempotent. */
+  close(): Promise<void>;
+}

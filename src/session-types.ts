@@ -1,0 +1,83 @@
+/** Public shapes of sessions, executions and pool statistics. */
+
+import type { DestroyReason, ImageOutput, Language } from './backend.js';
+import type { SandpoolError } from './errors.js';
+import type { JsonValue } from './types.js';
+
+export type SessionState = 'Pending' | 'Ready' | 'Allocated' | 'Destroyed';
+
+export interface ExecuteOptions {
+  /** Source code (Python, JavaScript, or a shell command line for Shell pools). */
+  readonly code: string;
+  /** Defaults to the pool's language (PythonLTS → python, NodeLTS → javascript, Shell → shell). */
+  readonly language?: Language | undefined;
+  /** Wall-clock limit; defaults to the pool's `limits.executionTimeoutSeconds`. */
+  readonly timeoutInSeconds?: number | undefined;
+  /** Shell pools: run a program with arguments instead of `code` through /bin/sh. */
+  readonly argv?: readonly string[] | undefined;
+  /** Shell pools: standard input. */
+  readonly stdin?: string | undefined;
+  /** Per-stream output cap in bytes; defaults to the pool's `limits.outputMaxBytes` and cannot exceed it. */
+  readonly outputMaxBytes?: number | undefined;
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** The result of one execution, with Azure's statuses and result semantics. */
+export interface ExecutionResult {
+  /** Pool-unique id of this execution. */
+  readonly id: string;
+  readonly status: 'Succeeded' | 'Failed';
+  /** Last expression's value: JSON primitive, text/plain repr, image object, or "" when none. */
+  readonly result: JsonValue;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly executionTimeInMilliseconds: number;
+  /** Shell pools: the exit code. */
+  readonly exitCode?: number | undefined;
+  /** Output streams that were cut at the cap. */
+  readonly truncated: { readonly stdout: boolean; readonly stderr: boolean };
+  /** Images displayed by the code beyond `result`. */
+  readonly images: readonly ImageOutput[];
+  /** State of the session afterwards: kept, interpreter restarted, or replaced (destroyed). */
+  readonly sessionState: 'kept' | 'restarted' | 'replaced';
+  /** Why the execution failed, where sandpool knows (e.g. an ExecutionTimeoutError). */
+  readonly error?: SandpoolError | undefined;
+}
+
+/** A snapshot of one session, as listed by `pool.sessions()` and reported by `session.info()`. */
+export interface SessionInfo {
+  readonly identifier: string | undefined;
+  readonly sessionId: string;
+  readonly state: SessionState;
+  /** Underlying resource id (container or VM id); Azure's `etag`. */
+  readonly etag: string;
+  readonly createdAt: Date;
+  readonly allocatedAt: Date | undefined;
+  readonly lastAccessedAt: Date | undefined;
+  /** When the session will be destroyed if nothing happens (cooldown or maxAlive). */
+  readonly expiresAt: Date | undefined;
+  readonly executionsInFlight: number;
+}
+
+export interface PoolStats {
+  readonly name: string;
+  readonly backend: string;
+  readonly closed: boolean;
+  readonly pending: number;
+  readonly ready: number;
+  readonly allocated: number;
+  /** Acquires waiting for a session to become Ready. */
+  readonly waiting: number;
+  readonly maxConcurrentSessions: number;
+  readonly readySessionInstances: number;
+  readonly created: number;
+  readonly destroyed: Readonly<Record<DestroyReason, number>>;
+  readonly allocations: number;
+  /** Allocations that found no Ready session and waited for one to be created. */
+  readonly coldMisses: number;
+  readonly coldMissRate: number;
+  readonly createFailures: number;
+  readonly executions: number;
+  /** Most recent create failure, while the pool is backing off. */
+  readonly lastError: { readonly message: string; readonly code: string; readonly at: Date } | undefined;
+}
