@@ -1,0 +1,86 @@
+#!/usr/bin/env node
+// `npm run setup`: installs whatever is missing and builds, idempotently. `npm start` and `npm test`
+// run it first, so a fresh clone needs nothing else. Steps:
+//   1. npm dependencies (when node_modules is missing or older than package-lock.json), then make
+//      sure isolated-vm's native addon is built: npm 11 may skip install scripts it was not told to
+//      allow, and an unbuilt addon only fails later, at first use.
+//   2. the library build (tsup), skipped when no source changed since the last build.
+//   3. each scripts/setup/*.mjs step in name order (host packages, container image, VM image…).
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const ci = process.env.CI === 'true' || process.env.CI === '1';
+const log = (message) => process.stderr.write(`[setup] ${message}\n`);
+
+function run(command, args, options = {}) {
+  const result = spawnSync(command, args, { cwd: root, stdio: 'inherit', ...options });
+  if (result.status !== 0) {
+    throw new Error(`${command} ${args.join(' ')} failed with exit code ${result.status ?? result.signal}`);
+  }
+}
+
+function ensureNpmDependencies() {
+  const lock = join(root, 'package-lock.json');
+  const installed = join(root, 'node_modules', '.package-lock.json');
+  const stale =
+    !existsSync(installed) ||
+    statSync(join(root, 'package.json')).mtimeMs > statSync(installed).mtimeMs ||
+    (existsSync(lock) && statSync(lock).mtimeMs > statSync(installed).mtimeMs);
+  if (stale) {
+    log('installing npm dependencies');
+    run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error']);
+  }
+  const probe = spawnSync(process.execPath, ['-e', "require('isolated-vm')"], { cwd: root, stdio: 'ignore' });
+  if (probe.status !== 0 && existsSync(join(root, 'node_modules', 'isolated-vm'))) {
+    log('building the isolated-vm native addon (npm skipped its install script)');
+    run('npm', ['rebuild', 'isolated-vm', '--foreground-scripts']);
+  }
+}
+
+function sourceFiles(dir, out = []) {
+  if (!existsSync(dir)) return out;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) sourceFiles(path, out);
+    else if (/\.(ts|mts|cts|js|mjs|json)$/.test(entry.name)) out.push(path);
+  }
+  return out;
+}
+
+function ensureBuild() {
+  const files = ['src', 'backends'].flatMap((d) => sourceFiles(join(root, d)));
+  files.push(join(root, 'tsup.config.ts'), join(root, 'package.json'));
+  const hash = createHash('sha256');
+  for (const file of files.sort()) hash.update(relative(root, file)).update(readFileSync(file));
+  const digest = hash.digest('hex');
+  const stamp = join(root, 'dist', '.build-hash');
+  if (existsSync(stamp) && readFileSync(stamp, 'utf8') === digest) return;
+  log('building dist/ with tsup');
+  run(join(root, 'node_modules', '.bin', 'tsup'), ['--silent']);
+  writeFileSync(stamp, digest);
+}
+
+async function runSteps() {
+  const dir = join(root, 'scripts', 'setup');
+  if (!existsSync(dir)) return;
+  for (const name of readdirSync(dir).filter((n) => n.endsWith('.mjs')).sort()) {
+    const started = Date.now();
+    const step = await import(pathToFileURL(join(dir, name)).href);
+    await step.default({ root, log: (m) => log(`${name.replace(/\.mjs$/, '')}: ${m}`), ci });
+    const seconds = (Date.now() - started) / 1000;
+    if (seconds > 1) log(`${name} done in ${seconds.toFixed(1)} s`);
+  }
+}
+
+try {
+  ensureNpmDependencies();
+  ensureBuild();
+  await runSteps();
+} catch (error) {
+  log(`failed: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
+}
