@@ -152,6 +152,8 @@ export const SessionPoolOptionsSchema = z
       .default([]),
     /** Sessions the pool creates at once while refilling. @default 4 */
     refillConcurrency: z.number().int().min(1).max(256).default(4),
+    /** `close()` also closes the backend. Set false when several pools share one backend. @default true */
+    ownsBackend: z.boolean().default(true),
     /** Upper bound on how long `close()` waits for in-flight executions. @default 10 */
     closeGracePeriodSeconds: z.number().min(0).max(3600).default(10),
   })

@@ -1,0 +1,54 @@
+import type { DestroyReason } from '../backend.js';
+import type { SandpoolError } from '../errors.js';
+import type { PoolStats } from '../session-types.js';
+
+type Live = Pick<
+  PoolStats,
+  'name' | 'backend' | 'closed' | 'pending' | 'ready' | 'allocated' | 'waiting' | 'maxConcurrentSessions' | 'readySessionInstances'
+>;
+
+/** Monotonic counters of one pool; `snapshot()` combines them with the live counts. */
+export class PoolStatistics {
+  created = 0;
+  executions = 0;
+  allocations = 0;
+  coldMisses = 0;
+  createFailures = 0;
+  lastError: PoolStats['lastError'];
+  readonly destroyed: Record<DestroyReason, number> = {
+    cooldown: 0,
+    maxAlive: 0,
+    stopped: 0,
+    exited: 0,
+    failed: 0,
+    poolClosed: 0,
+  };
+
+  recordAllocation(_latencyMs: number, _queueMs: number, coldMiss: boolean): void {
+    this.allocations += 1;
+    if (coldMiss) this.coldMisses += 1;
+  }
+
+  recordCreateFailure(error: SandpoolError): void {
+    this.createFailures += 1;
+    this.lastError = { message: error.message, code: error.code, at: new Date() };
+  }
+
+  recordDestroy(reason: DestroyReason): void {
+    this.destroyed[reason] += 1;
+  }
+
+  snapshot(live: Live): PoolStats {
+    return {
+      ...live,
+      created: this.created,
+      destroyed: { ...this.destroyed },
+      allocations: this.allocations,
+      coldMisses: this.coldMisses,
+      coldMissRate: this.allocations === 0 ? 0 : this.coldMisses / this.allocations,
+      createFailures: this.createFailures,
+      executions: this.executions,
+      lastError: this.lastError,
+    };
+  }
+}

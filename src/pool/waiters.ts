@@ -1,0 +1,52 @@
+import type { SandpoolError } from '../errors.js';
+import type { Slot } from './slot.js';
+
+/** An acquire waiting for a session to become Ready. Served strictly in arrival order. */
+export interface Waiter {
+  readonly identifier: string;
+  /** When acquire() was called, for allocation latency. */
+  readonly acquireStartedAt: number;
+  readonly enqueuedAt: number;
+  /** Whether this waiter may wait while the pool is at maxConcurrentSessions. */
+  readonly patient: boolean;
+  /** Called after the pool allocated `slot` to this waiter's identifier. */
+  resolve(slot: Slot): void;
+  reject(error: SandpoolError): void;
+}
+
+export class WaiterQueue {
+  #items: Waiter[] = [];
+
+  get length(): number {
+    return this.#items.length;
+  }
+
+  push(waiter: Waiter): void {
+    this.#items.push(waiter);
+  }
+
+  shift(): Waiter | undefined {
+    return this.#items.shift();
+  }
+
+  /** Remove a waiter that gave up (abort, timeout). Returns false if it was already served. */
+  remove(waiter: Waiter): boolean {
+    const index = this.#items.indexOf(waiter);
+    if (index === -1) return false;
+    this.#items.splice(index, 1);
+    return true;
+  }
+
+  /** Reject the newest `count` waiters (the oldest keep their place for the next Ready session). */
+  rejectNewest(count: number, error: SandpoolError): void {
+    const rejected = this.#items.splice(Math.max(0, this.#items.length - count), count);
+    for (const waiter of rejected) waiter.reject(error);
+  }
+
+  /** Swap the queue out first, then reject, so a rejection handler cannot re-enter a half-drained queue. */
+  rejectAll(error: SandpoolError): void {
+    const all = this.#items;
+    this.#items = [];
+    for (const waiter of all) waiter.reject(error);
+  }
+}

@@ -1,0 +1,576 @@
+import { randomBytes } from 'node:crypto';
+
+import { EventEmitter } from 'eventemitter3';
+
+import type { Backend, DestroyReason, SessionExit, SessionSpec } from './backend.js';
+import { azurePropertiesToOptions, type AzurePoolOverrides } from './azure-properties.js';
+import {
+  AbortedError,
+  BackendError,
+  ErrorCode,
+  PoolClosedError,
+  PoolExhaustedError,
+  SandpoolError,
+  toSandpoolError,
+} from './errors.js';
+import type { SessionPoolEvents } from './events.js';
+import { assertIdentifier, generateIdentifier } from './identifier.js';
+import { resolveCustomContainer, resolvePoolOptions, type ResolvedPoolOptions, type SessionPoolOptions } from './options.js';
+import { applyPoolUpdate, type PoolUpdate } from './pool/pool-update.js';
+import { createSessionHost } from './pool/session-operations.js';
+import { newSlot, type Slot } from './pool/slot.js';
+import { PoolStatistics } from './pool/statistics.js';
+import { WaiterQueue, type Waiter } from './pool/waiters.js';
+import { Session, type SessionHost } from './session.js';
+import type { PoolStats, SessionInfo } from './session-types.js';
+
+export interface AcquireOptions {
+  /** At maxConcurrentSessions, wait for a free slot instead of rejecting with PoolExhaustedError. */
+  readonly wait?: boolean | undefined;
+  /** Give up waiting (rejects with AbortedError). */
+  readonly signal?: AbortSignal | undefined;
+  /** Give up waiting after this long (rejects with code SANDPOOL_ACQUIRE_TIMEOUT). */
+  readonly timeoutMs?: number | undefined;
+}
+
+const MAX_BACKOFF_MS = 30_000;
+
+/**
+ * A pool of pre-started, isolated sessions over one backend. `acquire(identifier)` is
+ * get-or-create: an unknown identifier takes a Ready session at once, later calls reach the same
+ * session. Idle sessions are destroyed after the cooldown and the pool refills itself.
+ *
+ * @example
+ * const pool = new SessionPool({ backend: new QuickJSBackend(), readySessionInstances: 5 });
+ * await pool.start();
+ * const session = await pool.acquire('user-42');
+ * const { result } = await session.execute({ code: '6 * 7' }); // 42
+ * await pool.close();
+ */
+export class SessionPool extends EventEmitter<SessionPoolEvents> {
+  /** Unique id of this pool instance; backends label what they create with it. */
+  readonly ownerId = `${process.pid}-${randomBytes(4).toString('hex')}`;
+  readonly backend: Backend;
+  #options: ResolvedPoolOptions;
+  readonly #host: SessionHost;
+  readonly #stats = new PoolStatistics();
+  readonly #slots = new Map<string, Slot>();
+  readonly #ready: Slot[] = [];
+  readonly #byIdentifier = new Map<string, Slot>();
+  readonly #acquiring = new Map<string, Promise<Session>>();
+  readonly #waiters = new WaiterQueue();
+  readonly #background = new Set<Promise<unknown>>();
+  #pending = 0;
+  #allocated = 0;
+  #prepared = false;
+  #preparing: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #backoffUntil = 0;
+  #consecutiveFailures = 0;
+  #startWatchers: { resolve: () => void; reject: (error: SandpoolError) => void }[] = [];
+
+  /** @throws {InvalidOptionsError} naming every invalid option */
+  constructor(options: SessionPoolOptions) {
+    super();
+    this.#options = resolvePoolOptions(options);
+    this.backend = this.#options.backend;
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const pool = this;
+    this.#host = createSessionHost({
+      backend: this.backend,
+      get options() {
+        return pool.#options;
+      },
+      emit: (event, payload) => this.#emit(event, payload),
+      touch: (slot) => {
+        slot.lastAccessedAt = Date.now();
+      },
+      executionsSettled: (slot) => this.#checkExpiry(slot),
+      destroy: (slot, reason, message) => this.#destroy(slot, reason, message),
+      expiresAt: (slot) => this.#expiresAt(slot),
+      countExecution: () => {
+        this.#stats.executions += 1;
+      },
+    });
+  }
+
+  /** Build a pool from an Azure `Microsoft.App/sessionPools` `properties` object. */
+  static fromSessionPoolProperties(properties: unknown, overrides: AzurePoolOverrides): SessionPool {
+    return new SessionPool(azurePropertiesToOptions(properties, overrides));
+  }
+
+  /** A new identifier from a cryptographic random source (128 bits, hex). */
+  static generateIdentifier(): string {
+    return generateIdentifier();
+  }
+
+  get name(): string {
+    return this.#options.name;
+  }
+
+  /** The validated options, with every default applied. */
+  get options(): ResolvedPoolOptions {
+    return this.#options;
+  }
+
+  get closed(): boolean {
+    return this.#closing !== undefined;
+  }
+
+  /** Prepare the backend and resolve once `readySessionInstances` sessions are Ready. */
+  async start(): Promise<void> {
+    this.#assertOpen();
+    await this.#ensurePrepared();
+    this.#refill();
+    if (this.#startSatisfied()) return;
+    await new Promise<void>((resolve, reject) => this.#startWatchers.push({ resolve, reject }));
+  }
+
+  /**
+   * Get the session of `identifier`, allocating a Ready one if it has none (get-or-create).
+   * Concurrent calls with the same new identifier share one session.
+   * @throws {InvalidIdentifierError} the identifier breaks Azure's rules
+   * @throws {PoolExhaustedError} at maxConcurrentSessions, unless `wait` is set
+   * @throws {PoolClosedError} the pool is closed
+   * @throws {BackendError} the backend cannot create sessions right now
+   */
+  acquire(identifier: string, options: AcquireOptions = {}): Promise<Session> {
+    try {
+      this.#assertOpen();
+      assertIdentifier(identifier);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const existing = this.#byIdentifier.get(identifier);
+    if (existing !== undefined) {
+      existing.lastAccessedAt = Date.now();
+      return Promise.resolve(existing.handleObject as Session);
+    }
+    const inFlight = this.#acquiring.get(identifier);
+    if (inFlight !== undefined) return inFlight;
+    const acquiring = this.#acquireNew(identifier, options, performance.now());
+    this.#acquiring.set(identifier, acquiring);
+    const forget = () => this.#acquiring.delete(identifier);
+    acquiring.then(forget, forget);
+    return acquiring;
+  }
+
+  /** The live session of `identifier`, or undefined. Never creates one. */
+  get(identifier: string): Session | undefined {
+    return this.#byIdentifier.get(identifier)?.handleObject as Session | undefined;
+  }
+
+  /** A snapshot of every live session (pending, ready and allocated). */
+  sessions(): SessionInfo[] {
+    return [...this.#slots.values()].map((slot) => this.#host.info(slot));
+  }
+
+  stats(): PoolStats {
+    return this.#stats.snapshot({
+      name: this.#options.name,
+      backend: this.backend.name,
+      closed: this.closed,
+      pending: this.#pending,
+      ready: this.#ready.length,
+      allocated: this.#allocated,
+      waiting: this.#waiters.length,
+      maxConcurrentSessions: this.#options.maxConcurrentSessions,
+      readySessionInstances: this.#options.readySessionInstances,
+    });
+  }
+
+  /** Change scale and lifecycle settings of a running pool (Azure's PATCH-able properties). */
+  update(patch: PoolUpdate): void {
+    this.#assertOpen();
+    this.#options = applyPoolUpdate(this.#options, patch);
+    while (this.#ready.length > this.#readyTarget()) void this.#destroy(this.#ready[this.#ready.length - 1]!, 'stopped');
+    for (const slot of this.#byIdentifier.values()) this.#armExpiry(slot);
+    this.#refill();
+  }
+
+  /**
+   * Stop refilling, reject waiting acquires, let in-flight executions finish (up to
+   * `closeGracePeriodSeconds`), destroy every session, then close the backend. Idempotent.
+   */
+  close(): Promise<void> {
+    if (this.#closing === undefined) {
+      // Mark closed before any teardown runs, so nothing it triggers can start a refill.
+      this.#closing = Promise.resolve();
+      this.#closing = this.#shutdown();
+    }
+    return this.#closing;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // ---- internals -------------------------------------------------------------------------------
+
+  #emit<K extends keyof SessionPoolEvents>(event: K, payload: Parameters<SessionPoolEvents[K]>[0]): void {
+    try {
+      (this.emit as (e: K, p: unknown) => boolean)(event, payload);
+    } catch (error) {
+      // A throwing listener must not break the pool's bookkeeping; report it once, asynchronously.
+      queueMicrotask(() => {
+        throw error;
+      });
+    }
+  }
+
+  #base(slot: Slot) {
+    return { pool: this.#options.name, backend: this.backend.name, sessionId: slot.id, at: Date.now() };
+  }
+
+  #assertOpen(): void {
+    if (this.#closing !== undefined) throw new PoolClosedError(`session pool "${this.#options.name}" is closed`);
+  }
+
+  async #ensurePrepared(): Promise<void> {
+    if (this.#prepared) return;
+    const prepare = this.backend.prepare;
+    if (prepare === undefined) {
+      this.#prepared = true;
+      return;
+    }
+    this.#preparing ??= prepare
+      .call(this.backend, {
+        poolName: this.#options.name,
+        ownerId: this.ownerId,
+        containerType: this.#options.containerType,
+        limits: this.#options.limits,
+        network: this.#options.network,
+        customContainer: resolveCustomContainer(this.#options),
+      })
+      .then(
+        () => {
+          this.#prepared = true;
+        },
+        (error: unknown) => {
+          this.#preparing = undefined; // let a later call try again
+          const failure = toSandpoolError(error, `backend "${this.backend.name}" is not usable`);
+          this.#emit('error', { pool: this.name, backend: this.backend.name, at: Date.now(), operation: 'prepare', error: failure });
+          throw failure;
+        },
+      );
+    await this.#preparing;
+  }
+
+  async #acquireNew(identifier: string, options: AcquireOptions, startedAt: number): Promise<Session> {
+    await this.#ensurePrepared();
+    this.#assertOpen();
+    if (this.#ready.length > 0 && this.#waiters.length === 0) {
+      const slot = this.#ready.shift()!;
+      this.#allocate(slot, identifier, startedAt, 0, false);
+      return slot.handleObject as Session;
+    }
+    const incoming = this.#pending - this.#waiters.length;
+    const exhausted = incoming <= 0 && this.#slots.size >= this.#options.maxConcurrentSessions;
+    if (exhausted) {
+      this.#emit('poolExhausted', {
+        pool: this.name,
+        backend: this.backend.name,
+        at: Date.now(),
+        maxConcurrentSessions: this.#options.maxConcurrentSessions,
+        waiting: options.wait === true,
+      });
+      if (options.wait !== true) {
+        throw new PoolExhaustedError(
+          `session pool "${this.name}" is at maxConcurrentSessions (${this.#options.maxConcurrentSessions}); ` +
+            'stop a session, raise the limit, or acquire with { wait: true }',
+        );
+      }
+    } else if (incoming <= 0 && Date.now() < this.#backoffUntil) {
+      const last = this.#stats.lastError;
+      throw new BackendError(
+        `backend "${this.backend.name}" is failing to create sessions (${last?.message ?? 'unknown error'}); ` +
+          `retrying in ${this.#backoffUntil - Date.now()} ms`,
+        { code: ErrorCode.BACKEND_UNAVAILABLE },
+      );
+    }
+    return this.#wait(identifier, options, startedAt, exhausted);
+  }
+
+  #wait(identifier: string, options: AcquireOptions, startedAt: number, patient: boolean): Promise<Session> {
+    return new Promise<Session>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const cleanup = () => {
+        if (timer !== undefined) clearTimeout(timer);
+        options.signal?.removeEventListener('abort', onAbort);
+      };
+      const giveUp = (error: SandpoolError) => {
+        if (this.#waiters.remove(waiter)) {
+          cleanup();
+          reject(error);
+        }
+      };
+      const onAbort = () => giveUp(new AbortedError('acquire was aborted while waiting for a session'));
+      const waiter: Waiter = {
+        identifier,
+        acquireStartedAt: startedAt,
+        enqueuedAt: performance.now(),
+        patient,
+        resolve: (slot) => {
+          cleanup();
+          resolve(slot.handleObject as Session);
+        },
+        reject: (error) => {
+          cleanup();
+          reject(error);
+        },
+      };
+      if (options.signal?.aborted) {
+        reject(new AbortedError('acquire was aborted before it started'));
+        return;
+      }
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      if (options.timeoutMs !== undefined) {
+        timer = setTimeout(
+          () => giveUp(new SandpoolError(ErrorCode.ACQUIRE_TIMEOUT, `no session became available within ${options.timeoutMs} ms`)),
+          options.timeoutMs,
+        );
+      }
+      this.#waiters.push(waiter);
+      this.#refill();
+    });
+  }
+
+  #allocate(slot: Slot, identifier: string, startedAt: number, queueMs: number, coldMiss: boolean): void {
+    const now = Date.now();
+    slot.state = 'Allocated';
+    slot.identifier = identifier;
+    slot.allocatedAt = now;
+    slot.lastAccessedAt = now;
+    slot.handleObject = new Session(this.#host, slot);
+    this.#allocated += 1;
+    this.#byIdentifier.set(identifier, slot);
+    this.#armExpiry(slot);
+    const latency = performance.now() - startedAt;
+    this.#stats.recordAllocation(latency, queueMs, coldMiss);
+    this.#emit('sessionAllocated', { ...this.#base(slot), identifier, allocationLatencyMs: latency, queueMs, coldMiss });
+    this.#refill();
+  }
+
+  /** A session became Ready: the oldest waiter gets it, else it joins the ready set. */
+  #offer(slot: Slot): void {
+    const waiter = this.#waiters.shift();
+    if (waiter !== undefined) {
+      const queueMs = performance.now() - waiter.enqueuedAt;
+      this.#allocate(slot, waiter.identifier, waiter.acquireStartedAt, queueMs, true);
+      waiter.resolve(slot);
+      return;
+    }
+    this.#ready.push(slot);
+    this.#checkStartWatchers();
+  }
+
+  #readyTarget(): number {
+    const { readySessionInstances, maxConcurrentSessions } = this.#options;
+    return Math.min(readySessionInstances, Math.max(0, maxConcurrentSessions - this.#allocated));
+  }
+
+  #startSatisfied(): boolean {
+    return this.#ready.length >= this.#readyTarget();
+  }
+
+  #checkStartWatchers(error?: SandpoolError): void {
+    if (this.#startWatchers.length === 0) return;
+    if (error === undefined && !this.#startSatisfied()) return;
+    const watchers = this.#startWatchers;
+    this.#startWatchers = [];
+    for (const w of watchers) (error === undefined ? w.resolve() : w.reject(error));
+  }
+
+  /** Create sessions until the ready set (plus waiters) is covered, within the concurrency budget. */
+  #refill(): void {
+    if (this.#closing !== undefined || !this.#prepared) return;
+    const wait = this.#backoffUntil - Date.now();
+    if (wait > 0) {
+      this.#retryTimer ??= setTimeout(() => {
+        this.#retryTimer = undefined;
+        this.#refill();
+      }, wait).unref();
+      return;
+    }
+    const wanted = this.#readyTarget() + this.#waiters.length - this.#ready.length - this.#pending;
+    const room = this.#options.maxConcurrentSessions - this.#slots.size;
+    const budget = this.#options.refillConcurrency - this.#pending;
+    const count = Math.min(wanted, room, budget);
+    for (let i = 0; i < count; i += 1) this.#create(this.#waiters.length > this.#pending);
+  }
+
+  #create(onDemand: boolean): void {
+    const slot = newSlot(Date.now());
+    this.#slots.set(slot.id, slot);
+    this.#pending += 1;
+    this.#emit('sessionPending', { ...this.#base(slot), onDemand });
+    const spec: SessionSpec = {
+      sessionId: slot.id,
+      poolName: this.#options.name,
+      ownerId: this.ownerId,
+      containerType: this.#options.containerType,
+      limits: this.#options.limits,
+      network: this.#options.network,
+      customContainer: resolveCustomContainer(this.#options),
+    };
+    const started = performance.now();
+    const work = this.backend
+      .create(spec, { signal: slot.createAbort.signal, onExit: (exit) => this.#onExit(slot, exit) })
+      .then(
+        (handle) => {
+          this.#pending -= 1;
+          slot.handle = handle;
+          if (slot.state === 'Destroyed') {
+            // Dropped while it was being created (pool closing): release what the backend made.
+            this.#track(this.backend.destroy(handle, { reason: 'poolClosed' }).catch(() => undefined));
+            return;
+          }
+          this.#consecutiveFailures = 0;
+          this.#backoffUntil = 0;
+          this.#stats.created += 1;
+          slot.state = 'Ready';
+          slot.readyAt = Date.now();
+          this.#emit('sessionReady', { ...this.#base(slot), createDurationMs: performance.now() - started });
+          this.#offer(slot);
+          this.#refill();
+        },
+        (error: unknown) => this.#createFailed(slot, error),
+      );
+    this.#track(work);
+  }
+
+  #createFailed(slot: Slot, error: unknown): void {
+    this.#pending -= 1;
+    const dropped = slot.state === 'Destroyed';
+    slot.state = 'Destroyed';
+    this.#slots.delete(slot.id);
+    if (dropped || this.#closing !== undefined) return;
+    const failure = toSandpoolError(error, `backend "${this.backend.name}" could not create a session`);
+    this.#consecutiveFailures += 1;
+    const backoff = Math.min(MAX_BACKOFF_MS, 100 * 2 ** (this.#consecutiveFailures - 1)) * (0.8 + Math.random() * 0.4);
+    this.#backoffUntil = Date.now() + backoff;
+    this.#stats.recordCreateFailure(failure);
+    this.#emit('error', {
+      pool: this.name,
+      backend: this.backend.name,
+      at: Date.now(),
+      operation: 'create',
+      error: failure,
+      sessionId: slot.id,
+      retryInMs: Math.round(backoff),
+    });
+    // Waiters that no pending creation can serve get this error now rather than hanging.
+    const unserved = this.#waiters.length - this.#pending;
+    if (unserved > 0) this.#waiters.rejectNewest(unserved, failure);
+    this.#checkStartWatchers(failure);
+    this.#refill();
+  }
+
+  #onExit(slot: Slot, exit: SessionExit): void {
+    if (slot.state === 'Destroyed' || slot.state === 'Pending') return;
+    void this.#destroy(slot, exit.reason, exit.message);
+  }
+
+  #expiresAt(slot: Slot): number | undefined {
+    if (slot.state !== 'Allocated') return undefined;
+    const { lifecycleType, cooldownPeriodInSeconds, maxAlivePeriodInSeconds } = this.#options;
+    const idle = lifecycleType === 'Timed' ? (slot.lastAccessedAt ?? 0) + cooldownPeriodInSeconds * 1000 : Infinity;
+    const alive = maxAlivePeriodInSeconds === undefined ? Infinity : (slot.allocatedAt ?? 0) + maxAlivePeriodInSeconds * 1000;
+    const at = Math.min(idle, alive);
+    return Number.isFinite(at) ? at : undefined;
+  }
+
+  #armExpiry(slot: Slot): void {
+    if (slot.expiryTimer !== undefined) clearTimeout(slot.expiryTimer);
+    slot.expiryTimer = undefined;
+    const at = this.#expiresAt(slot);
+    if (at === undefined) return;
+    // Timers are unref'd: an idle pool never keeps the process alive. Node caps delays at 2^31-1 ms.
+    const delay = Math.min(Math.max(0, at - Date.now()), 2 ** 31 - 1);
+    slot.expiryTimer = setTimeout(() => {
+      slot.expiryTimer = undefined;
+      this.#checkExpiry(slot);
+    }, delay).unref();
+  }
+
+  /** Reap an expired session, unless it is running code: then reap it when the code finishes. */
+  #checkExpiry(slot: Slot): void {
+    if (slot.state !== 'Allocated') return;
+    const at = this.#expiresAt(slot);
+    if (at === undefined) return;
+    if (Date.now() < at) {
+      if (slot.expiryTimer === undefined) this.#armExpiry(slot);
+      return;
+    }
+    if (slot.executions > 0) return; // executionsSettled() calls back here
+    const { maxAlivePeriodInSeconds } = this.#options;
+    const aliveExpired =
+      maxAlivePeriodInSeconds !== undefined && Date.now() >= (slot.allocatedAt ?? 0) + maxAlivePeriodInSeconds * 1000;
+    void this.#destroy(slot, aliveExpired ? 'maxAlive' : 'cooldown');
+  }
+
+  #destroy(slot: Slot, reason: DestroyReason, message?: string): Promise<void> {
+    if (slot.destroyed !== undefined) return slot.destroyed;
+    const previous = slot.state;
+    slot.state = 'Destroyed';
+    if (slot.expiryTimer !== undefined) clearTimeout(slot.expiryTimer);
+    slot.expiryTimer = undefined;
+    this.#slots.delete(slot.id);
+    if (previous === 'Pending') {
+      slot.createAbort.abort();
+      slot.destroyed = Promise.resolve();
+      return slot.destroyed;
+    }
+    if (previous === 'Ready') {
+      const index = this.#ready.indexOf(slot);
+      if (index !== -1) this.#ready.splice(index, 1);
+    } else if (previous === 'Allocated') {
+      this.#allocated -= 1;
+      if (slot.identifier !== undefined && this.#byIdentifier.get(slot.identifier) === slot) {
+        this.#byIdentifier.delete(slot.identifier);
+      }
+    }
+    this.#stats.recordDestroy(reason);
+    this.#emit('sessionDestroyed', {
+      ...this.#base(slot),
+      identifier: slot.identifier,
+      reason,
+      lifetimeMs: Date.now() - slot.createdAt,
+      message,
+    });
+    const handle = slot.handle!;
+    slot.destroyed = this.backend.destroy(handle, { reason }).catch((error: unknown) => {
+      const failure = toSandpoolError(error, 'destroying a session failed');
+      this.#emit('error', { pool: this.name, backend: this.backend.name, at: Date.now(), operation: 'destroy', error: failure, sessionId: slot.id });
+    });
+    this.#track(slot.destroyed);
+    this.#refill();
+    return slot.destroyed;
+  }
+
+  #track(work: Promise<unknown>): void {
+    this.#background.add(work);
+    void work.finally(() => this.#background.delete(work));
+  }
+
+  async #shutdown(): Promise<void> {
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    const closed = new PoolClosedError(`session pool "${this.#options.name}" was closed`);
+    this.#waiters.rejectAll(closed);
+    this.#checkStartWatchers(closed);
+    const busy = [...this.#slots.values()].filter((s) => s.executions > 0).map((s) => s.tail);
+    if (busy.length > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.#options.closeGracePeriodSeconds * 1000);
+      });
+      await Promise.race([Promise.all(busy), grace]);
+      clearTimeout(timer);
+    }
+    for (const slot of [...this.#slots.values()]) void this.#destroy(slot, 'poolClosed');
+    while (this.#background.size > 0) await Promise.allSettled([...this.#background]);
+    if (this.#options.ownsBackend) await this.backend.close();
+  }
+}
