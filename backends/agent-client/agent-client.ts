@@ -1,0 +1,385 @@
+/**
+ * Host-side client of the sandpool agent (agent/PROTOCOL.md) over any byte stream: a container's
+ * attached stdio, a unix socket, or a VM's virtio-serial port. The agent is inside the sandbox and
+ * therefore untrusted: every frame is size-bounded and validated, output is capped here as well,
+ * every call has a host-side deadline, and the moment the stream closes every pending call fails.
+ */
+
+import type { Duplex } from 'node:stream';
+
+import type { ExecuteRequest, ExecutionOutcome, FileInfo } from '../../src/backend.js';
+import { AbortedError, BackendError, InvalidRequestError, SandpoolError } from '../../src/errors.js';
+import { agentError } from './agent-errors.js';
+import { FrameReader, FrameTooLargeError } from './frame-reader.js';
+import { downloadFile, uploadFile, type FileTransport } from './file-transfer.js';
+import { OutputCollector } from './output-collector.js';
+import {
+  PROTOCOL_VERSION,
+  parseAgentFrame,
+  ProtocolError,
+  type AgentFrame,
+  type AgentInfo,
+  type AgentReady,
+  type FrameId,
+} from './protocol.js';
+
+export interface AgentClientOptions {
+  /** Called once when the stream closes or the client fails; pending calls are already rejected. */
+  readonly onClose?: ((error: SandpoolError) => void) | undefined;
+  /** Longest frame accepted from the agent. @default 40 MiB */
+  readonly maxFrameBytes?: number | undefined;
+  /**
+   * Extra time beyond an execution's `timeoutMs` before the host stops waiting for the agent, marks
+   * the execution `lost` and closes the connection. Covers the agent's own interrupt grace. @default 10 s
+   */
+  readonly executeGraceMs?: number | undefined;
+  /** Deadline of the other requests (file metadata, info, hello). @default 60 s */
+  readonly requestTimeoutMs?: number | undefined;
+}
+
+/** What the client does with frames of one request; returns true when the request is finished. */
+export interface Pending {
+  onFrame(frame: AgentFrame): boolean;
+  onClose(error: SandpoolError): void;
+}
+
+const MAX_CODE_BYTES = 4 << 20;
+const MAX_OUTPUT_BYTES = 64 << 20;
+
+export class AgentClient implements FileTransport {
+  readonly #stream: Duplex;
+  readonly #options: AgentClientOptions;
+  readonly #reader: FrameReader;
+  readonly #pending = new Map<FrameId, Pending>();
+  #nextId = 1;
+  #closedError: SandpoolError | undefined;
+  #ready: AgentReady | undefined;
+  readonly #readyWaiters = new Set<(ready: AgentReady) => void>();
+
+  constructor(stream: Duplex, options: AgentClientOptions = {}) {
+    this.#stream = stream;
+    this.#options = options;
+    this.#reader = new FrameReader(options.maxFrameBytes ?? 40 << 20);
+    stream.on('data', (chunk: Buffer | string) => this.#onData(typeof chunk === 'string' ? Buffer.from(chunk) : chunk));
+    stream.on('error', (error) => this.#fail(new BackendError(`agent stream failed: ${error.message}`, { cause: error })));
+    stream.on('close', () => this.#fail(new BackendError('agent connection closed')));
+    stream.on('end', () => this.#fail(new BackendError('agent connection ended')));
+  }
+
+  /** True once the stream closed or the client failed; every call then rejects at once. */
+  get closed(): boolean {
+    return this.#closedError !== undefined;
+  }
+
+  /** The last readiness announcement, if one arrived. */
+  get readyInfo(): AgentReady | undefined {
+    return this.#ready;
+  }
+
+  /** Resolves when the agent says its kernel is up (asks with `hello` in case the first frame was missed). */
+  async ready(signal?: AbortSignal): Promise<AgentReady> {
+    this.#assertOpen();
+    if (this.#ready) return this.#ready;
+    return await new Promise<AgentReady>((resolve, reject) => {
+      const cleanup = (): void => {
+        this.#readyWaiters.delete(onReady);
+        this.#pending.delete(id);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const onReady = (ready: AgentReady): void => {
+        cleanup();
+        resolve(ready);
+      };
+      const onAbort = (): void => {
+        cleanup();
+        reject(new AbortedError('waiting for the agent to be ready was aborted'));
+      };
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#readyWaiters.add(onReady);
+      const id = this.#register({
+        onFrame: (frame) => {
+          if (frame.type === 'error') {
+            cleanup();
+            reject(agentError(frame.code, frame.message, 'agent hello failed'));
+          }
+          return true;
+        },
+        onClose: (error) => {
+          cleanup();
+          reject(error);
+        },
+      });
+      this.#send({ op: 'hello', id });
+    });
+  }
+
+  /** Run code. Never rejects for what the code did; rejects when the request cannot run. */
+  async execute(request: ExecuteRequest, options: { signal?: AbortSignal | undefined } = {}): Promise<ExecutionOutcome> {
+    this.#assertOpen();
+    validateExecute(request);
+    const signal = options.signal;
+    if (signal?.aborted) throw new AbortedError('execution aborted before it started');
+    const output = new OutputCollector(request.outputMaxBytes);
+    const started = Date.now();
+    return await new Promise<ExecutionOutcome>((resolve, reject) => {
+      const deadline = setTimeout(() => {
+        cleanup();
+        resolve(output.finish({
+          status: 'Failed',
+          result: '',
+          sessionState: 'lost',
+          timedOut: true,
+          executionTimeInMilliseconds: Date.now() - started,
+        }, 'sandpool: the session agent did not answer after the time limit; the session is lost\n'));
+        this.#fail(new BackendError('agent did not answer an execution within its deadline'));
+      }, request.timeoutMs + (this.#options.executeGraceMs ?? 10_000));
+      const onAbort = (): void => {
+        cleanup();
+        if (!this.closed) this.#send({ op: 'execute.cancel', id });
+        reject(new AbortedError('execution aborted'));
+      };
+      const cleanup = (): void => {
+        clearTimeout(deadline);
+        signal?.removeEventListener('abort', onAbort);
+        this.#pending.delete(id);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const id = this.#register({
+        onFrame: (frame) => {
+          if (frame.type === 'output') {
+            output.add(frame.stream, frame.data);
+            return false;
+          }
+          cleanup();
+          if (frame.type === 'result' && frame.outcome) resolve(output.finish(frame.outcome));
+          else if (frame.type === 'error') reject(agentError(frame.code, frame.message, 'execution refused by the agent'));
+          else this.#protocolViolation(`unexpected ${frame.type} frame for an execution`);
+          return true;
+        },
+        onClose: (error) => {
+          cleanup();
+          reject(error);
+        },
+      });
+      this.#send({
+        op: 'execute',
+        id,
+        language: request.language,
+        code: request.code,
+        timeoutMs: request.timeoutMs,
+        outputMaxBytes: request.outputMaxBytes,
+        ...(request.argv !== undefined ? { argv: request.argv } : {}),
+        ...(request.stdin !== undefined ? { stdin: request.stdin } : {}),
+      });
+    });
+  }
+
+  /** Stream `data` into `path` (relative to the data dir); the agent renames it into place at the end. */
+  async upload(
+    path: string,
+    data: AsyncIterable<Uint8Array>,
+    options: { maxBytes: number; signal?: AbortSignal | undefined },
+  ): Promise<FileInfo> {
+    this.#assertOpen();
+    return await uploadFile(this, path, data, options);
+  }
+
+  async list(options: { path: string; recursive: boolean }): Promise<FileInfo[]> {
+    const frame = await this.request({ op: 'files.list', path: options.path, recursive: options.recursive }, 'list files');
+    if (frame.type !== 'result' || !frame.files) return this.#protocolViolation('files.list answered without files');
+    return frame.files;
+  }
+
+  async stat(path: string): Promise<FileInfo> {
+    const frame = await this.request({ op: 'files.stat', path }, 'stat file');
+    if (frame.type !== 'result' || !frame.file) return this.#protocolViolation('files.stat answered without a file');
+    return frame.file;
+  }
+
+  /** Stream a file out; `body` must be consumed or broken out of (which cancels the transfer). */
+  async download(
+    path: string,
+    options: { signal?: AbortSignal | undefined } = {},
+  ): Promise<{ info: FileInfo; body: AsyncIterable<Uint8Array> }> {
+    this.#assertOpen();
+    return await downloadFile(this, path, options);
+  }
+
+  async delete(path: string): Promise<void> {
+    await this.request({ op: 'files.delete', path }, 'delete file');
+  }
+
+  /** Round trip to the agent; resolves with the elapsed milliseconds, rejects after `timeoutMs`. */
+  async ping(timeoutMs = 5000): Promise<number> {
+    const started = performance.now();
+    await this.request({ op: 'ping' }, 'ping', timeoutMs);
+    return performance.now() - started;
+  }
+
+  async info(): Promise<AgentInfo> {
+    const frame = await this.request({ op: 'info' }, 'agent info');
+    if (frame.type !== 'info') return this.#protocolViolation('info answered with the wrong frame');
+    return frame.info;
+  }
+
+  /** Close the connection; pending calls reject with a BackendError. Idempotent. */
+  close(): void {
+    this.#fail(new BackendError('agent client closed'));
+  }
+
+  // ---- FileTransport (used by file-transfer.ts) and internals ----
+
+  /** One request, one answer frame (`result`, `pong`, `info`); an `error` frame rejects. */
+  async request(body: Record<string, unknown>, what: string, timeoutMs?: number): Promise<AgentFrame> {
+    this.#assertOpen();
+    const limit = timeoutMs ?? this.#options.requestTimeoutMs ?? 60_000;
+    return await new Promise<AgentFrame>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new BackendError(`${what}: the session agent did not answer within ${limit} ms`));
+      }, limit);
+      const id = this.#register({
+        onFrame: (frame) => {
+          clearTimeout(timer);
+          if (frame.type === 'error') reject(agentError(frame.code, frame.message, what));
+          else resolve(frame);
+          return true;
+        },
+        onClose: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      });
+      this.#send({ ...body, id });
+    });
+  }
+
+  /** Register a multi-frame request; the caller sends frames with the returned id. */
+  open(pending: Pending): FrameId {
+    this.#assertOpen();
+    return this.#register(pending);
+  }
+
+  /** Forget a request (its later frames are ignored). */
+  forget(id: FrameId): void {
+    this.#pending.delete(id);
+  }
+
+  /** Write a frame; resolves when the stream can take more (backpressure for uploads). */
+  async sendAndDrain(frame: Record<string, unknown>): Promise<void> {
+    this.#assertOpen();
+    if (this.#send(frame)) return;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        this.#stream.off('drain', done);
+        this.#stream.off('close', done);
+        resolve();
+      };
+      this.#stream.on('drain', done);
+      this.#stream.on('close', done);
+    });
+    this.#assertOpen();
+  }
+
+  send(frame: Record<string, unknown>): void {
+    if (!this.closed) this.#send(frame);
+  }
+
+  protocolViolation(message: string): never {
+    return this.#protocolViolation(message);
+  }
+
+  #register(pending: Pending): FrameId {
+    const id = this.#nextId++;
+    this.#pending.set(id, pending);
+    return id;
+  }
+
+  #send(frame: Record<string, unknown>): boolean {
+    return this.#stream.write(`${JSON.stringify(frame)}\n`);
+  }
+
+  #assertOpen(): void {
+    if (this.#closedError) throw this.#closedError;
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.closed) return;
+    let frames: Buffer[];
+    try {
+      frames = this.#reader.push(chunk);
+    } catch (error) {
+      if (error instanceof FrameTooLargeError) this.#protocolViolation(error.message, false);
+      throw error;
+    }
+    for (const line of frames) {
+      if (this.closed) return;
+      if (line.length === 0) continue;
+      let frame: AgentFrame;
+      try {
+        frame = parseAgentFrame(line);
+      } catch (error) {
+        if (error instanceof ProtocolError) return this.#protocolViolation(error.message, false);
+        throw error;
+      }
+      this.#dispatch(frame);
+    }
+  }
+
+  #dispatch(frame: AgentFrame): void {
+    if (frame.type === 'ready') {
+      if (frame.ready.protocol !== PROTOCOL_VERSION) {
+        return this.#protocolViolation(`agent speaks protocol ${frame.ready.protocol}, expected ${PROTOCOL_VERSION}`, false);
+      }
+      this.#ready = frame.ready;
+      for (const waiter of [...this.#readyWaiters]) waiter(frame.ready);
+      if (frame.id !== null) this.#pending.delete(frame.id);
+      return;
+    }
+    // Frames for forgotten requests (cancelled downloads, timed-out pings) are dropped on purpose.
+    if (frame.id === null) return;
+    const pending = this.#pending.get(frame.id);
+    if (pending && pending.onFrame(frame)) this.#pending.delete(frame.id);
+  }
+
+  #protocolViolation(message: string, throwIt = true): never {
+    const error = new BackendError(`session agent protocol violation: ${message}`);
+    this.#fail(error);
+    if (throwIt) throw error;
+    return undefined as never;
+  }
+
+  #fail(error: SandpoolError): void {
+    if (this.#closedError) return;
+    this.#closedError = error;
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const p of pending) p.onClose(error);
+    this.#readyWaiters.clear();
+    this.#stream.destroy();
+    this.#options.onClose?.(error);
+  }
+}
+
+function validateExecute(request: ExecuteRequest): void {
+  const { language, code, timeoutMs, outputMaxBytes } = request;
+  if (language !== 'python' && language !== 'javascript' && language !== 'shell') {
+    throw new InvalidRequestError(`unsupported language ${String(language)}`);
+  }
+  if (typeof code !== 'string' || Buffer.byteLength(code) > MAX_CODE_BYTES) {
+    throw new InvalidRequestError(`code must be a string of at most ${MAX_CODE_BYTES} bytes`);
+  }
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 86_400_000) {
+    throw new InvalidRequestError('timeoutMs must be an integer between 1 and 86400000');
+  }
+  if (!Number.isInteger(outputMaxBytes) || outputMaxBytes < 1 || outputMaxBytes > MAX_OUTPUT_BYTES) {
+    throw new InvalidRequestError(`outputMaxBytes must be an integer between 1 and ${MAX_OUTPUT_BYTES}`);
+  }
+  if (request.argv !== undefined && (language !== 'shell' || request.argv.length === 0 || request.argv.length > 4096)) {
+    throw new InvalidRequestError('argv is for shell executions and needs 1 to 4096 entries');
+  }
+  if (request.stdin !== undefined && (language !== 'shell' || Buffer.byteLength(request.stdin) > MAX_CODE_BYTES)) {
+    throw new InvalidRequestError('stdin is for shell executions and is limited to 4 MiB');
+  }
+}
