@@ -150,6 +150,19 @@ export const SessionPoolOptionsSchema = z
       .array(z.object({ name: z.string().min(1).max(253), value: z.string() }).strict())
       .max(256)
       .default([]),
+    /**
+     * Grow the ready set beyond `readySessionInstances` with the observed arrival rate, so bursts
+     * find Ready sessions: target = arrivals/s × `coverSeconds`, capped by `maxReadySessionInstances`
+     * (the host budget) and `maxConcurrentSessions`. `readySessionInstances` stays the floor.
+     */
+    adaptiveReady: z
+      .object({
+        coverSeconds: z.number().positive().max(3600).default(2),
+        maxReadySessionInstances: z.number().int().min(0).max(100_000),
+        windowSeconds: z.number().int().min(1).max(600).default(10),
+      })
+      .strict()
+      .optional(),
     /** Sessions the pool creates at once while refilling. @default 4 */
     refillConcurrency: z.number().int().min(1).max(256).default(4),
     /** `close()` also closes the backend. Set false when several pools share one backend. @default true */

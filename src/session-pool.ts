@@ -18,9 +18,11 @@ import { assertIdentifier, generateIdentifier } from './identifier.js';
 import { resolveCustomContainer, resolvePoolOptions, type ResolvedPoolOptions, type SessionPoolOptions } from './options.js';
 import { applyPoolUpdate, type PoolUpdate } from './pool/pool-update.js';
 import { createSessionHost } from './pool/session-operations.js';
+import { expiryOf } from './pool/expiry.js';
+import { ArrivalRate } from './pool/latency-window.js';
 import { newSlot, type Slot } from './pool/slot.js';
 import { PoolStatistics } from './pool/statistics.js';
-import { WaiterQueue, type Waiter } from './pool/waiters.js';
+import { WaiterQueue, waitInQueue } from './pool/waiters.js';
 import { Session, type SessionHost } from './session.js';
 import type { PoolStats, SessionInfo } from './session-types.js';
 
@@ -54,6 +56,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   #options: ResolvedPoolOptions;
   readonly #host: SessionHost;
   readonly #stats = new PoolStatistics();
+  readonly #arrivals: ArrivalRate;
   readonly #slots = new Map<string, Slot>();
   readonly #ready: Slot[] = [];
   readonly #byIdentifier = new Map<string, Slot>();
@@ -75,6 +78,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     super();
     this.#options = resolvePoolOptions(options);
     this.backend = this.#options.backend;
+    this.#arrivals = new ArrivalRate(this.#options.adaptiveReady?.windowSeconds ?? 10);
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const pool = this;
     this.#host = createSessionHost({
@@ -89,8 +93,10 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
       executionsSettled: (slot) => this.#checkExpiry(slot),
       destroy: (slot, reason, message) => this.#destroy(slot, reason, message),
       expiresAt: (slot) => this.#expiresAt(slot),
-      countExecution: () => {
+      recordExecution: (slot, durationMs) => {
         this.#stats.executions += 1;
+        slot.executionCount += 1;
+        if (slot.executionCount === 1) this.#stats.firstExecutionMs.add(durationMs);
       },
     });
   }
@@ -177,6 +183,8 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
       waiting: this.#waiters.length,
       maxConcurrentSessions: this.#options.maxConcurrentSessions,
       readySessionInstances: this.#options.readySessionInstances,
+      readyTarget: this.#readyTarget(),
+      arrivalsPerSecond: this.#arrivals.perSecond(),
     });
   }
 
@@ -289,51 +297,15 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
         { code: ErrorCode.BACKEND_UNAVAILABLE },
       );
     }
-    return this.#wait(identifier, options, startedAt, exhausted);
-  }
-
-  #wait(identifier: string, options: AcquireOptions, startedAt: number, patient: boolean): Promise<Session> {
-    return new Promise<Session>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const cleanup = () => {
-        if (timer !== undefined) clearTimeout(timer);
-        options.signal?.removeEventListener('abort', onAbort);
-      };
-      const giveUp = (error: SandpoolError) => {
-        if (this.#waiters.remove(waiter)) {
-          cleanup();
-          reject(error);
-        }
-      };
-      const onAbort = () => giveUp(new AbortedError('acquire was aborted while waiting for a session'));
-      const waiter: Waiter = {
-        identifier,
-        acquireStartedAt: startedAt,
-        enqueuedAt: performance.now(),
-        patient,
-        resolve: (slot) => {
-          cleanup();
-          resolve(slot.handleObject as Session);
-        },
-        reject: (error) => {
-          cleanup();
-          reject(error);
-        },
-      };
-      if (options.signal?.aborted) {
-        reject(new AbortedError('acquire was aborted before it started'));
-        return;
-      }
-      options.signal?.addEventListener('abort', onAbort, { once: true });
-      if (options.timeoutMs !== undefined) {
-        timer = setTimeout(
-          () => giveUp(new SandpoolError(ErrorCode.ACQUIRE_TIMEOUT, `no session became available within ${options.timeoutMs} ms`)),
-          options.timeoutMs,
-        );
-      }
-      this.#waiters.push(waiter);
-      this.#refill();
+    const waiting = waitInQueue(this.#waiters, {
+      identifier,
+      acquireStartedAt: startedAt,
+      patient: exhausted,
+      signal: options.signal,
+      timeoutMs: options.timeoutMs,
     });
+    this.#refill();
+    return (await waiting).handleObject as Session;
   }
 
   #allocate(slot: Slot, identifier: string, startedAt: number, queueMs: number, coldMiss: boolean): void {
@@ -345,6 +317,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     slot.handleObject = new Session(this.#host, slot);
     this.#allocated += 1;
     this.#byIdentifier.set(identifier, slot);
+    this.#arrivals.record(now);
     this.#armExpiry(slot);
     const latency = performance.now() - startedAt;
     this.#stats.recordAllocation(latency, queueMs, coldMiss);
@@ -366,8 +339,13 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   }
 
   #readyTarget(): number {
-    const { readySessionInstances, maxConcurrentSessions } = this.#options;
-    return Math.min(readySessionInstances, Math.max(0, maxConcurrentSessions - this.#allocated));
+    const { readySessionInstances, maxConcurrentSessions, adaptiveReady } = this.#options;
+    let target = readySessionInstances;
+    if (adaptiveReady !== undefined) {
+      const demand = Math.ceil(this.#arrivals.perSecond() * adaptiveReady.coverSeconds);
+      target = Math.max(target, Math.min(demand, adaptiveReady.maxReadySessionInstances));
+    }
+    return Math.min(target, Math.max(0, maxConcurrentSessions - this.#allocated));
   }
 
   #startSatisfied(): boolean {
@@ -429,6 +407,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
           this.#consecutiveFailures = 0;
           this.#backoffUntil = 0;
           this.#stats.created += 1;
+          this.#stats.createMs.add(performance.now() - started);
           slot.state = 'Ready';
           slot.readyAt = Date.now();
           this.#emit('sessionReady', { ...this.#base(slot), createDurationMs: performance.now() - started });
@@ -473,12 +452,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   }
 
   #expiresAt(slot: Slot): number | undefined {
-    if (slot.state !== 'Allocated') return undefined;
-    const { lifecycleType, cooldownPeriodInSeconds, maxAlivePeriodInSeconds } = this.#options;
-    const idle = lifecycleType === 'Timed' ? (slot.lastAccessedAt ?? 0) + cooldownPeriodInSeconds * 1000 : Infinity;
-    const alive = maxAlivePeriodInSeconds === undefined ? Infinity : (slot.allocatedAt ?? 0) + maxAlivePeriodInSeconds * 1000;
-    const at = Math.min(idle, alive);
-    return Number.isFinite(at) ? at : undefined;
+    return slot.state === 'Allocated' ? expiryOf(this.#options, slot).at : undefined;
   }
 
   #armExpiry(slot: Slot): void {
@@ -504,10 +478,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
       return;
     }
     if (slot.executions > 0) return; // executionsSettled() calls back here
-    const { maxAlivePeriodInSeconds } = this.#options;
-    const aliveExpired =
-      maxAlivePeriodInSeconds !== undefined && Date.now() >= (slot.allocatedAt ?? 0) + maxAlivePeriodInSeconds * 1000;
-    void this.#destroy(slot, aliveExpired ? 'maxAlive' : 'cooldown');
+    void this.#destroy(slot, expiryOf(this.#options, slot).reason);
   }
 
   #destroy(slot: Slot, reason: DestroyReason, message?: string): Promise<void> {

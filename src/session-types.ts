@@ -2,6 +2,7 @@
 
 import type { DestroyReason, ImageOutput, Language } from './backend.js';
 import type { SandpoolError } from './errors.js';
+import type { LatencySummary } from './pool/latency-window.js';
 import type { JsonValue } from './types.js';
 
 export type SessionState = 'Pending' | 'Ready' | 'Allocated' | 'Destroyed';
@@ -78,6 +79,20 @@ export interface PoolStats {
   readonly coldMissRate: number;
   readonly createFailures: number;
   readonly executions: number;
+  /** Ready sessions the pool currently aims for (the floor, or more under adaptive scaling). */
+  readonly readyTarget: number;
+  /** Allocations of new identifiers per second, averaged over the adaptive window (10 s by default). */
+  readonly arrivalsPerSecond: number;
+  /**
+   * Per-allocation timing: total allocation latency, time queued waiting for a Ready session,
+   * backend create time, and the first execution on a freshly allocated session.
+   */
+  readonly timings: {
+    readonly allocationMs: LatencySummary;
+    readonly queueMs: LatencySummary;
+    readonly createMs: LatencySummary;
+    readonly firstExecutionMs: LatencySummary;
+  };
   /** Most recent create failure, while the pool is backing off. */
   readonly lastError: { readonly message: string; readonly code: string; readonly at: Date } | undefined;
 }

@@ -35,7 +35,8 @@ export interface PoolInternals {
   executionsSettled(slot: Slot): void;
   destroy(slot: Slot, reason: DestroyReason, message?: string): Promise<void>;
   expiresAt(slot: Slot): number | undefined;
-  countExecution(): void;
+  /** Count a finished execution (the first on a session feeds the first-execution timing). */
+  recordExecution(slot: Slot, durationMs: number): void;
 }
 
 const LANGUAGE_OF: Record<ResolvedPoolOptions['containerType'], Language | undefined> = {
@@ -162,7 +163,7 @@ export function createSessionHost(pool: PoolInternals): SessionHost {
       void pool.destroy(slot, 'failed', 'the backend reported the session lost after an execution');
     }
     pool.touch(slot);
-    pool.countExecution();
+    pool.recordExecution(slot, Date.now() - started);
     const result = toResult(id, outcome, replaced, timeoutMs);
     pool.emit('executionFinished', {
       ...base,

@@ -19,6 +19,8 @@ export interface Slot {
   lastAccessedAt: number | undefined;
   /** One timer per allocated session; on firing it re-checks cooldown and maxAlive lazily. */
   expiryTimer: NodeJS.Timeout | undefined;
+  /** Executions finished on this session. */
+  executionCount: number;
   /** Executions started and not yet settled (running + queued). */
   executions: number;
   /** Tail of this session's FIFO execution chain. */
@@ -53,6 +55,7 @@ export function newSlot(now: number): Slot {
     lastAccessedAt: undefined,
     expiryTimer: undefined,
     executions: 0,
+    executionCount: 0,
     tail: Promise.resolve(),
     expireWhenIdle: undefined,
     destroyed: undefined,

@@ -1,10 +1,21 @@
 import type { DestroyReason } from '../backend.js';
 import type { SandpoolError } from '../errors.js';
 import type { PoolStats } from '../session-types.js';
+import { LatencyWindow } from './latency-window.js';
 
 type Live = Pick<
   PoolStats,
-  'name' | 'backend' | 'closed' | 'pending' | 'ready' | 'allocated' | 'waiting' | 'maxConcurrentSessions' | 'readySessionInstances'
+  | 'name'
+  | 'backend'
+  | 'closed'
+  | 'pending'
+  | 'ready'
+  | 'allocated'
+  | 'waiting'
+  | 'maxConcurrentSessions'
+  | 'readySessionInstances'
+  | 'readyTarget'
+  | 'arrivalsPerSecond'
 >;
 
 /** Monotonic counters of one pool; `snapshot()` combines them with the live counts. */
@@ -24,9 +35,16 @@ export class PoolStatistics {
     poolClosed: 0,
   };
 
-  recordAllocation(_latencyMs: number, _queueMs: number, coldMiss: boolean): void {
+  readonly allocationMs = new LatencyWindow();
+  readonly queueMs = new LatencyWindow();
+  readonly createMs = new LatencyWindow();
+  readonly firstExecutionMs = new LatencyWindow();
+
+  recordAllocation(latencyMs: number, queueMs: number, coldMiss: boolean): void {
     this.allocations += 1;
     if (coldMiss) this.coldMisses += 1;
+    this.allocationMs.add(latencyMs);
+    this.queueMs.add(queueMs);
   }
 
   recordCreateFailure(error: SandpoolError): void {
@@ -49,6 +67,12 @@ export class PoolStatistics {
       createFailures: this.createFailures,
       executions: this.executions,
       lastError: this.lastError,
+      timings: {
+        allocationMs: this.allocationMs.summary(),
+        queueMs: this.queueMs.summary(),
+        createMs: this.createMs.summary(),
+        firstExecutionMs: this.firstExecutionMs.summary(),
+      },
     };
   }
 }

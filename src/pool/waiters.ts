@@ -1,4 +1,4 @@
-import type { SandpoolError } from '../errors.js';
+import { AbortedError, ErrorCode, SandpoolError } from '../errors.js';
 import type { Slot } from './slot.js';
 
 /** An acquire waiting for a session to become Ready. Served strictly in arrival order. */
@@ -49,4 +49,58 @@ export class WaiterQueue {
     this.#items = [];
     for (const waiter of all) waiter.reject(error);
   }
+}
+
+export interface WaitOptions {
+  readonly identifier: string;
+  readonly acquireStartedAt: number;
+  readonly patient: boolean;
+  readonly signal?: AbortSignal | undefined;
+  readonly timeoutMs?: number | undefined;
+}
+
+/**
+ * Queue an acquire until the pool hands it a session. An abort or a timeout removes the waiter,
+ * and every listener and timer is released whichever way the wait ends.
+ */
+export function waitInQueue(queue: WaiterQueue, options: WaitOptions): Promise<Slot> {
+  return new Promise<Slot>((resolve, reject) => {
+    if (options.signal?.aborted) {
+      reject(new AbortedError('acquire was aborted before it started'));
+      return;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const cleanup = () => {
+      if (timer !== undefined) clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+    };
+    const giveUp = (error: SandpoolError) => {
+      if (!queue.remove(waiter)) return;
+      cleanup();
+      reject(error);
+    };
+    const onAbort = () => giveUp(new AbortedError('acquire was aborted while waiting for a session'));
+    const waiter: Waiter = {
+      identifier: options.identifier,
+      acquireStartedAt: options.acquireStartedAt,
+      enqueuedAt: performance.now(),
+      patient: options.patient,
+      resolve: (slot) => {
+        cleanup();
+        resolve(slot);
+      },
+      reject: (error) => {
+        cleanup();
+        reject(error);
+      },
+    };
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    if (options.timeoutMs !== undefined) {
+      timer = setTimeout(
+        () => giveUp(new SandpoolError(ErrorCode.ACQUIRE_TIMEOUT, `no session became available within ${options.timeoutMs} ms`)),
+        options.timeoutMs,
+      );
+    }
+    queue.push(waiter);
+  });
 }

@@ -319,3 +319,42 @@ describe('update', () => {
     expect(() => pool.update({ readySessionInstances: 1000 })).toThrow(InvalidOptionsError);
   });
 });
+
+describe('bursts', () => {
+  it('grows the ready set with the arrival rate under adaptiveReady, within its budget', async () => {
+    const { pool } = makePool({
+      readySessionInstances: 1,
+      maxConcurrentSessions: 200,
+      adaptiveReady: { coverSeconds: 1, maxReadySessionInstances: 8, windowSeconds: 1 },
+    });
+    await pool.start();
+    expect(pool.stats().readyTarget).toBe(1);
+    await Promise.all(Array.from({ length: 30 }, (_, i) => pool.acquire(`burst-${i}`, { wait: true })));
+    const stats = pool.stats();
+    expect(stats.arrivalsPerSecond).toBe(30);
+    expect(stats.readyTarget).toBe(8);
+    await vi.waitFor(() => expect(pool.stats().ready).toBe(8));
+  });
+
+  it('reports per-allocation timings: allocation, queue, create and first execution', async () => {
+    const { pool, backend } = makePool({ readySessionInstances: 0 });
+    backend.createDelayMs = 20;
+    const s = await pool.acquire('timed-1');
+    await s.execute({ code: 'sleep:5' });
+    await s.execute({ code: 'again' });
+    const { timings } = pool.stats();
+    expect(timings.allocationMs.count).toBe(1);
+    expect(timings.queueMs.p50).toBeGreaterThanOrEqual(15);
+    expect(timings.createMs.p50).toBeGreaterThanOrEqual(15);
+    expect(timings.firstExecutionMs.count).toBe(1);
+    expect(timings.firstExecutionMs.max).toBeGreaterThanOrEqual(4);
+  });
+
+  it('serves a burst of 100 new identifiers against 10 ready sessions without failures', async () => {
+    const { pool } = makePool({ readySessionInstances: 10, maxConcurrentSessions: 100, refillConcurrency: 8 });
+    await pool.start();
+    const results = await Promise.allSettled(Array.from({ length: 100 }, (_, i) => pool.acquire(`id-${i}-x`)));
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(100);
+    expect(pool.stats().coldMisses).toBe(90);
+  });
+});
