@@ -18,7 +18,9 @@ import { assertIdentifier, generateIdentifier } from './identifier.js';
 import { resolveCustomContainer, resolvePoolOptions, type ResolvedPoolOptions, type SessionPoolOptions } from './options.js';
 import { applyPoolUpdate, type PoolUpdate } from './pool/pool-update.js';
 import { createSessionHost } from './pool/session-operations.js';
+import { Backoff } from './pool/backoff.js';
 import { expiryOf } from './pool/expiry.js';
+import { OnceAsync, settleWithin } from './pool/once-async.js';
 import { ArrivalRate } from './pool/latency-window.js';
 import { newSlot, type Slot } from './pool/slot.js';
 import { PoolStatistics } from './pool/statistics.js';
@@ -34,8 +36,6 @@ export interface AcquireOptions {
   /** Give up waiting after this long (rejects with code SANDPOOL_ACQUIRE_TIMEOUT). */
   readonly timeoutMs?: number | undefined;
 }
-
-const MAX_BACKOFF_MS = 30_000;
 
 /**
  * A pool of pre-started, isolated sessions over one backend. `acquire(identifier)` is
@@ -65,12 +65,10 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   readonly #background = new Set<Promise<unknown>>();
   #pending = 0;
   #allocated = 0;
-  #prepared = false;
-  #preparing: Promise<void> | undefined;
+  readonly #preparation = new OnceAsync(() => this.#prepareBackend());
+  readonly #backoff = new Backoff();
   #closing: Promise<void> | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
-  #backoffUntil = 0;
-  #consecutiveFailures = 0;
   #startWatchers: { resolve: () => void; reject: (error: SandpoolError) => void }[] = [];
 
   /** @throws {InvalidOptionsError} naming every invalid option */
@@ -235,34 +233,30 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     if (this.#closing !== undefined) throw new PoolClosedError(`session pool "${this.#options.name}" is closed`);
   }
 
-  async #ensurePrepared(): Promise<void> {
-    if (this.#prepared) return;
-    const prepare = this.backend.prepare;
-    if (prepare === undefined) {
-      this.#prepared = true;
-      return;
+  #ensurePrepared(): Promise<void> {
+    return this.#preparation.run();
+  }
+
+  async #prepareBackend(): Promise<void> {
+    try {
+      await this.backend.prepare?.({ ...this.#specBase(), signal: undefined });
+    } catch (error) {
+      const failure = toSandpoolError(error, `backend "${this.backend.name}" is not usable`);
+      this.#emit('error', { pool: this.name, backend: this.backend.name, at: Date.now(), operation: 'prepare', error: failure });
+      throw failure;
     }
-    this.#preparing ??= prepare
-      .call(this.backend, {
-        poolName: this.#options.name,
-        ownerId: this.ownerId,
-        containerType: this.#options.containerType,
-        limits: this.#options.limits,
-        network: this.#options.network,
-        customContainer: resolveCustomContainer(this.#options),
-      })
-      .then(
-        () => {
-          this.#prepared = true;
-        },
-        (error: unknown) => {
-          this.#preparing = undefined; // let a later call try again
-          const failure = toSandpoolError(error, `backend "${this.backend.name}" is not usable`);
-          this.#emit('error', { pool: this.name, backend: this.backend.name, at: Date.now(), operation: 'prepare', error: failure });
-          throw failure;
-        },
-      );
-    await this.#preparing;
+  }
+
+  #specBase() {
+    const o = this.#options;
+    return {
+      poolName: o.name,
+      ownerId: this.ownerId,
+      containerType: o.containerType,
+      limits: o.limits,
+      network: o.network,
+      customContainer: resolveCustomContainer(o),
+    };
   }
 
   async #acquireNew(identifier: string, options: AcquireOptions, startedAt: number): Promise<Session> {
@@ -289,11 +283,11 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
             'stop a session, raise the limit, or acquire with { wait: true }',
         );
       }
-    } else if (incoming <= 0 && Date.now() < this.#backoffUntil) {
+    } else if (incoming <= 0 && this.#backoff.remaining() > 0) {
       const last = this.#stats.lastError;
       throw new BackendError(
         `backend "${this.backend.name}" is failing to create sessions (${last?.message ?? 'unknown error'}); ` +
-          `retrying in ${this.#backoffUntil - Date.now()} ms`,
+          `retrying in ${this.#backoff.remaining()} ms`,
         { code: ErrorCode.BACKEND_UNAVAILABLE },
       );
     }
@@ -362,8 +356,8 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
 
   /** Create sessions until the ready set (plus waiters) is covered, within the concurrency budget. */
   #refill(): void {
-    if (this.#closing !== undefined || !this.#prepared) return;
-    const wait = this.#backoffUntil - Date.now();
+    if (this.#closing !== undefined || !this.#preparation.done) return;
+    const wait = this.#backoff.remaining();
     if (wait > 0) {
       this.#retryTimer ??= setTimeout(() => {
         this.#retryTimer = undefined;
@@ -383,15 +377,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     this.#slots.set(slot.id, slot);
     this.#pending += 1;
     this.#emit('sessionPending', { ...this.#base(slot), onDemand });
-    const spec: SessionSpec = {
-      sessionId: slot.id,
-      poolName: this.#options.name,
-      ownerId: this.ownerId,
-      containerType: this.#options.containerType,
-      limits: this.#options.limits,
-      network: this.#options.network,
-      customContainer: resolveCustomContainer(this.#options),
-    };
+    const spec: SessionSpec = { sessionId: slot.id, ...this.#specBase() };
     const started = performance.now();
     const work = this.backend
       .create(spec, { signal: slot.createAbort.signal, onExit: (exit) => this.#onExit(slot, exit) })
@@ -404,8 +390,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
             this.#track(this.backend.destroy(handle, { reason: 'poolClosed' }).catch(() => undefined));
             return;
           }
-          this.#consecutiveFailures = 0;
-          this.#backoffUntil = 0;
+          this.#backoff.succeed();
           this.#stats.created += 1;
           this.#stats.createMs.add(performance.now() - started);
           slot.state = 'Ready';
@@ -426,9 +411,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     this.#slots.delete(slot.id);
     if (dropped || this.#closing !== undefined) return;
     const failure = toSandpoolError(error, `backend "${this.backend.name}" could not create a session`);
-    this.#consecutiveFailures += 1;
-    const backoff = Math.min(MAX_BACKOFF_MS, 100 * 2 ** (this.#consecutiveFailures - 1)) * (0.8 + Math.random() * 0.4);
-    this.#backoffUntil = Date.now() + backoff;
+    const backoff = this.#backoff.fail();
     this.#stats.recordCreateFailure(failure);
     this.#emit('error', {
       pool: this.name,
@@ -437,7 +420,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
       operation: 'create',
       error: failure,
       sessionId: slot.id,
-      retryInMs: Math.round(backoff),
+      retryInMs: backoff,
     });
     // Waiters that no pending creation can serve get this error now rather than hanging.
     const unserved = this.#waiters.length - this.#pending;
@@ -532,14 +515,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     this.#waiters.rejectAll(closed);
     this.#checkStartWatchers(closed);
     const busy = [...this.#slots.values()].filter((s) => s.executions > 0).map((s) => s.tail);
-    if (busy.length > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      const grace = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, this.#options.closeGracePeriodSeconds * 1000);
-      });
-      await Promise.race([Promise.all(busy), grace]);
-      clearTimeout(timer);
-    }
+    await settleWithin(busy, this.#options.closeGracePeriodSeconds * 1000);
     for (const slot of [...this.#slots.values()]) void this.#destroy(slot, 'poolClosed');
     while (this.#background.size > 0) await Promise.allSettled([...this.#background]);
     if (this.#options.ownsBackend) await this.backend.close();
