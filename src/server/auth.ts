@@ -114,7 +114,7 @@ export function authConfigured(options: AuthOptions | undefined): boolean {
   );
 }
 
-type KeyResolver = ReturnType<typeof createLocalJWKSet>;
+type KeyResolver = ReturnType<typeof createLocalJWKSet> | ReturnType<typeof createRemoteJWKSet>;
 
 /** Verifies credentials of incoming requests. One per server. */
 export class Authenticator {

@@ -1,0 +1,200 @@
+/**
+ * `createServer`: an Azure dynamic-sessions compatible HTTP server over SessionPools. It is a
+ * `node:http` request listener first (mount it in express, fastify or a bare server) and can also
+ * listen on its own, with TLS from certificate files and graceful close.
+ */
+
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+
+import { InvalidOptionsError } from '../errors.js';
+import type { ContainerType } from '../options.js';
+import type { SessionPool } from '../session-pool.js';
+import { Authenticator, authConfigured, type AuthOptions } from './auth.js';
+import { createDispatcher } from './dispatch.js';
+import { ExecutionStore } from './execution-store.js';
+import { jsonLinesLogger, logPoolEvents, type Logger } from './logging.js';
+import { ServerMetrics } from './metrics.js';
+import { PoolRegistry, type BackendFactory } from './pool-registry.js';
+import type { ServerState } from './server-state.js';
+import { createStatusPage } from './status-page.js';
+
+export interface CreateServerOptions {
+  /** Pools made in code. They are served as they are and are not persisted. */
+  readonly pools?: readonly SessionPool[] | Readonly<Record<string, SessionPool>> | undefined;
+  /** Backends `PUT /pools/NAME` may use, by name (`{ quickjs: () => new QuickJSBackend() }`). */
+  readonly backends?: Readonly<Record<string, BackendFactory>> | undefined;
+  /** Backend for a pool definition without `backend`. @default the first backend in `backends` */
+  readonly defaultBackend?: ((containerType: ContainerType) => string | undefined) | undefined;
+  /** Where pool definitions persist (`<dataDir>/pools/NAME.json`). Without it nothing persists. */
+  readonly dataDir?: string | undefined;
+  readonly auth?: AuthOptions | undefined;
+  /** @default JSON lines on stderr */
+  readonly logger?: Logger | undefined;
+  /** Largest JSON request body. @default 16 MiB */
+  readonly maxJsonBytes?: number | undefined;
+  /** Largest request header section (Node answers 431 beyond). @default 16 KiB */
+  readonly maxHeaderSize?: number | undefined;
+  /** Gen 2 `executionResult` as a string: `auto` does it for Semantic Kernel .NET only. @default 'auto' */
+  readonly stringifyExecutionResult?: 'auto' | 'always' | 'never' | undefined;
+  /** Base URL reported in `poolManagementEndpoint` and `Operation-Location`. @default from the Host header */
+  readonly publicUrl?: string | undefined;
+  /** Serve /metrics without credentials. @default false */
+  readonly publicMetrics?: boolean | undefined;
+  /** Serve the status page at /ui/. @default true */
+  readonly ui?: boolean | undefined;
+  /** PEM certificate and key files; the server then listens with HTTPS. */
+  readonly tls?: { readonly certFile: string; readonly keyFile: string } | undefined;
+}
+
+export interface ListenOptions {
+  /** @default '127.0.0.1' */
+  readonly host?: string | undefined;
+  /** 0 picks a free port. @default 8080 */
+  readonly port?: number | undefined;
+}
+
+/** The running server. `handler` is a plain `(req, res)` listener for any Node HTTP stack. */
+export interface SandpoolServer extends AsyncDisposable {
+  readonly handler: (req: IncomingMessage, res: ServerResponse) => void;
+  /** Resolves when persisted pools are loaded. */
+  readonly ready: Promise<void>;
+  readonly registry: PoolRegistry;
+  readonly metrics: ServerMetrics;
+  pools(): SessionPool[];
+  /** Listen on HOST:PORT. Refuses a non-loopback address when no credential kind is configured. */
+  listen(options?: ListenOptions): Promise<{ host: string; port: number; url: string }>;
+  /** The underlying node server, once listening. */
+  readonly httpServer: Server | undefined;
+  /** Stop accepting, finish in-flight requests, close every pool. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** True for addresses only this machine can reach. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || h === '::ffff:127.0.0.1';
+}
+
+/**
+ * Create the server.
+ * @example
+ * const server = createServer({ pools: [pool], auth: { adminKey: process.env.SANDPOOL_ADMIN_KEY } });
+ * const { url } = await server.listen({ port: 8080 });
+ */
+export function createServer(options: CreateServerOptions = {}): SandpoolServer {
+  const log = options.logger ?? jsonLinesLogger();
+  const auth = new Authenticator(options.auth ?? {});
+  const detachLogs = new Map<SessionPool, () => void>();
+  let metrics: ServerMetrics | undefined;
+  const backends = options.backends ?? {};
+  const registry = new PoolRegistry({
+    backends,
+    defaultBackend: options.defaultBackend ?? (() => Object.keys(backends)[0]),
+    dataDir: options.dataDir,
+    log,
+    onAdd: (pool) => {
+      metrics?.attach(pool);
+      detachLogs.set(pool, logPoolEvents(pool, log));
+    },
+    onRemove: (pool) => {
+      metrics?.detach(pool);
+      detachLogs.get(pool)?.();
+      detachLogs.delete(pool);
+    },
+  });
+  metrics = new ServerMetrics(() => registry.pools());
+  const given = options.pools === undefined ? [] : Array.isArray(options.pools) ? options.pools : Object.values(options.pools);
+  for (const pool of given as SessionPool[]) registry.addStatic(pool);
+
+  const state: ServerState = {
+    registry,
+    executions: new ExecutionStore(),
+    metrics,
+    log,
+    maxJsonBytes: options.maxJsonBytes ?? 16 * 1024 * 1024,
+    stringifyExecutionResult: options.stringifyExecutionResult ?? 'auto',
+    background: new Set(),
+  };
+  const dispatch = createDispatcher(state, {
+    auth,
+    publicUrl: options.publicUrl?.replace(/\/+$/, ''),
+    tls: options.tls !== undefined,
+    publicMetrics: options.publicMetrics ?? false,
+    startedAt: new Date(),
+    ui: options.ui === false ? undefined : createStatusPage(),
+  });
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    void dispatch(req, res);
+  };
+  const ready = registry.loadPersisted();
+
+  let httpServer: Server | undefined;
+  let closing: Promise<void> | undefined;
+
+  async function shutdown(): Promise<void> {
+    const server = httpServer;
+    if (server !== undefined) {
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      // Requests still running get the pools' grace period; then their sockets are cut.
+      await Promise.race([stopped, new Promise((r) => setTimeout(r, 15_000).unref())]);
+      server.closeAllConnections();
+    }
+    await ready.catch(() => {});
+    while (state.background.size > 0) await Promise.allSettled([...state.background]);
+    await registry.closeAll();
+    metrics!.close();
+  }
+
+  return {
+    handler,
+    ready,
+    registry,
+    metrics,
+    pools: () => registry.pools(),
+    get httpServer() {
+      return httpServer;
+    },
+    async listen(listenOptions: ListenOptions = {}) {
+      const host = listenOptions.host ?? '127.0.0.1';
+      const port = listenOptions.port ?? 8080;
+      if (auth.anonymous && !isLoopback(host)) {
+        throw new InvalidOptionsError(
+          `refusing to listen on ${host} without authentication: set SANDPOOL_ADMIN_KEY, API keys or JWT auth, or listen on 127.0.0.1`,
+        );
+      }
+      if (httpServer !== undefined) throw new InvalidOptionsError('the server is already listening');
+      const serverOptions = { maxHeaderSize: options.maxHeaderSize ?? 16 * 1024, headersTimeout: 30_000, requestTimeout: 0, keepAliveTimeout: 5_000 };
+      const server =
+        options.tls === undefined
+          ? createHttpServer(serverOptions, handler)
+          : createHttpsServer({ ...serverOptions, cert: readFileSync(options.tls.certFile), key: readFileSync(options.tls.keyFile) }, handler);
+      httpServer = server;
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      const address = server.address() as AddressInfo;
+      const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+      const url = `${options.tls === undefined ? 'http' : 'https'}://${shown}:${address.port}`;
+      log({ level: 'info', msg: 'listening', url, auth: auth.anonymous ? 'none (loopback only)' : 'required' });
+      await ready;
+      return { host: address.address, port: address.port, url };
+    },
+    close() {
+      closing ??= shutdown();
+      return closing;
+    },
+    async [Symbol.asyncDispose]() {
+      await this.close();
+    },
+  };
+}
+
+export { authConfigured };

@@ -1,0 +1,227 @@
+/**
+ * The server's pools: the ones handed to `createServer` in code, and the ones defined over HTTP
+ * (`PUT /pools/NAME`), which are persisted as JSON under `<dataDir>/pools/` and come back on the
+ * next start. A defined pool owns its backend instance, made by a named factory.
+ */
+
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import type { Backend } from '../backend.js';
+import { InvalidOptionsError } from '../errors.js';
+import { ContainerTypeSchema, type ContainerType } from '../options.js';
+import { SessionPool } from '../session-pool.js';
+import { HttpError } from './http-errors.js';
+import type { Logger } from './logging.js';
+
+/** Makes a fresh backend for a pool. */
+export type BackendFactory = (context: { readonly poolName: string; readonly containerType: ContainerType }) => Backend | Promise<Backend>;
+
+/** A pool defined over HTTP, as persisted. */
+export interface PoolDefinition {
+  readonly name: string;
+  readonly backend: string;
+  /** Microsoft.App/sessionPools `properties` as given (secret values included: the file is 0600). */
+  readonly properties: Record<string, unknown>;
+}
+
+export interface PoolEntry {
+  readonly pool: SessionPool;
+  /** Undefined for pools given in code. */
+  readonly definition: PoolDefinition | undefined;
+  provisioningState: 'InProgress' | 'Succeeded' | 'Failed';
+  startError: string | undefined;
+}
+
+export interface PoolRegistryOptions {
+  readonly backends: Readonly<Record<string, BackendFactory>>;
+  /** Backend name for a definition without `backend`. */
+  readonly defaultBackend: (containerType: ContainerType) => string | undefined;
+  readonly dataDir: string | undefined;
+  readonly log: Logger;
+  /** Called when a pool is added or removed (metrics, logs). */
+  readonly onAdd: (pool: SessionPool) => void;
+  readonly onRemove: (pool: SessionPool) => void;
+}
+
+export class PoolRegistry {
+  readonly #entries = new Map<string, PoolEntry>();
+  readonly #options: PoolRegistryOptions;
+  /** Serialises definition changes per pool name, so two PUTs never interleave. */
+  readonly #locks = new Map<string, Promise<unknown>>();
+
+  constructor(options: PoolRegistryOptions) {
+    this.#options = options;
+  }
+
+  get(name: string): PoolEntry | undefined {
+    return this.#entries.get(name);
+  }
+
+  entries(): PoolEntry[] {
+    return [...this.#entries.values()];
+  }
+
+  pools(): SessionPool[] {
+    return this.entries().map((e) => e.pool);
+  }
+
+  backendNames(): string[] {
+    return Object.keys(this.#options.backends);
+  }
+
+  /** Register a pool made in code; starts it unless it is already running. */
+  addStatic(pool: SessionPool): void {
+    if (this.#entries.has(pool.name)) throw new InvalidOptionsError(`two pools are named "${pool.name}"`);
+    const entry: PoolEntry = { pool, definition: undefined, provisioningState: 'InProgress', startError: undefined };
+    this.#entries.set(pool.name, entry);
+    this.#options.onAdd(pool);
+    this.#start(entry);
+  }
+
+  /** Create or replace a defined pool. Returns whether it was created (vs replaced). */
+  define(definition: PoolDefinition): Promise<{ created: boolean; entry: PoolEntry }> {
+    return this.#locked(definition.name, async () => {
+      const existing = this.#entries.get(definition.name);
+      if (existing !== undefined && existing.definition === undefined) {
+        throw new HttpError(409, 'Conflict', `pool "${definition.name}" is defined in code and cannot be replaced over HTTP`);
+      }
+      const pool = await this.#build(definition);
+      await this.#persist(definition);
+      const entry: PoolEntry = { pool, definition, provisioningState: 'InProgress', startError: undefined };
+      this.#entries.set(definition.name, entry);
+      this.#options.onAdd(pool);
+      if (existing !== undefined) await this.#closeEntry(existing);
+      this.#start(entry);
+      return { created: existing === undefined, entry };
+    });
+  }
+
+  /** Remove a defined pool, closing it. Returns false when there was none. */
+  remove(name: string): Promise<boolean> {
+    return this.#locked(name, async () => {
+      const entry = this.#entries.get(name);
+      if (entry === undefined) return false;
+      if (entry.definition === undefined) {
+        throw new HttpError(409, 'Conflict', `pool "${name}" is defined in code and cannot be deleted over HTTP`);
+      }
+      this.#entries.delete(name);
+      if (this.#options.dataDir !== undefined) await rm(this.#file(name), { force: true });
+      await this.#closeEntry(entry);
+      return true;
+    });
+  }
+
+  /** Apply a change to a defined pool's stored definition without rebuilding it (PATCH of scale settings). */
+  async persistDefinition(entry: PoolEntry, definition: PoolDefinition): Promise<void> {
+    await this.#persist(definition);
+    (entry as { definition: PoolDefinition | undefined }).definition = definition;
+  }
+
+  /** Recreate the pools persisted under the data dir. A broken definition is logged and skipped. */
+  async loadPersisted(): Promise<void> {
+    const dir = this.#options.dataDir;
+    if (dir === undefined) return;
+    let names: string[];
+    try {
+      names = (await readdir(join(dir, 'pools'))).filter((n) => n.endsWith('.json'));
+    } catch {
+      return;
+    }
+    for (const file of names.sort()) {
+      try {
+        const definition = JSON.parse(await readFile(join(dir, 'pools', file), 'utf8')) as PoolDefinition;
+        if (this.#entries.has(definition.name)) continue;
+        await this.define(definition);
+        this.#options.log({ level: 'info', msg: 'pool restored', pool: definition.name, backend: definition.backend });
+      } catch (error) {
+        this.#options.log({ level: 'error', msg: 'could not restore a persisted pool', file, error: (error as Error).message });
+      }
+    }
+  }
+
+  /** Close every pool (SIGTERM drain). */
+  async closeAll(): Promise<void> {
+    const entries = this.entries();
+    this.#entries.clear();
+    await Promise.allSettled(entries.map((e) => this.#closeEntry(e)));
+  }
+
+  /** Resolve the backend name for a definition: explicit, else the default for its containerType. */
+  resolveBackendName(explicit: unknown, properties: Record<string, unknown>): string {
+    if (explicit !== undefined && typeof explicit !== 'string') throw new HttpError(400, 'InvalidRequestContent', 'backend must be a string');
+    if (typeof explicit === 'string') {
+      if (this.#options.backends[explicit] === undefined) {
+        throw new HttpError(400, 'InvalidRequestContent', `unknown backend "${explicit}"; available: ${this.backendNames().join(', ') || 'none'}`);
+      }
+      return explicit;
+    }
+    const parsed = ContainerTypeSchema.safeParse(properties['containerType'] ?? 'PythonLTS');
+    const type: ContainerType = parsed.success ? parsed.data : 'PythonLTS';
+    const name = this.#options.defaultBackend(type);
+    if (name === undefined || this.#options.backends[name] === undefined) {
+      throw new HttpError(400, 'InvalidRequestContent', `no backend available for ${type} pools; give "backend" (available: ${this.backendNames().join(', ') || 'none'})`);
+    }
+    return name;
+  }
+
+  async #build(definition: PoolDefinition): Promise<SessionPool> {
+    const factory = this.#options.backends[definition.backend];
+    if (factory === undefined) {
+      throw new HttpError(400, 'InvalidRequestContent', `unknown backend "${definition.backend}"; available: ${this.backendNames().join(', ')}`);
+    }
+    const parsedType = ContainerTypeSchema.safeParse(definition.properties['containerType'] ?? 'PythonLTS');
+    const backend = await factory({ poolName: definition.name, containerType: parsedType.success ? parsedType.data : 'PythonLTS' });
+    try {
+      return SessionPool.fromSessionPoolProperties(definition.properties, { name: definition.name, backend, ownsBackend: true });
+    } catch (error) {
+      await backend.close().catch(() => {});
+      throw error;
+    }
+  }
+
+  #start(entry: PoolEntry): void {
+    entry.pool.start().then(
+      () => {
+        entry.provisioningState = 'Succeeded';
+      },
+      (error: unknown) => {
+        if (entry.pool.closed) return;
+        entry.provisioningState = 'Failed';
+        entry.startError = (error as Error).message;
+        this.#options.log({ level: 'error', msg: 'pool failed to start', pool: entry.pool.name, error: entry.startError });
+      },
+    );
+  }
+
+  async #closeEntry(entry: PoolEntry): Promise<void> {
+    this.#options.onRemove(entry.pool);
+    await entry.pool.close().catch((error: unknown) => {
+      this.#options.log({ level: 'error', msg: 'pool close failed', pool: entry.pool.name, error: (error as Error).message });
+    });
+  }
+
+  #file(name: string): string {
+    return join(this.#options.dataDir!, 'pools', `${name}.json`);
+  }
+
+  async #persist(definition: PoolDefinition): Promise<void> {
+    if (this.#options.dataDir === undefined) return;
+    await mkdir(join(this.#options.dataDir, 'pools'), { recursive: true, mode: 0o700 });
+    const file = this.#file(definition.name);
+    const tmp = `${file}.${process.pid}.tmp`;
+    await writeFile(tmp, `${JSON.stringify(definition, null, 2)}\n`, { mode: 0o600 });
+    await rename(tmp, file);
+  }
+
+  async #locked<T>(name: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.#locks.get(name) ?? Promise.resolve();
+    const next = previous.catch(() => {}).then(work);
+    this.#locks.set(name, next);
+    try {
+      return await next;
+    } finally {
+      if (this.#locks.get(name) === next) this.#locks.delete(name);
+    }
+  }
+}

@@ -1,0 +1,50 @@
+/** What handlers share: the pools, the execution records, the logger and the server's settings. */
+
+import { assertIdentifier } from '../identifier.js';
+import type { Session } from '../session.js';
+import type { SessionPool } from '../session-pool.js';
+import type { ExecutionStore } from './execution-store.js';
+import { HttpError } from './http-errors.js';
+import type { RequestContext } from './http-io.js';
+import type { Logger } from './logging.js';
+import type { ServerMetrics } from './metrics.js';
+import type { PoolEntry, PoolRegistry } from './pool-registry.js';
+
+export interface ServerState {
+  readonly registry: PoolRegistry;
+  readonly executions: ExecutionStore;
+  readonly metrics: ServerMetrics;
+  readonly log: Logger;
+  /** Largest JSON body accepted. */
+  readonly maxJsonBytes: number;
+  /** `auto`: stringify Gen 2 `executionResult` for Semantic Kernel .NET only. */
+  readonly stringifyExecutionResult: 'auto' | 'always' | 'never';
+  /** Background work (asynchronous executions) to settle before close. */
+  readonly background: Set<Promise<unknown>>;
+}
+
+export function poolEntry(state: ServerState, ctx: RequestContext): PoolEntry {
+  const name = ctx.route.pool;
+  const entry = name === undefined ? undefined : state.registry.get(name);
+  if (entry === undefined) {
+    throw new HttpError(404, 'SessionPoolNotFound', `no session pool named "${name ?? ''}"`);
+  }
+  return entry;
+}
+
+/**
+ * The identifier from the query string, or from the body for Gen 0 clients that send it there.
+ * URLSearchParams has already percent-decoded it, which covers encoded and raw spellings alike.
+ */
+export function identifierOf(ctx: RequestContext, fromBody?: string): string {
+  const value = ctx.url.searchParams.get('identifier') ?? fromBody;
+  if (value === undefined || value === null || value === '') {
+    throw new HttpError(400, 'SessionRequestValidationFailed', 'the identifier query parameter is required');
+  }
+  return assertIdentifier(value);
+}
+
+/** Get-or-create the session (Azure allocates on first use); honours client disconnects. */
+export function acquire(pool: SessionPool, identifier: string, ctx: RequestContext): Promise<Session> {
+  return pool.acquire(identifier, { signal: ctx.signal });
+}

@@ -1,0 +1,78 @@
+/** Shared test fixtures: a real server on loopback port 0 over real QuickJS sessions. */
+
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { QuickJSBackend } from '../../backends/quickjs/index.js';
+import { SessionPool } from '../../src/index.js';
+import { createServer, silentLogger, type CreateServerOptions, type LogRecord, type SandpoolServer } from '../../src/server/index.js';
+
+export interface Harness {
+  readonly server: SandpoolServer;
+  readonly url: string;
+  readonly logs: LogRecord[];
+  readonly dataDir: string;
+  /** `fetch` relative to the server, with the admin credential unless headers override it. */
+  request(path: string, init?: RequestInit): Promise<Response>;
+  close(): Promise<void>;
+}
+
+export const ADMIN_KEY = 'test-admin-key-0123456789';
+
+export function jsPool(name: string, extra: Record<string, unknown> = {}): SessionPool {
+  return new SessionPool({
+    name,
+    backend: new QuickJSBackend(),
+    containerType: 'NodeLTS',
+    readySessionInstances: 1,
+    maxConcurrentSessions: 10,
+    ...extra,
+  });
+}
+
+export async function startServer(options: Partial<CreateServerOptions> & { withDefaultPool?: boolean } = {}): Promise<Harness> {
+  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'sandpool-server-test-')));
+  const logs: LogRecord[] = [];
+  const { withDefaultPool = true, ...rest } = options;
+  const server = createServer({
+    pools: withDefaultPool ? [jsPool('js')] : [],
+    backends: { quickjs: () => new QuickJSBackend() },
+    auth: { adminKey: ADMIN_KEY },
+    dataDir,
+    logger: (record) => {
+      logs.push(record);
+      silentLogger(record);
+    },
+    ...rest,
+  });
+  const { url } = await server.listen({ host: '127.0.0.1', port: 0 });
+  return {
+    server,
+    url,
+    logs,
+    dataDir,
+    request(path, init = {}) {
+      const headers = new Headers(init.headers);
+      if (!headers.has('authorization')) headers.set('authorization', `Bearer ${ADMIN_KEY}`);
+      return fetch(`${url}${path}`, { ...init, headers });
+    },
+    async close() {
+      await server.close();
+      if (options.dataDir === undefined) await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function json(response: Response): Promise<Record<string, any>> {
+  const text = await response.text();
+  try {
+    return JSON.parse(text) as Record<string, any>;
+  } catch {
+    throw new Error(`not JSON (status ${response.status}): ${text.slice(0, 500)}`);
+  }
+}
+
+export function newIdentifier(): string {
+  return SessionPool.generateIdentifier();
+}
