@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 
 import { EventEmitter } from 'eventemitter3';
 
-import type { Backend, DestroyReason, SessionExit, SessionSpec } from './backend.js';
+import type { Backend, DestroyReason, SessionExit } from './backend.js';
 import { azurePropertiesToOptions, type AzurePoolOverrides } from './azure-properties.js';
 import {
   AbortedError,
@@ -19,10 +19,11 @@ import { resolveCustomContainer, resolvePoolOptions, type ResolvedPoolOptions, t
 import { applyPoolUpdate, type PoolUpdate } from './pool/pool-update.js';
 import { createSessionHost } from './pool/session-operations.js';
 import { Backoff } from './pool/backoff.js';
-import { expiryOf } from './pool/expiry.js';
+import { armExpiry, expiryOf } from './pool/expiry.js';
 import { OnceAsync, settleWithin } from './pool/once-async.js';
 import { ArrivalRate } from './pool/latency-window.js';
-import { newSlot, type Slot } from './pool/slot.js';
+import { SessionFactory } from './pool/session-factory.js';
+import type { Slot } from './pool/slot.js';
 import { PoolStatistics } from './pool/statistics.js';
 import { WaiterQueue, waitInQueue } from './pool/waiters.js';
 import { Session, type SessionHost } from './session.js';
@@ -67,6 +68,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   #allocated = 0;
   readonly #preparation = new OnceAsync(() => this.#prepareBackend());
   readonly #backoff = new Backoff();
+  readonly #factory: SessionFactory;
   #closing: Promise<void> | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #startWatchers: { resolve: () => void; reject: (error: SandpoolError) => void }[] = [];
@@ -77,6 +79,18 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     this.#options = resolvePoolOptions(options);
     this.backend = this.#options.backend;
     this.#arrivals = new ArrivalRate(this.#options.adaptiveReady?.windowSeconds ?? 10);
+    this.#factory = new SessionFactory(this.backend, (sessionId) => ({ sessionId, ...this.#specBase() }), {
+      pending: (slot, onDemand) => {
+        this.#slots.set(slot.id, slot);
+        this.#pending += 1;
+        this.#emit('sessionPending', { ...this.#base(slot), onDemand });
+      },
+      created: (slot, createMs) => this.#created(slot, createMs),
+      failed: (slot, failure) => this.#createFailed(slot, failure),
+      exited: (slot, exit) => this.#onExit(slot, exit),
+      track: (work) => this.#track(work),
+    });
+
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const pool = this;
     this.#host = createSessionHost({
@@ -369,59 +383,29 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     const room = this.#options.maxConcurrentSessions - this.#slots.size;
     const budget = this.#options.refillConcurrency - this.#pending;
     const count = Math.min(wanted, room, budget);
-    for (let i = 0; i < count; i += 1) this.#create(this.#waiters.length > this.#pending);
+    for (let i = 0; i < count; i += 1) this.#factory.start(this.#waiters.length > this.#pending);
   }
 
-  #create(onDemand: boolean): void {
-    const slot = newSlot(Date.now());
-    this.#slots.set(slot.id, slot);
-    this.#pending += 1;
-    this.#emit('sessionPending', { ...this.#base(slot), onDemand });
-    const spec: SessionSpec = { sessionId: slot.id, ...this.#specBase() };
-    const started = performance.now();
-    const work = this.backend
-      .create(spec, { signal: slot.createAbort.signal, onExit: (exit) => this.#onExit(slot, exit) })
-      .then(
-        (handle) => {
-          this.#pending -= 1;
-          slot.handle = handle;
-          if (slot.state === 'Destroyed') {
-            // Dropped while it was being created (pool closing): release what the backend made.
-            this.#track(this.backend.destroy(handle, { reason: 'poolClosed' }).catch(() => undefined));
-            return;
-          }
-          this.#backoff.succeed();
-          this.#stats.created += 1;
-          this.#stats.createMs.add(performance.now() - started);
-          slot.state = 'Ready';
-          slot.readyAt = Date.now();
-          this.#emit('sessionReady', { ...this.#base(slot), createDurationMs: performance.now() - started });
-          this.#offer(slot);
-          this.#refill();
-        },
-        (error: unknown) => this.#createFailed(slot, error),
-      );
-    this.#track(work);
-  }
-
-  #createFailed(slot: Slot, error: unknown): void {
+  #created(slot: Slot, createMs: number): void {
     this.#pending -= 1;
-    const dropped = slot.state === 'Destroyed';
+    this.#backoff.succeed();
+    this.#stats.created += 1;
+    this.#stats.createMs.add(createMs);
+    slot.state = 'Ready';
+    slot.readyAt = Date.now();
+    this.#emit('sessionReady', { ...this.#base(slot), createDurationMs: createMs });
+    this.#offer(slot);
+    this.#refill();
+  }
+
+  #createFailed(slot: Slot, failure: SandpoolError): void {
+    this.#pending -= 1;
     slot.state = 'Destroyed';
     this.#slots.delete(slot.id);
-    if (dropped || this.#closing !== undefined) return;
-    const failure = toSandpoolError(error, `backend "${this.backend.name}" could not create a session`);
-    const backoff = this.#backoff.fail();
+    if (this.#closing !== undefined) return;
+    const retryInMs = this.#backoff.fail();
     this.#stats.recordCreateFailure(failure);
-    this.#emit('error', {
-      pool: this.name,
-      backend: this.backend.name,
-      at: Date.now(),
-      operation: 'create',
-      error: failure,
-      sessionId: slot.id,
-      retryInMs: backoff,
-    });
+    this.#emit('error', { ...this.#base(slot), operation: 'create', error: failure, retryInMs });
     // Waiters that no pending creation can serve get this error now rather than hanging.
     const unserved = this.#waiters.length - this.#pending;
     if (unserved > 0) this.#waiters.rejectNewest(unserved, failure);
@@ -439,16 +423,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   }
 
   #armExpiry(slot: Slot): void {
-    if (slot.expiryTimer !== undefined) clearTimeout(slot.expiryTimer);
-    slot.expiryTimer = undefined;
-    const at = this.#expiresAt(slot);
-    if (at === undefined) return;
-    // Timers are unref'd: an idle pool never keeps the process alive. Node caps delays at 2^31-1 ms.
-    const delay = Math.min(Math.max(0, at - Date.now()), 2 ** 31 - 1);
-    slot.expiryTimer = setTimeout(() => {
-      slot.expiryTimer = undefined;
-      this.#checkExpiry(slot);
-    }, delay).unref();
+    armExpiry(slot, this.#options, (due) => this.#checkExpiry(due));
   }
 
   /** Reap an expired session, unless it is running code: then reap it when the code finishes. */

@@ -17,3 +17,25 @@ export function expiryOf(
   const at = Math.min(idle, alive);
   return { at: Number.isFinite(at) ? at : undefined, reason: alive <= idle ? 'maxAlive' : 'cooldown' };
 }
+
+/**
+ * Arm the slot's single expiry timer for its current expiry. The timer is unref'd (an idle pool
+ * never keeps the process alive) and capped at Node's 2^31−1 ms limit; `onDue` re-checks lazily,
+ * so activity after arming needs no timer churn.
+ */
+export function armExpiry(
+  slot: Slot,
+  options: Parameters<typeof expiryOf>[0],
+  onDue: (slot: Slot) => void,
+): void {
+  if (slot.expiryTimer !== undefined) clearTimeout(slot.expiryTimer);
+  slot.expiryTimer = undefined;
+  if (slot.state !== 'Allocated') return;
+  const { at } = expiryOf(options, slot);
+  if (at === undefined) return;
+  const delay = Math.min(Math.max(0, at - Date.now()), 2 ** 31 - 1);
+  slot.expiryTimer = setTimeout(() => {
+    slot.expiryTimer = undefined;
+    onDue(slot);
+  }, delay).unref();
+}
