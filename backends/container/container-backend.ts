@@ -1,0 +1,427 @@
+/**
+ * `ContainerBackend`: sessions as OCI containers driven through the Docker Engine API (dockerode),
+ * served by Docker or by Podman's compatible service.
+ *
+ * - Code-interpreter sessions (PythonLTS, NodeLTS, Shell) run the sandpool agent in our image; the
+ *   host reaches it over a unix socket in a per-session host directory bind-mounted into the
+ *   container (one connection, kept open: no `exec` per execution).
+ * - Custom-container sessions run the user's image; `fetch`/`connect` reach its target port
+ *   through a forwarder in the container's network namespace (port-forwarder.ts).
+ */
+
+import { randomBytes } from 'node:crypto';
+import { chownSync, mkdirSync, rmSync } from 'node:fs';
+import { Agent as HttpAgent } from 'node:http';
+import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
+
+import type Docker from 'dockerode';
+
+import { AgentClient } from '../agent-client/index.js';
+import type {
+  Backend,
+  BackendCapabilities,
+  BackendFiles,
+  BackendSession,
+  CreateOptions,
+  DestroyReason,
+  ExecuteRequest,
+  ExecutionOutcome,
+  PrepareContext,
+  SessionSpec,
+} from '../../src/backend.js';
+import { AbortedError, BackendError, ErrorCode, SandpoolError, SessionNotFoundError, UnsupportedError } from '../../src/errors.js';
+import { connectAgent, containerExitMessage } from './agent-connection.js';
+import { codeInterpreterSpec, customContainerSpec, type SpecContext } from './container-spec.js';
+import { connectEngine, type EngineConnection } from './engine-connection.js';
+import { ensureEgressNetwork } from './egress-network.js';
+import { forwardFetch } from './http-forward.js';
+import { ensureImage, checkRuntime } from './image-check.js';
+import { ownerIdentity } from './labels.js';
+import { reapDeadOwners } from './leftovers.js';
+import { resolveContainerOptions, type ContainerBackendOptions, type ResolvedContainerOptions } from './options.js';
+import { connectForwarder, forwarderAvailable, startForwarder, type Forwarder } from './port-forwarder.js';
+import { waitUntilReady, watchLiveness, type ProbeTarget } from './readiness.js';
+
+const SESSION_ID = /^[a-z0-9-]{1,64}$/;
+
+interface LiveSession {
+  readonly id: string;
+  readonly kind: 'code-interpreter' | 'custom';
+  readonly container: Docker.Container;
+  readonly hostDir: string;
+  /** Stops the exit watcher, liveness probes and forwarders. */
+  readonly stop: AbortController;
+  readonly forwarders: Map<number, Promise<Forwarder>>;
+  agent?: AgentClient | undefined;
+  httpAgent?: HttpAgent | undefined;
+  pid: number;
+  targetPort: number;
+  /** Set once the container is known to have stopped (exit message). */
+  exited?: string | undefined;
+  onExit: CreateOptions['onExit'];
+  exitReported: boolean;
+  destroying?: Promise<void> | undefined;
+}
+
+export class ContainerBackend implements Backend {
+  readonly name = 'container';
+  readonly capabilities: BackendCapabilities = {
+    containerTypes: ['PythonLTS', 'NodeLTS', 'Shell', 'CustomContainer'],
+    languages: ['python', 'javascript', 'shell'],
+    isolation: 'container',
+    inProcess: false,
+    files: true,
+    network: true,
+    snapshots: false,
+    httpForwarding: true,
+  };
+  readonly files: BackendFiles;
+  readonly options: ResolvedContainerOptions;
+
+  #connection: Promise<EngineConnection> | undefined;
+  #connected: EngineConnection | undefined;
+  readonly #sessions = new Map<string, LiveSession>();
+  readonly #networks = new Map<string, Promise<string>>();
+  #closed = false;
+  readonly #log: (message: string) => void;
+  /** This process's directory of per-session host dirs: `<runDir>/sessions/<pid>.<start>`. */
+  readonly #ownerDir: string;
+
+  constructor(options: ContainerBackendOptions = {}) {
+    this.options = resolveContainerOptions(options);
+    this.#log = this.options.log ?? (() => {});
+    const me = ownerIdentity();
+    this.#ownerDir = join(this.options.runDir, 'sessions', `${me.pid}.${me.start}`);
+    this.files = {
+      upload: async (s, path, data, o) => await this.#agentOf(s).upload(path, data, o),
+      list: async (s, o) => await this.#agentOf(s).list(o),
+      stat: async (s, path) => await this.#agentOf(s).stat(path),
+      download: async (s, path, o) => await this.#agentOf(s).download(path, o),
+      delete: async (s, path) => await this.#agentOf(s).delete(path),
+    };
+  }
+
+  /** Which engine endpoint this backend uses and how it was found (undefined before the first use). */
+  get connection(): string | undefined {
+    return this.#connected?.description;
+  }
+
+  /** The engine connection, established on first use. */
+  async engine(): Promise<Docker> {
+    if (this.#closed) throw new BackendError('the container backend is closed');
+    this.#connection ??= connectEngine({
+      socketPath: this.options.socketPath,
+      runDir: this.options.runDir,
+      startPodman: this.options.startPodman,
+      log: this.#log,
+    }).then(
+      (c) => {
+        this.#connected = c;
+        this.#log(`container engine: ${c.description}`);
+        return c;
+      },
+      (error: unknown) => {
+        this.#connection = undefined;
+        throw error;
+      },
+    );
+    return (await this.#connection).docker;
+  }
+
+  async prepare(context: PrepareContext): Promise<void> {
+    const docker = await this.engine();
+    await checkRuntime(docker, this.options.runtime, this.#connected?.socketPath !== undefined);
+    if (context.containerType === 'CustomContainer') {
+      const template = context.customContainer;
+      if (template === undefined) throw new BackendError('CustomContainer pools need a customContainerTemplate');
+      const missing = forwarderAvailable();
+      if (missing !== undefined) throw new BackendError(`custom containers need a port forwarder: ${missing}`);
+      await ensureImage(docker, template.image, { pull: this.options.pullImages, log: this.#log, signal: context.signal });
+    } else {
+      await ensureImage(docker, this.options.image, { pull: false, log: this.#log, signal: context.signal });
+    }
+    const reaped = await reapDeadOwners(docker, this.name, join(this.options.runDir, 'sessions'));
+    if (reaped.containers + reaped.directories > 0) {
+      this.#log(`removed leftovers of dead owners: ${reaped.containers} containers, ${reaped.directories} directories`);
+    }
+    if (context.network.egress === 'EgressEnabled') await this.#network(docker, context.poolName);
+  }
+
+  async create(spec: SessionSpec, options: CreateOptions): Promise<BackendSession> {
+    if (!SESSION_ID.test(spec.sessionId)) throw new BackendError(`invalid session id ${JSON.stringify(spec.sessionId)}`);
+    if (this.#sessions.has(spec.sessionId)) throw new BackendError(`session ${spec.sessionId} already exists`);
+    const docker = await this.engine();
+    const custom = spec.containerType === 'CustomContainer';
+    if (custom && spec.customContainer === undefined) throw new BackendError('CustomContainer sessions need a customContainer template');
+    const suffix = randomBytes(4).toString('hex');
+    const hostDir = join(this.#ownerDir, `${spec.sessionId}-${suffix}`);
+    mkdirSync(hostDir, { recursive: true, mode: 0o700 });
+    // The agent (uid 1000 in the container, same uid on the host without a user namespace)
+    // creates its socket here; the parent dirs stay root-only, so no other host user reaches it.
+    if (!custom) chownSync(hostDir, 1000, 1000);
+    const networkMode = spec.network.egress === 'EgressEnabled' ? await this.#network(docker, spec.poolName) : 'none';
+    const ctx: SpecContext = {
+      backendName: this.name,
+      containerName: `sandpool-${spec.poolName}-${spec.sessionId}-${suffix}`.slice(0, 120),
+      image: custom ? (spec.customContainer?.image ?? '') : this.options.image,
+      runtime: this.options.runtime,
+      networkMode,
+      nofile: this.options.nofile,
+      nproc: this.options.nproc,
+      hostDir: custom ? undefined : hostDir,
+      customReadonlyRootfs: this.options.customReadonlyRootfs,
+      customCapAdd: this.options.customCapAdd,
+      agentArgs: this.options.agentArgs,
+    };
+    let container: Docker.Container | undefined;
+    const stop = new AbortController();
+    const live: LiveSession = {
+      id: spec.sessionId,
+      kind: custom ? 'custom' : 'code-interpreter',
+      container: undefined as unknown as Docker.Container,
+      hostDir,
+      stop,
+      forwarders: new Map(),
+      pid: 0,
+      targetPort: spec.customContainer?.targetPort ?? 0,
+      onExit: options.onExit,
+      exitReported: false,
+    };
+    const deadline = Date.now() + this.options.createTimeoutMs;
+    try {
+      container = await docker.createContainer(custom ? customContainerSpec(spec, ctx) : codeInterpreterSpec(spec, ctx));
+      (live as { container: Docker.Container }).container = container;
+      this.#sessions.set(spec.sessionId, live);
+      if (options.signal?.aborted) throw new AbortedError('session creation was aborted');
+      await container.start();
+      this.#watchExit(live);
+      const inspected = await container.inspect();
+      live.pid = inspected.State.Pid;
+      if (custom) {
+        const template = spec.customContainer!;
+        await waitUntilReady({ template, target: this.#probeTarget(live), deadline, stopped: () => live.exited, signal: options.signal });
+        live.httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 64 });
+        watchLiveness(template, this.#probeTarget(live), stop.signal, (message) => this.#reportExit(live, { reason: 'failed', message }));
+      } else {
+        live.agent = await connectAgent({
+          socketPath: join(hostDir, 'agent.sock'),
+          deadline,
+          stopped: () => live.exited,
+          signal: options.signal,
+          onClose: () => {
+            if (live.destroying === undefined) this.#reportExit(live, { reason: 'failed', message: 'the session agent connection closed' });
+          },
+        });
+      }
+      return { id: spec.sessionId, etag: container.id };
+    } catch (error) {
+      const reason = live.exited;
+      await this.#teardown(live, container).catch(() => {});
+      if (SandpoolError.is(error) && error.code === ErrorCode.ABORTED) throw error;
+      const logs = custom && container !== undefined ? await containerLogTail(container) : '';
+      const base = reason ?? (error instanceof Error ? error.message : String(error));
+      throw new BackendError(`could not start a ${custom ? 'custom' : 'code-interpreter'} container session: ${base}${logs}`, {
+        cause: error,
+        ...(reason === undefined && SandpoolError.is(error) && error.code === ErrorCode.BACKEND_UNAVAILABLE
+          ? { code: ErrorCode.BACKEND_UNAVAILABLE }
+          : {}),
+      });
+    }
+  }
+
+  async execute(
+    session: BackendSession,
+    request: ExecuteRequest,
+    options?: { readonly signal?: AbortSignal | undefined },
+  ): Promise<ExecutionOutcome> {
+    const live = this.#live(session);
+    if (live.kind === 'custom') throw new UnsupportedError('custom-container sessions do not run code; use fetch()');
+    const agent = this.#agentOf(session);
+    const started = Date.now();
+    try {
+      return await agent.execute(request, { signal: options?.signal });
+    } catch (error) {
+      // The container or its agent died mid-execution: that is an outcome, not a rejection.
+      if (SandpoolError.is(error) && error.code === ErrorCode.BACKEND_FAILED && agent.closed) {
+        const why = live.exited ?? (await this.#exitReason(live)) ?? 'the session agent connection closed';
+        return {
+          status: 'Failed',
+          result: '',
+          stdout: '',
+          stderr: `sandpool: the session died during the execution (${why}); the session is lost\n`,
+          sessionState: 'lost',
+          executionTimeInMilliseconds: Date.now() - started,
+        };
+      }
+      throw error;
+    }
+  }
+
+  async destroy(session: BackendSession, _options: { readonly reason: DestroyReason }): Promise<void> {
+    const live = this.#sessions.get(session.id);
+    if (live === undefined) return;
+    live.destroying ??= this.#teardown(live, live.container).finally(() => this.#sessions.delete(session.id));
+    await live.destroying;
+  }
+
+  async probe(session: BackendSession): Promise<boolean> {
+    const live = this.#sessions.get(session.id);
+    if (live === undefined || live.exited !== undefined || live.destroying !== undefined) return false;
+    if (live.kind === 'custom') return true;
+    if (live.agent === undefined || live.agent.closed) return false;
+    return await live.agent.ping(5000).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  async fetch(session: BackendSession, request: Request, options?: { readonly signal?: AbortSignal | undefined }): Promise<Response> {
+    const live = this.#customOf(session);
+    const socketPath = await this.#forwarderSocket(live, live.targetPort);
+    return await forwardFetch(request, {
+      socketPath,
+      agent: live.httpAgent ?? new HttpAgent({ keepAlive: false }),
+      host: `localhost:${live.targetPort}`,
+      signal: options?.signal,
+    });
+  }
+
+  async connect(session: BackendSession): Promise<Duplex> {
+    const live = this.#customOf(session);
+    return await connectForwarder(await this.#forwarderSocket(live, live.targetPort));
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.allSettled([...this.#sessions.values()].map((s) => this.destroy({ id: s.id }, { reason: 'poolClosed' })));
+    const connection = this.#connected ?? (await this.#connection?.catch(() => undefined));
+    await connection?.close();
+    rmSync(this.#ownerDir, { recursive: true, force: true });
+  }
+
+  // ---- internals ----
+
+  #live(session: BackendSession): LiveSession {
+    const live = this.#sessions.get(session.id);
+    if (live === undefined || live.destroying !== undefined) {
+      throw new SessionNotFoundError(`container session ${session.id} does not exist (destroyed or never created)`);
+    }
+    return live;
+  }
+
+  #agentOf(session: BackendSession): AgentClient {
+    const live = this.#live(session);
+    if (live.kind === 'custom') throw new UnsupportedError('custom-container sessions have no files API');
+    if (live.agent === undefined) throw new BackendError(`session ${session.id} is not ready`);
+    return live.agent;
+  }
+
+  #customOf(session: BackendSession): LiveSession {
+    const live = this.#live(session);
+    if (live.kind !== 'custom') throw new UnsupportedError('fetch/connect need a CustomContainer session');
+    if (live.exited !== undefined) throw new BackendError(`the session's container has stopped: ${live.exited}`);
+    return live;
+  }
+
+  #forwarderSocket(live: LiveSession, port: number): Promise<string> {
+    let forwarder = live.forwarders.get(port);
+    if (forwarder === undefined) {
+      forwarder = startForwarder(live.pid, port, join(live.hostDir, `port-${port}.sock`));
+      live.forwarders.set(port, forwarder);
+      forwarder.catch(() => live.forwarders.delete(port));
+    }
+    return forwarder.then((f) => f.socketPath);
+  }
+
+  #probeTarget(live: LiveSession): ProbeTarget {
+    return { pid: live.pid, socketFor: (port) => this.#forwarderSocket(live, port) };
+  }
+
+  async #network(docker: Docker, poolName: string): Promise<string> {
+    let network = this.#networks.get(poolName);
+    if (network === undefined) {
+      network = ensureEgressNetwork(docker, poolName, this.#log);
+      this.#networks.set(poolName, network);
+      network.catch(() => this.#networks.delete(poolName));
+    }
+    return await network;
+  }
+
+  /** Long-poll the engine for the container's end; report it unless we are the ones removing it. */
+  #watchExit(live: LiveSession): void {
+    live.container.wait({ abortSignal: live.stop.signal } as object).then(
+      (result: { StatusCode?: number }) => {
+        if (live.stop.signal.aborted) return;
+        const code = result.StatusCode ?? -1;
+        live.exited = containerExitMessage(code);
+        this.#reportExit(live, { reason: code === 0 ? 'exited' : 'failed', message: live.exited, exitCode: code });
+      },
+      () => {
+        // Aborted by destroy, or the engine went away: the agent connection reports the latter.
+      },
+    );
+  }
+
+  async #exitReason(live: LiveSession): Promise<string | undefined> {
+    try {
+      const state = (await live.container.inspect()).State;
+      if (state.OOMKilled) return 'out of memory: the container was killed';
+      if (!state.Running) return containerExitMessage(state.ExitCode);
+    } catch {
+      return 'the container is gone';
+    }
+    return undefined;
+  }
+
+  #reportExit(live: LiveSession, exit: Parameters<CreateOptions['onExit']>[0]): void {
+    if (live.exitReported || live.destroying !== undefined) return;
+    live.exitReported = true;
+    try {
+      live.onExit(exit);
+    } catch {
+      // The pool's callback must not break the backend.
+    }
+  }
+
+  async #teardown(live: LiveSession, container: Docker.Container | undefined): Promise<void> {
+    live.destroying ??= Promise.resolve();
+    live.stop.abort();
+    live.agent?.close();
+    live.httpAgent?.destroy();
+    const forwarders = await Promise.allSettled(live.forwarders.values());
+    await Promise.allSettled(forwarders.map((f) => (f.status === 'fulfilled' ? f.value.stop() : undefined)));
+    if (container !== undefined) {
+      try {
+        await container.remove({ force: true, v: true });
+      } catch (error) {
+        const status = (error as { statusCode?: number }).statusCode;
+        if (status !== 404) throw new BackendError(`could not remove container ${container.id}: ${(error as Error).message}`, { cause: error });
+      }
+    }
+    rmSync(live.hostDir, { recursive: true, force: true });
+  }
+}
+
+async function containerLogTail(container: Docker.Container): Promise<string> {
+  try {
+    const buffer = (await container.logs({ stdout: true, stderr: true, tail: 20, follow: false })) as unknown as Buffer;
+    const text = demuxLogs(buffer).trim();
+    return text === '' ? '' : `\n--- container output (last lines) ---\n${text.slice(-2000)}`;
+  } catch {
+    return '';
+  }
+}
+
+/** Docker's multiplexed log format: 8-byte headers (stream, size) before each chunk; raw otherwise. */
+function demuxLogs(buffer: Buffer): string {
+  const parts: Buffer[] = [];
+  let offset = 0;
+  while (offset + 8 <= buffer.length && buffer[offset]! <= 2 && buffer.readUInt16BE(offset + 1) === 0) {
+    const size = buffer.readUInt32BE(offset + 4);
+    parts.push(buffer.subarray(offset + 8, offset + 8 + size));
+    offset += 8 + size;
+  }
+  return offset === 0 ? buffer.toString('utf8') : Buffer.concat(parts).toString('utf8');
+}

@@ -1,0 +1,134 @@
+/**
+ * The Docker Engine API create body for one session: limits, hardening, network and labels. Kept
+ * apart from the lifecycle code so the security-relevant settings can be read in one place.
+ */
+
+import type Docker from 'dockerode';
+
+import type { SessionSpec } from '../../src/backend.js';
+import { LABEL, ownerLabels } from './labels.js';
+
+const MiB = 1024 * 1024;
+
+/** Where the per-session host directory (holding the agent socket) appears inside the container. */
+export const AGENT_DIR_IN_CONTAINER = '/run/sandpool';
+export const AGENT_SOCKET_NAME = 'agent.sock';
+
+export interface SpecContext {
+  readonly backendName: string;
+  readonly containerName: string;
+  readonly image: string;
+  /** OCI runtime name passed to the engine (runc, runsc, kata…). */
+  readonly runtime: string | undefined;
+  /** `none`, or the pool's egress network. */
+  readonly networkMode: string;
+  /** nofile and nproc ulimits (soft = hard). */
+  readonly nofile: number;
+  readonly nproc: number;
+  /** Host directory bind-mounted at AGENT_DIR_IN_CONTAINER (code-interpreter sessions). */
+  readonly hostDir?: string | undefined;
+  /** Custom containers: mount the root filesystem read-only (most images write somewhere). */
+  readonly customReadonlyRootfs: boolean;
+  /** Custom containers: capabilities given back after dropping all. */
+  readonly customCapAdd: readonly string[];
+  /** Extra agent flags (e.g. a different preload list). */
+  readonly agentArgs: readonly string[];
+}
+
+function baseLabels(spec: SessionSpec, ctx: SpecContext, kind: 'code-interpreter' | 'custom'): Record<string, string> {
+  return {
+    [LABEL.managed]: ctx.backendName,
+    [LABEL.pool]: spec.poolName,
+    [LABEL.session]: spec.sessionId,
+    [LABEL.owner]: spec.ownerId,
+    [LABEL.kind]: kind,
+    ...ownerLabels(),
+  };
+}
+
+function resourceLimits(memoryMb: number, cpus: number, pids: number, ctx: SpecContext): Docker.HostConfig {
+  return {
+    Memory: memoryMb * MiB,
+    // Equal to Memory: no swap, so a memory bomb meets the OOM killer instead of thrashing the host.
+    MemorySwap: memoryMb * MiB,
+    NanoCpus: Math.round(cpus * 1e9),
+    PidsLimit: pids,
+    // Explicit ulimits: podman's defaults exceed this kind of host's hard limits and runc fails.
+    // nproc is per uid across the whole host (all sessions share uid 1000), so it is only a
+    // backstop; the pids cgroup above is the real per-session cap.
+    Ulimits: [
+      { Name: 'nofile', Soft: ctx.nofile, Hard: ctx.nofile },
+      { Name: 'nproc', Soft: ctx.nproc, Hard: ctx.nproc },
+    ],
+  };
+}
+
+/** A Python/JavaScript/shell session: our image, the agent listening in the bind-mounted dir. */
+export function codeInterpreterSpec(spec: SessionSpec, ctx: SpecContext): Docker.ContainerCreateOptions {
+  const { limits } = spec;
+  return {
+    name: ctx.containerName,
+    Image: ctx.image,
+    Cmd: ['--listen-unix', `${AGENT_DIR_IN_CONTAINER}/${AGENT_SOCKET_NAME}`, '--data-dir', '/mnt/data', ...ctx.agentArgs],
+    Labels: baseLabels(spec, ctx, 'code-interpreter'),
+    User: '1000:1000',
+    WorkingDir: '/mnt/data',
+    NetworkDisabled: ctx.networkMode === 'none',
+    HostConfig: {
+      ...resourceLimits(limits.memoryMb, limits.cpus, limits.pids, ctx),
+      ...(ctx.runtime === undefined ? {} : { Runtime: ctx.runtime }),
+      NetworkMode: ctx.networkMode,
+      ReadonlyRootfs: true,
+      // /mnt/data on tmpfs: its size option is a hard disk cap (the overlay writable layer has none
+      // on ext4), and its pages count against the memory limit, so a disk bomb stays bounded.
+      Tmpfs: {
+        '/tmp': 'rw,nosuid,nodev,size=64m,mode=1777',
+        '/mnt/data': `rw,nosuid,nodev,size=${limits.diskMb}m,uid=1000,gid=1000,mode=0755`,
+      },
+      Binds: ctx.hostDir === undefined ? [] : [`${ctx.hostDir}:${AGENT_DIR_IN_CONTAINER}:rw`],
+      CapDrop: ['ALL'],
+      SecurityOpt: ['no-new-privileges'],
+      // A minimal init (catatonit/tini) as pid 1 reaps orphans of shell commands.
+      Init: true,
+      // Nothing useful goes to the container's stdout (the agent talks over the socket); a chatty
+      // or hostile session must not fill the engine's log storage.
+      LogConfig: { Type: 'none', Config: {} },
+      RestartPolicy: { Name: 'no' },
+      AutoRemove: false,
+    },
+  };
+}
+
+/** A user's image serving HTTP on `targetPort`; reached through a forwarder in its network namespace. */
+export function customContainerSpec(spec: SessionSpec, ctx: SpecContext): Docker.ContainerCreateOptions {
+  const custom = spec.customContainer;
+  if (custom === undefined) throw new Error('customContainerSpec without customContainer');
+  const memoryMb = custom.memoryMb ?? spec.limits.memoryMb;
+  const cpus = custom.cpu ?? spec.limits.cpus;
+  return {
+    name: ctx.containerName,
+    Image: ctx.image,
+    // Kubernetes/Azure semantics: command replaces the image's ENTRYPOINT, args its CMD.
+    ...(custom.command === undefined ? {} : { Entrypoint: [...custom.command] }),
+    ...(custom.args === undefined ? {} : { Cmd: [...custom.args] }),
+    // Secret values are in here: this object is never logged.
+    Env: custom.env.map((e) => `${e.name}=${e.value}`),
+    Labels: baseLabels(spec, ctx, 'custom'),
+    NetworkDisabled: ctx.networkMode === 'none',
+    HostConfig: {
+      ...resourceLimits(memoryMb, cpus, spec.limits.pids, ctx),
+      ...(ctx.runtime === undefined ? {} : { Runtime: ctx.runtime }),
+      NetworkMode: ctx.networkMode,
+      ReadonlyRootfs: ctx.customReadonlyRootfs,
+      ...(ctx.customReadonlyRootfs ? { Tmpfs: { '/tmp': 'rw,nosuid,nodev,size=64m,mode=1777' } } : {}),
+      CapDrop: ['ALL'],
+      ...(ctx.customCapAdd.length > 0 ? { CapAdd: [...ctx.customCapAdd] } : {}),
+      SecurityOpt: ['no-new-privileges'],
+      Init: true,
+      // Logs help to explain a container that dies before it is Ready; capped so it cannot fill the disk.
+      LogConfig: { Type: 'k8s-file', Config: { 'max-size': '1m' } },
+      RestartPolicy: { Name: 'no' },
+      AutoRemove: false,
+    },
+  };
+}
