@@ -1,0 +1,177 @@
+/**
+ * One execution in an in-process JavaScript sandbox, engine-agnostic: run the cell as a global
+ * script, await its value if it is a promise, drain microtasks and sandbox timers until nothing is
+ * left, all within one wall-clock deadline, then render the result with Azure's semantics.
+ *
+ * The engine-specific part is a `SandboxDriver` (QuickJS, isolated-vm). It only moves strings and
+ * numbers across the boundary; all rendering happens in the sandbox prelude (sandbox-prelude.ts).
+ */
+
+import type { ExecuteRequest, ExecutionOutcome } from '../../src/backend.js';
+import { AbortedError } from '../../src/errors.js';
+import { OutputBuffer, truncationMarker } from './output-buffer.js';
+import { prepareTopLevelAwait } from './top-level-await.js';
+
+/** Why a driver step did not complete normally. */
+export type Fault =
+  /** Session code threw; `text` is the rendered error. The sandbox is fine. */
+  | { readonly kind: 'error'; readonly text: string }
+  /** The deadline passed and the engine interrupted the code. */
+  | { readonly kind: 'timeout' }
+  /** The engine hit its memory limit. */
+  | { readonly kind: 'memory'; readonly text: string }
+  /** The sandbox is unusable (engine failure, disposed isolate). */
+  | { readonly kind: 'crash'; readonly text: string };
+
+export type Step<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly fault: Fault };
+
+/** Functions of the prelude's API object that the host calls with numeric arguments. */
+export type PreludeCall = 'status' | 'nextTimer' | 'runTimer' | 'clearTimers' | 'render' | 'renderError';
+
+export interface SandboxDriver {
+  /**
+   * Run `code` as a global script (so `var`, `let`, `const` and `class` persist) and pass its
+   * completion value to the prelude's `settle`. Resolves with settle's status string, or a fault.
+   */
+  runScript(code: string, timeLeftMs: number): Promise<Step<string>>;
+  /** Call a prelude API function; the value is a string or number (anything else is a crash). */
+  call(name: PreludeCall, args: readonly number[], timeLeftMs: number): Promise<Step<string | number>>;
+  /** Run pending promise jobs until there are none (engines that do not do it themselves). */
+  runJobs(timeLeftMs: number): Promise<Step<void>>;
+  /** True when jobs are still queued (QuickJS); engines that drop them on interrupt say false. */
+  hasPendingJobs(): boolean;
+  /** Console lines from the sandbox land in these buffers while an execution runs. */
+  output: { stdout: OutputBuffer; stderr: OutputBuffer } | undefined;
+}
+
+export interface ExecutionContext {
+  readonly memoryLimitMb: number;
+  readonly signal?: AbortSignal | undefined;
+}
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+class FaultSignal {
+  constructor(readonly fault: Fault) {}
+}
+
+function unwrap<T>(step: Step<T>): T {
+  if (!step.ok) throw new FaultSignal(step.fault);
+  return step.value;
+}
+
+/** Parse what the prelude's `render` returned, trusting nothing: only JSON primitives pass. */
+function parseResult(text: unknown, maxChars: number): string | number | boolean | null {
+  if (typeof text !== 'string') return '';
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return '';
+  }
+  if (typeof value === 'string') {
+    return value.length > maxChars ? value.slice(0, maxChars) + truncationMarker(maxChars) : value;
+  }
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null) return value;
+  return '';
+}
+
+/** Run one execution through `driver`. Never rejects for what the code did; only for an abort. */
+export async function runJsExecution(
+  driver: SandboxDriver,
+  request: ExecuteRequest,
+  context: ExecutionContext,
+): Promise<ExecutionOutcome> {
+  const started = performance.now();
+  const deadline = started + request.timeoutMs;
+  const left = (): number => Math.max(0, deadline - performance.now());
+  const stdout = new OutputBuffer(request.outputMaxBytes);
+  const stderr = new OutputBuffer(request.outputMaxBytes);
+  driver.output = { stdout, stderr };
+  const maxChars = request.outputMaxBytes;
+  let status: 'Succeeded' | 'Failed' = 'Succeeded';
+  let result: string | number | boolean | null = '';
+  let timedOut = false;
+  let sessionState: ExecutionOutcome['sessionState'] = 'kept';
+  try {
+    const code = await prepareTopLevelAwait(request.code);
+    let state = unwrap(await driver.runScript(code, left()));
+    for (;;) {
+      if (context.signal?.aborted) throw new AbortedError('the execution was aborted');
+      unwrap(await driver.runJobs(left()));
+      state = String(unwrap(await driver.call('status', [], left())));
+      if (state === 'uncaught') break;
+      const next = Number(unwrap(await driver.call('nextTimer', [], left())));
+      if (!(next >= 0)) break;
+      if (next >= left()) {
+        await sleep(left(), context.signal);
+        throw new FaultSignal({ kind: 'timeout' });
+      }
+      if (next > 0) await sleep(next, context.signal);
+      unwrap(await driver.call('runTimer', [], left()));
+    }
+    if (state === 'fulfilled') {
+      result = parseResult(unwrap(await driver.call('render', [maxChars + 1], left())), maxChars);
+    } else if (state === 'pending') {
+      status = 'Failed';
+      stderr.write('Error: the result promise never settled and nothing is left to run (no pending timers or jobs)\n');
+    } else {
+      status = 'Failed';
+      stderr.write(String(unwrap(await driver.call('renderError', [], left()))) + '\n');
+    }
+  } catch (error) {
+    if (!(error instanceof FaultSignal)) {
+      await driver.call('clearTimers', [], 1000);
+      throw error;
+    }
+    status = 'Failed';
+    result = '';
+    const fault = error.fault;
+    switch (fault.kind) {
+      case 'error':
+        stderr.write(fault.text + '\n');
+        break;
+      case 'timeout': {
+        timedOut = true;
+        const seconds = Math.round(request.timeoutMs) / 1000;
+        stderr.write(`Request timed out waiting for code execution to complete after ${seconds} seconds: execution interrupted\n`);
+        // Timers and jobs of the interrupted cell must not fire during the next one.
+        const cleared = await driver.call('clearTimers', [], 1000);
+        if (!cleared.ok || driver.hasPendingJobs()) sessionState = 'lost';
+        break;
+      }
+      case 'memory':
+        stderr.write(`Execution aborted: ${fault.text} (memory limit ${context.memoryLimitMb} MiB)\n`);
+        sessionState = 'lost';
+        break;
+      case 'crash':
+        stderr.write(`Execution aborted: ${fault.text}\n`);
+        sessionState = 'lost';
+        break;
+    }
+  } finally {
+    driver.output = undefined;
+  }
+  if (sessionState === 'lost') stderr.write('The session was lost and will be replaced; its state is gone.\n');
+  return {
+    status,
+    result,
+    stdout: stdout.text(),
+    stderr: stderr.text(),
+    stdoutTruncated: stdout.truncated,
+    stderrTruncated: stderr.truncated,
+    timedOut,
+    sessionState,
+    executionTimeInMilliseconds: Math.round(performance.now() - started),
+  };
+}

@@ -1,0 +1,213 @@
+/**
+ * The QuickJS backend: JavaScript sessions inside the QuickJS engine compiled to WebAssembly
+ * (quickjs-emscripten), in the embedding process. Each session is its own QuickJS runtime with a
+ * memory limit, a stack limit and an interrupt handler enforcing the execution deadline. All
+ * sessions share ONE WebAssembly module, loaded lazily and reused: that keeps an idle session at
+ * tens of kilobytes, at the price of one shared linear memory (see docs in README/SECURITY).
+ *
+ * Executions run synchronously on the calling thread: a long cell blocks the Node event loop
+ * until it ends or its deadline interrupts it. Sandbox timers are the exception; the host sleeps
+ * between them asynchronously.
+ */
+
+import { newQuickJSWASMModule, RELEASE_SYNC } from 'quickjs-emscripten';
+import { z } from 'zod';
+
+import type {
+  Backend,
+  BackendCapabilities,
+  BackendSession,
+  CreateOptions,
+  DestroyReason,
+  ExecuteRequest,
+  ExecutionOutcome,
+  SessionSpec,
+} from '../../src/backend.js';
+import { AbortedError, BackendError, ErrorCode, SessionNotFoundError, toSandpoolError } from '../../src/errors.js';
+import { parseOrThrow } from '../../src/options.js';
+import { checkJsRequest, JS_ISOLATE_CAPABILITIES, SerialQueue } from '../js-shared/js-backend-support.js';
+import { runJsExecution } from '../js-shared/run-execution.js';
+import { QuickJSSandbox, type SharedModule } from './quickjs-sandbox.js';
+
+export const QuickJSBackendOptionsSchema = z
+  .object({
+    /**
+     * Most stack a session's JavaScript may use, in bytes (QuickJS's own accounting). Deep
+     * recursion past it is an `InternalError: stack overflow` in the session. QuickJS's C frames
+     * run on the host thread's stack inside WebAssembly at roughly 3 host bytes per QuickJS byte,
+     * so large values let session code overflow the HOST stack (Node's default is ~1 MiB), which
+     * loses every session of the backend. @default 128 KiB (about 700 nested JS calls)
+     */
+    maxStackSizeBytes: z
+      .number()
+      .int()
+      .min(32 * 1024)
+      .max(1024 * 1024)
+      .default(128 * 1024),
+    /**
+     * Deepest syntax nesting accepted in a cell (brackets, nested functions, unary chains),
+     * checked before QuickJS parses it, for the same host-stack reason. @default 200
+     */
+    maxSyntaxDepth: z.number().int().min(16).max(2000).default(200),
+  })
+  .strict();
+
+export type QuickJSBackendOptions = z.input<typeof QuickJSBackendOptionsSchema>;
+
+interface QuickJSSessionRecord {
+  readonly sandbox: QuickJSSandbox;
+  readonly queue: SerialQueue;
+  readonly memoryLimitMb: number;
+}
+
+/** Runs each session in its own QuickJS runtime (WebAssembly), in this process. */
+export class QuickJSBackend implements Backend {
+  readonly name = 'quickjs';
+  readonly capabilities: BackendCapabilities = JS_ISOLATE_CAPABILITIES;
+  readonly #options: z.output<typeof QuickJSBackendOptionsSchema>;
+  readonly #sessions = new Map<string, QuickJSSessionRecord>();
+  #module: Promise<SharedModule> | undefined;
+  #closed = false;
+
+  /** @throws InvalidOptionsError when an option is invalid (every problem is named). */
+  constructor(options?: QuickJSBackendOptions) {
+    this.#options = parseOrThrow(QuickJSBackendOptionsSchema, options ?? {}, 'QuickJSBackend options');
+  }
+
+  /** Number of live sessions. */
+  get size(): number {
+    return this.#sessions.size;
+  }
+
+  async #loadModule(): Promise<SharedModule> {
+    const current = this.#module === undefined ? undefined : await this.#module.catch(() => undefined);
+    // A poisoned module keeps serving nothing: its sessions report 'lost', new ones get a fresh module.
+    if (current?.poisoned) this.#module = undefined;
+    if (this.#module === undefined) {
+      const loading = newQuickJSWASMModule(RELEASE_SYNC).then((module): SharedModule => ({ module, poisoned: false }));
+      this.#module = loading;
+      // A failed load must not be cached: the next create retries.
+      loading.catch(() => {
+        if (this.#module === loading) this.#module = undefined;
+      });
+    }
+    return this.#module;
+  }
+
+  /** Loads the WebAssembly module once, so the first `create` does not pay for it. */
+  async prepare(): Promise<void> {
+    this.#assertOpen();
+    try {
+      await this.#loadModule();
+    } catch (error) {
+      throw new BackendError(`could not load the QuickJS WebAssembly module: ${String(error)}`, {
+        code: ErrorCode.BACKEND_UNAVAILABLE,
+        cause: error,
+      });
+    }
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new BackendError('the quickjs backend is closed');
+  }
+
+  async create(spec: SessionSpec, options: CreateOptions): Promise<BackendSession> {
+    this.#assertOpen();
+    if (options.signal?.aborted) throw new AbortedError('session creation was aborted');
+    if (this.#sessions.has(spec.sessionId)) throw new BackendError(`session ${spec.sessionId} already exists`);
+    await this.prepare();
+    const shared = await this.#loadModule();
+    if (options.signal?.aborted) throw new AbortedError('session creation was aborted');
+    this.#assertOpen();
+    let sandbox: QuickJSSandbox;
+    try {
+      sandbox = new QuickJSSandbox(shared, {
+        memoryLimitMb: spec.limits.memoryMb,
+        maxStackSizeBytes: this.#options.maxStackSizeBytes,
+        maxSyntaxDepth: this.#options.maxSyntaxDepth,
+      });
+    } catch (error) {
+      // An engine failure while creating a runtime poisons the module; load a fresh one next time.
+      shared.poisoned = true;
+      shared.poisonReason = error instanceof Error ? error.message : String(error);
+      throw toSandpoolError(error, 'could not create a QuickJS session');
+    }
+    this.#sessions.set(spec.sessionId, { sandbox, queue: new SerialQueue(), memoryLimitMb: spec.limits.memoryMb });
+    return { id: spec.sessionId };
+  }
+
+  #get(session: BackendSession): QuickJSSessionRecord {
+    const record = this.#sessions.get(session.id);
+    if (record === undefined) throw new SessionNotFoundError(`quickjs session ${session.id} does not exist (destroyed?)`);
+    return record;
+  }
+
+  async execute(
+    session: BackendSession,
+    request: ExecuteRequest,
+    options?: { readonly signal?: AbortSignal | undefined },
+  ): Promise<ExecutionOutcome> {
+    const record = this.#get(session);
+    checkJsRequest(this.name, request);
+    return record.queue.run(async () => {
+      // The session may have been destroyed while this execution waited in the queue.
+      if (this.#sessions.get(session.id) !== record) {
+        throw new SessionNotFoundError(`quickjs session ${session.id} was destroyed`);
+      }
+      if (options?.signal?.aborted) throw new AbortedError('the execution was aborted');
+      const outcome = await runJsExecution(record.sandbox, request, {
+        memoryLimitMb: record.memoryLimitMb,
+        signal: options?.signal,
+      }).catch((error: unknown) => {
+        throw toSandpoolError(error, 'quickjs execution failed');
+      });
+      if (outcome.sessionState === 'lost') {
+        // Free the runtime now (a memory bomb's heap); `destroy` later is a no-op.
+        this.#sessions.delete(session.id);
+        this.#disposeSandbox(record.sandbox);
+      }
+      return outcome;
+    });
+  }
+
+  #disposeSandbox(sandbox: QuickJSSandbox): void {
+    try {
+      sandbox.dispose();
+    } catch (error) {
+      // A failed free means the shared module is in doubt: stop using it for new sessions.
+      this.#module = undefined;
+      sandbox.poisonModule(error);
+      throw toSandpoolError(error, 'could not free a QuickJS session');
+    }
+  }
+
+  async destroy(session: BackendSession, _options: { readonly reason: DestroyReason }): Promise<void> {
+    const record = this.#sessions.get(session.id);
+    if (record === undefined) return;
+    this.#sessions.delete(session.id);
+    // Wait for a running execution to finish first: QuickJS is single-threaded and synchronous,
+    // so nothing can run between its steps except between sandbox timers.
+    await record.queue.run(async () => undefined);
+    this.#disposeSandbox(record.sandbox);
+  }
+
+  async probe(session: BackendSession): Promise<boolean> {
+    return this.#sessions.get(session.id)?.sandbox.alive ?? false;
+  }
+
+  /** Heap bytes one session's runtime holds (QuickJS accounting); for benchmarks. */
+  memoryUsage(session: BackendSession): number {
+    return this.#get(session).sandbox.memoryUsageBytes();
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    const records = [...this.#sessions.values()];
+    this.#sessions.clear();
+    for (const record of records) {
+      await record.queue.run(async () => undefined);
+      this.#disposeSandbox(record.sandbox);
+    }
+    this.#module = undefined;
+  }
+}

@@ -1,0 +1,238 @@
+/**
+ * One QuickJS session: its own runtime (memory limit, stack limit, interrupt handler) and one
+ * context, driven through the shared prelude. Every handle the host creates is disposed before the
+ * runtime is freed: a leaked handle makes QuickJS assert at `JS_FreeRuntime`, and an assertion
+ * aborts the WebAssembly module that every session of the backend shares.
+ */
+
+import type { QuickJSContext, QuickJSHandle, QuickJSRuntime, QuickJSWASMModule } from 'quickjs-emscripten';
+
+
+import { MiB } from '../js-shared/js-backend-support.js';
+import type { OutputBuffer } from '../js-shared/output-buffer.js';
+import type { Fault, PreludeCall, SandboxDriver, Step } from '../js-shared/run-execution.js';
+import { SANDBOX_PRELUDE } from '../js-shared/sandbox-prelude.js';
+import { checkSyntaxDepth } from '../js-shared/syntax-depth.js';
+
+const API_FUNCTIONS = ['settle', 'fail', 'status', 'nextTimer', 'runTimer', 'clearTimers', 'render', 'renderError'] as const;
+type ApiFunction = (typeof API_FUNCTIONS)[number];
+
+export interface QuickJSSandboxOptions {
+  readonly memoryLimitMb: number;
+  readonly maxStackSizeBytes: number;
+  /** Deepest syntax nesting a cell may have (see syntax-depth.ts). */
+  readonly maxSyntaxDepth: number;
+}
+
+/**
+ * The WebAssembly module and whether it can still be trusted. When QuickJS throws a HOST exception
+ * (the host stack overflowed inside WebAssembly, an engine assertion), the module's memory may be
+ * inconsistent: every session on it is lost and the backend loads a fresh module for new ones.
+ */
+export interface SharedModule {
+  readonly module: QuickJSWASMModule;
+  poisoned: boolean;
+  poisonReason?: string;
+}
+
+export class QuickJSSandbox implements SandboxDriver {
+  readonly #shared: SharedModule;
+  readonly #maxSyntaxDepth: number;
+  readonly #runtime: QuickJSRuntime;
+  readonly #context: QuickJSContext;
+  readonly #api = new Map<ApiFunction, QuickJSHandle>();
+  /** The interrupt handler stops session code once `performance.now()` passes this. */
+  #deadline = Number.POSITIVE_INFINITY;
+  #alive = true;
+  output: { stdout: OutputBuffer; stderr: OutputBuffer } | undefined;
+
+  constructor(shared: SharedModule, options: QuickJSSandboxOptions) {
+    this.#shared = shared;
+    this.#maxSyntaxDepth = options.maxSyntaxDepth;
+    this.#runtime = shared.module.newRuntime();
+    try {
+      this.#runtime.setMemoryLimit(options.memoryLimitMb * MiB);
+      this.#runtime.setMaxStackSize(options.maxStackSizeBytes);
+      this.#runtime.setInterruptHandler(() => performance.now() > this.#deadline);
+      this.#context = this.#runtime.newContext();
+      this.#installPrelude();
+    } catch (error) {
+      this.dispose();
+      throw error;
+    }
+  }
+
+  get alive(): boolean {
+    return this.#alive && !this.#shared.poisoned;
+  }
+
+  #installPrelude(): void {
+    const ctx = this.#context;
+    // The only host function session code can reach. Its arguments are hostile: read a string
+    // only when it is one, and not at all once the stream is already cut.
+    using emit = ctx.newFunction('emit', (streamHandle, textHandle) => {
+      const output = this.output;
+      if (output === undefined || ctx.typeof(textHandle) !== 'string') return;
+      const buffer = ctx.typeof(streamHandle) === 'number' && ctx.getNumber(streamHandle) === 2 ? output.stderr : output.stdout;
+      if (!buffer.truncated) buffer.write(ctx.getString(textHandle));
+    });
+    using factory = ctx.unwrapResult(ctx.evalCode(SANDBOX_PRELUDE, 'sandpool-prelude.js', { type: 'global' }));
+    // `true`: QuickJS needs the JavaScript JSON.stringify (the native one recurses unchecked).
+    using api = ctx.unwrapResult(ctx.callFunction(factory, ctx.undefined, emit, ctx.true));
+    for (const name of API_FUNCTIONS) this.#api.set(name, ctx.getProp(api, name));
+  }
+
+  /** Turn a QuickJS exception into a fault; `undefined` means "an ordinary error thrown by the code". */
+  #classify(error: QuickJSHandle): Fault | undefined {
+    const ctx = this.#context;
+    let message: string | undefined;
+    if (ctx.typeof(error) === 'object') {
+      using m = ctx.getProp(error, 'message');
+      if (ctx.typeof(m) === 'string') message = ctx.getString(m);
+    }
+    // The interrupt raises an uncatchable InternalError("interrupted"); trust it only past the deadline.
+    if (message === 'interrupted' && performance.now() >= this.#deadline) return { kind: 'timeout' };
+    if (message === 'out of memory' || ctx.typeof(error) === 'null') {
+      return { kind: 'memory', text: 'the session ran out of memory' };
+    }
+    return undefined;
+  }
+
+  #withDeadline<T>(timeLeftMs: number, body: () => Step<T>): Step<T> {
+    if (this.#shared.poisoned) {
+      this.#alive = false;
+      const reason = this.#shared.poisonReason ?? 'unknown';
+      return { ok: false, fault: { kind: 'crash', text: `the shared QuickJS engine failed (${reason})` } };
+    }
+    if (!this.#alive) return { ok: false, fault: { kind: 'crash', text: 'the session was disposed' } };
+    this.#deadline = performance.now() + timeLeftMs;
+    try {
+      return body();
+    } catch (error) {
+      // A host-side exception from quickjs-emscripten (not from session code) means the engine
+      // itself failed; do not trust this runtime again.
+      this.#alive = false;
+      const text = error instanceof Error ? error.message : String(error);
+      this.#shared.poisoned = true;
+      this.#shared.poisonReason = text;
+      return { ok: false, fault: { kind: 'crash', text: `QuickJS failed: ${text}` } };
+    } finally {
+      this.#deadline = Number.POSITIVE_INFINITY;
+    }
+  }
+
+  #callApi(name: ApiFunction, args: readonly QuickJSHandle[]): Step<QuickJSHandle> {
+    const fn = this.#api.get(name);
+    if (fn === undefined) return { ok: false, fault: { kind: 'crash', text: `prelude function ${name} is missing` } };
+    const result = this.#context.callFunction(fn, this.#context.undefined, ...args);
+    if ('error' in result && result.error !== undefined) {
+      using error = result.error;
+      const fault = this.#classify(error);
+      return { ok: false, fault: fault ?? { kind: 'crash', text: `the sandbox prelude failed in ${name}` } };
+    }
+    return { ok: true, value: result.value };
+  }
+
+  #readPrimitive(handle: QuickJSHandle): Step<string | number> {
+    const ctx = this.#context;
+    const type = ctx.typeof(handle);
+    if (type === 'string') return { ok: true, value: ctx.getString(handle) };
+    if (type === 'number') return { ok: true, value: ctx.getNumber(handle) };
+    if (type === 'undefined') return { ok: true, value: '' };
+    return { ok: false, fault: { kind: 'crash', text: `the sandbox prelude returned a ${type}` } };
+  }
+
+  async runScript(code: string, timeLeftMs: number): Promise<Step<string>> {
+    const syntax = await checkSyntaxDepth(code, this.#maxSyntaxDepth);
+    if (!syntax.ok) return { ok: false, fault: { kind: 'error', text: syntax.message } };
+    return Promise.resolve(
+      this.#withDeadline(timeLeftMs, () => {
+        const ctx = this.#context;
+        const evaluated = ctx.evalCode(code, 'cell.js', { type: 'global' });
+        const outcome: Step<QuickJSHandle> = (() => {
+          if ('error' in evaluated && evaluated.error !== undefined) {
+            using error = evaluated.error;
+            const fault = this.#classify(error);
+            if (fault !== undefined) return { ok: false, fault };
+            return this.#callApi('fail', [error]);
+          }
+          using value = evaluated.value;
+          return this.#callApi('settle', [value]);
+        })();
+        if (!outcome.ok) return outcome;
+        using status = outcome.value;
+        const read = this.#readPrimitive(status);
+        return read.ok ? { ok: true, value: String(read.value) } : read;
+      }),
+    );
+  }
+
+  call(name: PreludeCall, args: readonly number[], timeLeftMs: number): Promise<Step<string | number>> {
+    return Promise.resolve(
+      this.#withDeadline(timeLeftMs, () => {
+        const handles = args.map((n) => this.#context.newNumber(n));
+        try {
+          const outcome = this.#callApi(name, handles);
+          if (!outcome.ok) return outcome;
+          using value = outcome.value;
+          return this.#readPrimitive(value);
+        } finally {
+          for (const h of handles) h.dispose();
+        }
+      }),
+    );
+  }
+
+  runJobs(timeLeftMs: number): Promise<Step<void>> {
+    return Promise.resolve(
+      this.#withDeadline(timeLeftMs, (): Step<void> => {
+        while (this.#runtime.hasPendingJob()) {
+          const result = this.#runtime.executePendingJobs(-1);
+          if ('error' in result && result.error !== undefined) {
+            using error = result.error;
+            const fault = this.#classify(error);
+            if (fault !== undefined) return { ok: false, fault };
+            // Any other job exception was already turned into a rejected promise; keep draining.
+          } else {
+            result.dispose();
+          }
+        }
+        // The interrupt can end a job without surfacing an error (the job's exception is consumed
+        // by its promise); a deadline that passed while draining is a timeout all the same.
+        if (performance.now() >= this.#deadline) return { ok: false, fault: { kind: 'timeout' } };
+        return { ok: true, value: undefined };
+      }),
+    );
+  }
+
+  hasPendingJobs(): boolean {
+    return this.alive && this.#runtime.hasPendingJob();
+  }
+
+  /** Bytes the runtime holds (QuickJS's own accounting). */
+  memoryUsageBytes(): number {
+    if (!this.alive) return 0;
+    using usage = this.#runtime.computeMemoryUsage();
+    const dumped = this.#context.dump(usage) as { memory_used_size?: number } | undefined;
+    return typeof dumped?.memory_used_size === 'number' ? dumped.memory_used_size : 0;
+  }
+
+  /** Mark the shared module as untrustworthy (an engine failure seen outside an execution). */
+  poisonModule(error: unknown): void {
+    this.#shared.poisoned = true;
+    this.#shared.poisonReason = error instanceof Error ? error.message : String(error);
+  }
+
+  /** Free everything. Idempotent. */
+  dispose(): void {
+    this.#alive = false;
+    // Never call into a poisoned module: freeing could trip an assertion on corrupted memory.
+    if (this.#shared.poisoned) return;
+    for (const handle of this.#api.values()) if (handle.alive) handle.dispose();
+    this.#api.clear();
+    // `#context` may be unset when the constructor failed half-way.
+    const ctx = this.#context as QuickJSContext | undefined;
+    if (ctx?.alive) ctx.dispose();
+    if (this.#runtime.alive) this.#runtime.dispose();
+  }
+}
