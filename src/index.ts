@@ -75,5 +75,6 @@ export type { AzurePoolOverrides } from './azure-properties.js';
 export { PoolUpdateSchema } from './pool/pool-update.js';
 export type { PoolUpdate } from './pool/pool-update.js';
 export { normaliseDataPath } from './pool/file-paths.js';
+export { HostMemoryBudget, hostMemoryBudget } from './pool/host-budget.js';
 export type { ByteSource } from './pool/byte-source.js';
 export type { JsonPrimitive, JsonValue } from './types.js';

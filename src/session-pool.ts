@@ -20,6 +20,7 @@ import { applyPoolUpdate, type PoolUpdate } from './pool/pool-update.js';
 import { createSessionHost } from './pool/session-operations.js';
 import { Backoff } from './pool/backoff.js';
 import { armExpiry, expiryOf } from './pool/expiry.js';
+import { hostMemoryBudget } from './pool/host-budget.js';
 import { OnceAsync, settleWithin } from './pool/once-async.js';
 import { ArrivalRate } from './pool/latency-window.js';
 import { SessionFactory } from './pool/session-factory.js';
@@ -69,6 +70,9 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   readonly #preparation = new OnceAsync(() => this.#prepareBackend());
   readonly #backoff = new Backoff();
   readonly #factory: SessionFactory;
+  /** Memory each session reserves from the host budget (0 for in-process backends). */
+  readonly #reserveMb: number;
+  readonly #unsubscribeBudget: () => void;
   #closing: Promise<void> | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #startWatchers: { resolve: () => void; reject: (error: SandpoolError) => void }[] = [];
@@ -78,11 +82,14 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     super();
     this.#options = resolvePoolOptions(options);
     this.backend = this.#options.backend;
+    this.#reserveMb = this.backend.capabilities.inProcess ? 0 : this.#options.limits.memoryMb;
+    this.#unsubscribeBudget = hostMemoryBudget.subscribe(() => this.#refill());
     this.#arrivals = new ArrivalRate(this.#options.adaptiveReady?.windowSeconds ?? 10);
     this.#factory = new SessionFactory(this.backend, (sessionId) => ({ sessionId, ...this.#specBase() }), {
       pending: (slot, onDemand) => {
         this.#slots.set(slot.id, slot);
         this.#pending += 1;
+        hostMemoryBudget.reserve(this.#reserveMb);
         this.#emit('sessionPending', { ...this.#base(slot), onDemand });
       },
       created: (slot, createMs) => this.#created(slot, createMs),
@@ -282,8 +289,9 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
       return slot.handleObject as Session;
     }
     const incoming = this.#pending - this.#waiters.length;
-    const exhausted = incoming <= 0 && this.#slots.size >= this.#options.maxConcurrentSessions;
+    const exhausted = incoming <= 0 && this.#room() <= 0;
     if (exhausted) {
+      const byBudget = this.#slots.size < this.#options.maxConcurrentSessions;
       this.#emit('poolExhausted', {
         pool: this.name,
         backend: this.backend.name,
@@ -293,8 +301,11 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
       });
       if (options.wait !== true) {
         throw new PoolExhaustedError(
-          `session pool "${this.name}" is at maxConcurrentSessions (${this.#options.maxConcurrentSessions}); ` +
-            'stop a session, raise the limit, or acquire with { wait: true }',
+          byBudget
+            ? `the host memory budget is spent (${hostMemoryBudget.reservedMb} of ${hostMemoryBudget.capacityMb} MiB ` +
+                'reserved by sessions); stop sessions or acquire with { wait: true }'
+            : `session pool "${this.name}" is at maxConcurrentSessions (${this.#options.maxConcurrentSessions}); ` +
+                'stop a session, raise the limit, or acquire with { wait: true }',
         );
       }
     } else if (incoming <= 0 && this.#backoff.remaining() > 0) {
@@ -380,7 +391,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
       return;
     }
     const wanted = this.#readyTarget() + this.#waiters.length - this.#ready.length - this.#pending;
-    const room = this.#options.maxConcurrentSessions - this.#slots.size;
+    const room = this.#room();
     const budget = this.#options.refillConcurrency - this.#pending;
     const count = Math.min(wanted, room, budget);
     for (let i = 0; i < count; i += 1) this.#factory.start(this.#waiters.length > this.#pending);
@@ -398,10 +409,17 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     this.#refill();
   }
 
+  /** Sessions that may still be created: within maxConcurrentSessions and the host memory budget. */
+  #room(): number {
+    const room = this.#options.maxConcurrentSessions - this.#slots.size;
+    return this.#reserveMb === 0 ? room : Math.min(room, hostMemoryBudget.room(this.#reserveMb));
+  }
+
   #createFailed(slot: Slot, failure: SandpoolError): void {
     this.#pending -= 1;
     slot.state = 'Destroyed';
     this.#slots.delete(slot.id);
+    hostMemoryBudget.release(this.#reserveMb);
     if (this.#closing !== undefined) return;
     const retryInMs = this.#backoff.fail();
     this.#stats.recordCreateFailure(failure);
@@ -446,6 +464,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     if (slot.expiryTimer !== undefined) clearTimeout(slot.expiryTimer);
     slot.expiryTimer = undefined;
     this.#slots.delete(slot.id);
+    hostMemoryBudget.release(this.#reserveMb);
     if (previous === 'Pending') {
       slot.createAbort.abort();
       slot.destroyed = Promise.resolve();
@@ -493,6 +512,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     await settleWithin(busy, this.#options.closeGracePeriodSeconds * 1000);
     for (const slot of [...this.#slots.values()]) void this.#destroy(slot, 'poolClosed');
     while (this.#background.size > 0) await Promise.allSettled([...this.#background]);
+    this.#unsubscribeBudget();
     if (this.#options.ownsBackend) await this.backend.close();
   }
 }

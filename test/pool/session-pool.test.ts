@@ -12,6 +12,7 @@ import {
   SessionPool,
   type SessionDestroyedEvent,
 } from '../../src/index.js';
+import { hostMemoryBudget } from '../../src/index.js';
 import { FakeBackend } from '../helpers/fake-backend.js';
 
 const pools: SessionPool[] = [];
@@ -356,5 +357,25 @@ describe('bursts', () => {
     const results = await Promise.allSettled(Array.from({ length: 100 }, (_, i) => pool.acquire(`id-${i}-x`)));
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(100);
     expect(pool.stats().coldMisses).toBe(90);
+  });
+});
+
+describe('host memory budget', () => {
+  it('caps out-of-process sessions across pools by host memory, and frees room on destroy', async () => {
+    const capacity = hostMemoryBudget.capacityMb;
+    hostMemoryBudget.setCapacityMb(hostMemoryBudget.reservedMb + 1024);
+    try {
+      const outOfProcess = () => Object.assign(new FakeBackend(), { capabilities: { ...new FakeBackend().capabilities, inProcess: false } });
+      const a = makePool({ readySessionInstances: 0, limits: { memoryMb: 512 } }, outOfProcess()).pool;
+      const b = makePool({ readySessionInstances: 0, limits: { memoryMb: 512 } }, outOfProcess()).pool;
+      const first = await a.acquire('aaaa');
+      await b.acquire('bbbb');
+      await expect(a.acquire('cccc')).rejects.toThrow(/host memory budget/);
+      const waiting = b.acquire('dddd', { wait: true });
+      await first.stop();
+      await expect(waiting).resolves.toMatchObject({ identifier: 'dddd' });
+    } finally {
+      hostMemoryBudget.setCapacityMb(capacity);
+    }
   });
 });
