@@ -120,7 +120,8 @@ type KeyResolver = ReturnType<typeof createLocalJWKSet> | ReturnType<typeof crea
 export class Authenticator {
   readonly #options: AuthOptions;
   readonly #anonymous: boolean;
-  readonly #keys: KeyResolver | undefined;
+  /** Static keys first, then the JWKS URL: a development key and an identity provider can coexist. */
+  readonly #keys: KeyResolver[] = [];
   readonly #audiences: string[];
 
   constructor(options: AuthOptions = {}) {
@@ -131,7 +132,8 @@ export class Authenticator {
       if (jwt.jwksUrl === undefined && jwt.jwks === undefined) {
         throw new HttpError(500, 'InvalidConfiguration', 'jwt auth needs jwksUrl or jwks');
       }
-      this.#keys = jwt.jwksUrl !== undefined ? createRemoteJWKSet(new URL(jwt.jwksUrl)) : createLocalJWKSet(jwt.jwks!);
+      if (jwt.jwks !== undefined) this.#keys.push(createLocalJWKSet(jwt.jwks));
+      if (jwt.jwksUrl !== undefined) this.#keys.push(createRemoteJWKSet(new URL(jwt.jwksUrl)));
       const audiences = [...(jwt.audiences ?? [DEFAULT_AUDIENCE])];
       if (jwt.acceptLegacyAudience === true) audiences.push(LEGACY_AUDIENCE);
       // Tokens for `https://x/.default` scopes carry `https://x` as audience; accept trailing slashes too.
@@ -166,24 +168,32 @@ export class Authenticator {
       const found = keys.find((k) => sameSecret(k.sha256, digest));
       if (found !== undefined) return { kind: 'apiKey', name: `key:${found.name}`, roles: new Set(found.roles) };
     }
-    if (this.#keys !== undefined && token.split('.').length === 3) return this.#verifyJwt(token);
+    if (this.#keys.length > 0 && token.split('.').length === 3) return this.#verifyJwt(token);
     if (this.#anonymous) return { kind: 'anonymous', name: 'anonymous', roles: new Set(ROLES) };
     throw unauthorized('invalid credential');
   }
 
   async #verifyJwt(token: string): Promise<Principal> {
     const jwt = this.#options.jwt!;
-    let payload: JWTPayload;
-    try {
-      const verified = await jwtVerify(token, this.#keys!, {
-        audience: this.#audiences,
-        ...(jwt.issuer === undefined ? {} : { issuer: typeof jwt.issuer === 'string' ? jwt.issuer : [...jwt.issuer] }),
-        clockTolerance: 60,
-      });
-      payload = verified.payload;
-    } catch (error) {
+    let payload: JWTPayload | undefined;
+    let failure: unknown;
+    for (const keys of this.#keys) {
+      try {
+        const verified = await jwtVerify(token, keys, {
+          audience: this.#audiences,
+          ...(jwt.issuer === undefined ? {} : { issuer: typeof jwt.issuer === 'string' ? jwt.issuer : [...jwt.issuer] }),
+          clockTolerance: 60,
+        });
+        payload = verified.payload;
+        break;
+      } catch (error) {
+        // Keep the most telling failure: a claim check beats "no matching key" from another key set.
+        if (failure === undefined || (error as { code?: string }).code !== 'ERR_JWKS_NO_MATCHING_KEY') failure = error;
+      }
+    }
+    if (payload === undefined) {
       // jose's messages name the failed check (audience, signature, expiry) without echoing the token.
-      throw unauthorized(`invalid token: ${(error as Error).message}`);
+      throw unauthorized(`invalid token: ${(failure as Error).message}`);
     }
     const claim = payload[jwt.rolesClaim ?? 'roles'];
     const values = Array.isArray(claim) ? claim : typeof claim === 'string' ? claim.split(/[\s,]+/) : [];

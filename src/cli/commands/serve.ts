@@ -1,0 +1,159 @@
+/** `sandpool serve`: the HTTP server with the built-in pools, persisted pools and every backend. */
+
+import { mkdirSync } from 'node:fs';
+
+import type { JSONWebKeySet } from 'jose';
+import { readFileSync } from 'node:fs';
+
+import { createServer } from '../../server/create-server.js';
+import { jsonLinesLogger, type LogLevel } from '../../server/logging.js';
+import type { BackendFactory } from '../../server/pool-registry.js';
+import { COMMON_OPTIONS, UsageError, parse, stringOption, type OptionSpec } from '../args.js';
+import { BACKEND_NAMES, createBackend } from '../backend-loader.js';
+import { builtinPools } from '../builtin-pools.js';
+import { defaultDataDir, devJwks, watchApiKeys } from '../state-dir.js';
+
+export const SERVE_HELP = `Usage: sandpool serve [options]
+
+Serve the Azure dynamic-sessions compatible API.
+
+Options:
+  --listen HOST:PORT        address to listen on (default 127.0.0.1:8080)
+  --data-dir DIR            state folder: pool definitions, API keys, dev JWT keys
+                            (default ${defaultDataDir()})
+  --pools LIST              built-in pools to serve: python,javascript,shell or none (default all)
+  --jwks-url URL            verify JWT bearer tokens against this JWKS endpoint
+  --jwks-file FILE          verify JWT bearer tokens against these static keys (JWKS JSON)
+  --jwt-issuer ISS          required token issuer
+  --jwt-audience AUD        accepted audience (repeatable; default https://dynamicsessions.io)
+  --accept-legacy-audience  also accept https://acasessions.io
+  --roles-claim NAME        claim that holds roles (default roles)
+  --tls-cert FILE --tls-key FILE   serve HTTPS
+  --public-url URL          base URL reported in poolManagementEndpoint
+  --public-metrics          serve /metrics without credentials
+  --log-level LEVEL         debug, info, warn or error (default info)
+  -h, --help                show this help
+
+Credentials: SANDPOOL_ADMIN_KEY (every role), API keys (sandpool keys create), JWTs
+(sandpool token mints development ones). Without any, only a loopback address is allowed.
+SIGTERM or SIGINT drains: in-flight requests finish, every pool closes.`;
+
+const OPTIONS: OptionSpec = {
+  ...COMMON_OPTIONS,
+  listen: { type: 'string' },
+  'data-dir': { type: 'string' },
+  pools: { type: 'string' },
+  'jwks-url': { type: 'string' },
+  'jwks-file': { type: 'string' },
+  'jwt-issuer': { type: 'string' },
+  'jwt-audience': { type: 'string', multiple: true },
+  'accept-legacy-audience': { type: 'boolean' },
+  'roles-claim': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'public-url': { type: 'string' },
+  'public-metrics': { type: 'boolean' },
+  'log-level': { type: 'string' },
+};
+
+export function parseListen(value: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value) ?? /^()()(\d{1,5})$/.exec(value);
+  const port = Number(match?.[3]);
+  if (match === null || !Number.isInteger(port) || port > 65535) throw new UsageError(`--listen must be HOST:PORT, got "${value}"`);
+  return { host: match[1] ?? (match[2] === '' || match[2] === undefined ? '127.0.0.1' : match[2]), port };
+}
+
+export async function serve(argv: readonly string[]): Promise<number> {
+  const parsed = parse(argv, OPTIONS);
+  if (parsed.values['help'] === true) {
+    process.stdout.write(`${SERVE_HELP}\n`);
+    return 0;
+  }
+  if (parsed.positionals.length > 0) throw new UsageError(`unexpected argument "${parsed.positionals[0]}"`);
+  const { host, port } = parseListen(stringOption(parsed, 'listen') ?? '127.0.0.1:8080');
+  const dataDir = stringOption(parsed, 'data-dir') ?? defaultDataDir();
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const level = (stringOption(parsed, 'log-level') ?? 'info') as LogLevel;
+  if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new UsageError('--log-level must be debug, info, warn or error');
+  const log = jsonLinesLogger(process.stderr, level);
+
+  const certFile = stringOption(parsed, 'tls-cert');
+  const keyFile = stringOption(parsed, 'tls-key');
+  if ((certFile === undefined) !== (keyFile === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
+
+  const staticKeys: JSONWebKeySet = { keys: [] };
+  const jwksFile = stringOption(parsed, 'jwks-file');
+  if (jwksFile !== undefined) staticKeys.keys.push(...(JSON.parse(readFileSync(jwksFile, 'utf8')) as JSONWebKeySet).keys);
+  staticKeys.keys.push(...(devJwks(dataDir)?.keys ?? []));
+  const jwksUrl = stringOption(parsed, 'jwks-url');
+  const audiences = parsed.values['jwt-audience'] as string[] | undefined;
+  const jwtConfigured = jwksUrl !== undefined || staticKeys.keys.length > 0;
+
+  const backends: Record<string, BackendFactory> = {};
+  for (const name of BACKEND_NAMES) backends[name] = () => createBackend(name);
+  const poolsArg = stringOption(parsed, 'pools') ?? 'python,javascript,shell';
+  const wanted = new Set(poolsArg === 'none' ? [] : poolsArg.split(',').map((s) => s.trim()).filter(Boolean));
+  const builtins = wanted.size === 0 ? [] : await builtinPools(log, wanted);
+  const adminKey = process.env['SANDPOOL_ADMIN_KEY'];
+
+  const server = createServer({
+    pools: builtins,
+    backends,
+    defaultBackend: (type) => (type === 'NodeLTS' ? 'quickjs' : 'container'),
+    dataDir,
+    logger: log,
+    auth: {
+      adminKey: adminKey === '' ? undefined : adminKey,
+      apiKeys: watchApiKeys(dataDir),
+      ...(jwtConfigured
+        ? {
+            jwt: {
+              ...(jwksUrl === undefined ? {} : { jwksUrl }),
+              ...(staticKeys.keys.length === 0 ? {} : { jwks: staticKeys }),
+              issuer: stringOption(parsed, 'jwt-issuer'),
+              audiences: audiences !== undefined && audiences.length > 0 ? audiences : undefined,
+              acceptLegacyAudience: parsed.values['accept-legacy-audience'] === true,
+              rolesClaim: stringOption(parsed, 'roles-claim'),
+            },
+          }
+        : {}),
+      // API keys are read from a file that may appear later; only other credentials count as "configured".
+      anonymous: !(adminKey !== undefined && adminKey !== '') && !jwtConfigured && (await hasKeys(dataDir)) === false,
+    },
+    tls: certFile === undefined || keyFile === undefined ? undefined : { certFile, keyFile },
+    publicUrl: stringOption(parsed, 'public-url'),
+    publicMetrics: parsed.values['public-metrics'] === true,
+  });
+
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log({ level: 'info', msg: `${signal}: draining` });
+    server.close().then(
+      () => {
+        log({ level: 'info', msg: 'stopped' });
+        process.exitCode = 0;
+      },
+      (error: unknown) => {
+        log({ level: 'error', msg: 'close failed', error: (error as Error).message });
+        process.exitCode = 1;
+      },
+    );
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+
+  try {
+    const { url } = await server.listen({ host, port });
+    process.stdout.write(`sandpool serving on ${url} (data dir ${dataDir}; pools: ${server.pools().map((p) => p.name).join(', ') || 'none'})\n`);
+  } catch (error) {
+    await server.close();
+    throw error;
+  }
+  return -1; // keep running until a signal
+}
+
+async function hasKeys(dataDir: string): Promise<boolean> {
+  return watchApiKeys(dataDir)().length > 0;
+}
