@@ -217,9 +217,11 @@ export class ContainerBackend implements Backend {
       return { id: spec.sessionId, etag: container.id };
     } catch (error) {
       const reason = live.exited;
+      // Read the output before the container is removed; secret values are masked in it.
+      const secrets = (spec.customContainer?.env ?? []).map((e) => e.value).filter((v) => v.length >= 4);
+      const logs = custom && container !== undefined ? redact(await containerLogTail(container), secrets) : '';
       await this.#teardown(live, container).catch(() => {});
       if (SandpoolError.is(error) && error.code === ErrorCode.ABORTED) throw error;
-      const logs = custom && container !== undefined ? await containerLogTail(container) : '';
       const base = reason ?? (error instanceof Error ? error.message : String(error));
       throw new BackendError(`could not start a ${custom ? 'custom' : 'code-interpreter'} container session: ${base}${logs}`, {
         cause: error,
@@ -402,6 +404,10 @@ export class ContainerBackend implements Backend {
     }
     rmSync(live.hostDir, { recursive: true, force: true });
   }
+}
+
+function redact(text: string, secrets: readonly string[]): string {
+  return secrets.reduce((out, secret) => out.split(secret).join('***'), text);
 }
 
 async function containerLogTail(container: Docker.Container): Promise<string> {
