@@ -1,0 +1,169 @@
+"""Runs `execute` requests: picks the kernel (or the shell), queues, applies the time limit and the
+output cap, and turns what came back into an `ExecutionOutcome` (minus stdout/stderr, which the
+server sends as `output` frames)."""
+
+import os
+import shutil
+import sys
+import threading
+import time
+
+from kernel_process import Kernel, KernelStartError
+from shell import run_shell
+from validate import BadRequest
+
+AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
+MAX_QUEUED = 16
+MAX_IMAGES = 64
+IMAGE_FORMATS = ("png", "jpeg", "svg")
+
+
+def _clean_image(value):
+    if (
+        isinstance(value, dict)
+        and value.get("type") == "image"
+        and value.get("format") in IMAGE_FORMATS
+        and isinstance(value.get("base64_data"), str)
+    ):
+        return {"type": "image", "format": value["format"], "base64_data": value["base64_data"]}
+    return None
+
+
+def _clean_result(value):
+    """The kernel runs session code, so its answer is checked like any untrusted input."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return value if abs(value) <= 2**53 else str(value)
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    image = _clean_image(value)
+    return image if image is not None else ""
+
+
+class Executor:
+    def __init__(self, config, log):
+        self.config = config
+        self.log = log
+        self.env = dict(os.environ)
+        self.env.pop("MPLBACKEND", None)
+        self.kernels = {}
+        self.kernels_lock = threading.Lock()
+        self.queue_lock = threading.Lock()
+        self.running = 0
+        self.node = config.node or shutil.which("node")
+
+    def python_kernel(self):
+        with self.kernels_lock:
+            kernel = self.kernels.get("python")
+            if kernel is None:
+                script = os.path.join(AGENT_DIR, "python_kernel.py")
+                preload = ",".join(self.config.preload)
+                python = self.config.python or sys.executable
+
+                def argv(cin, cout):
+                    return [python, "-u", script, "--control-in", str(cin), "--control-out", str(cout),
+                            "--data-dir", self.config.data_dir, "--preload", preload]
+
+                kernel = Kernel("Python", argv, self.config.data_dir, self.env, self.log)
+                self.kernels["python"] = kernel
+            return kernel
+
+    def js_kernel(self):
+        if not self.node:
+            raise BadRequest("JavaScript is not available in this session: Node.js is not installed", "UNSUPPORTED")
+        with self.kernels_lock:
+            kernel = self.kernels.get("javascript")
+            if kernel is None:
+                script = os.path.join(AGENT_DIR, "js_kernel.cjs")
+
+                def argv(cin, cout):
+                    return [self.node, script, "--control-in", str(cin), "--control-out", str(cout),
+                            "--data-dir", self.config.data_dir]
+
+                kernel = Kernel("JavaScript", argv, self.config.data_dir, self.env, self.log, start_timeout_s=60.0)
+                self.kernels["javascript"] = kernel
+            return kernel
+
+    def shutdown(self):
+        for kernel in list(self.kernels.values()):
+            kernel.shutdown()
+
+    def run(self, request, cancel):
+        """(outcome, stdout text, stderr text). Raises BadRequest for requests that cannot run."""
+        if request["language"] == "shell":
+            return self._run_shell(request, cancel)
+        kernel = self.python_kernel() if request["language"] == "python" else self.js_kernel()
+        with self.queue_lock:
+            if kernel.waiting >= MAX_QUEUED:
+                raise BadRequest("too many executions queued on this session", "BUSY")
+            kernel.waiting += 1
+        try:
+            with kernel.lock:
+                return self._run_kernel(kernel, request, cancel)
+        finally:
+            with self.queue_lock:
+                kernel.waiting -= 1
+
+    def _run_kernel(self, kernel, request, cancel):
+        if cancel.is_set():
+            return self._outcome("Failed", "", [], 0, False, "kept"), "", "Execution cancelled before it started.\n"
+        self.running += 1
+        started = time.monotonic()
+        try:
+            try:
+                kernel.ensure_started()
+            except KernelStartError as error:
+                return self._outcome("Failed", "", [], 0, False, "lost"), "", "%s\n" % error
+            payload = {"code": request["code"], "timeoutMs": request["timeoutMs"]}
+            started = time.monotonic()
+            answer, sink, note, timed_out, state = kernel.execute(
+                payload, request["timeoutMs"] / 1000.0, request["outputMaxBytes"], cancel,
+                self.config.interrupt_grace_ms / 1000.0,
+            )
+        except KernelStartError as error:
+            return self._outcome("Failed", "", [], 0, False, "lost"), "", "%s\n" % error
+        finally:
+            self.running -= 1
+        elapsed = int(round((time.monotonic() - started) * 1000))
+        status = "Succeeded" if answer.get("status") == "Succeeded" and not timed_out else "Failed"
+        raw_images = answer.get("images")
+        raw_images = raw_images[:MAX_IMAGES] if isinstance(raw_images, list) else []
+        images = [img for img in map(_clean_image, raw_images) if img]
+        outcome = self._outcome(status, _clean_result(answer.get("result", "")), images, elapsed, timed_out, state)
+        out, err = sink.streams["stdout"], sink.streams["stderr"]
+        outcome["stdoutTruncated"] = out.truncated
+        outcome["stderrTruncated"] = err.truncated
+        stderr = note + err.text() if state == "restarted" else err.text() + note
+        return outcome, out.text(), stderr
+
+    def _run_shell(self, request, cancel):
+        started = time.monotonic()
+        self.running += 1
+        try:
+            exit_code, out, err, timed_out, note = run_shell(
+                request["code"], request["argv"], request["stdin"], request["timeoutMs"] / 1000.0,
+                request["outputMaxBytes"], cancel, self.config.data_dir, self.env,
+            )
+        finally:
+            self.running -= 1
+        elapsed = int(round((time.monotonic() - started) * 1000))
+        status = "Succeeded" if exit_code == 0 and not timed_out else "Failed"
+        outcome = self._outcome(status, "", [], elapsed, timed_out, "kept")
+        outcome["exitCode"] = exit_code
+        outcome["stdoutTruncated"] = out.truncated
+        outcome["stderrTruncated"] = err.truncated
+        return outcome, out.text(), err.text() + note
+
+    @staticmethod
+    def _outcome(status, result, images, elapsed, timed_out, state):
+        return {
+            "status": status,
+            "result": result,
+            "images": images,
+            "executionTimeInMilliseconds": elapsed,
+            "timedOut": timed_out,
+            "sessionState": state,
+            "stdoutTruncated": False,
+            "stderrTruncated": False,
+        }

@@ -1,0 +1,167 @@
+'use strict';
+/*
+ * The JavaScript kernel: one node:vm context that lives as long as the process, so `var x = 41`
+ * in one execution and `x + 1` in the next gives 42. Same contract as python_kernel.py: requests
+ * on the control-in fd, answers on control-out, output on fds 1/2 ended by the cell's marker.
+ * SIGINT interrupts the running script (breakOnSigint) or the awaited promise; outside a cell it
+ * is ignored, so the kernel survives a late interrupt.
+ */
+
+const fs = require('node:fs');
+const net = require('node:net');
+const path = require('node:path');
+const util = require('node:util');
+const vm = require('node:vm');
+const { Writable } = require('node:stream');
+const { createRequire } = require('node:module');
+
+const MAX_RESULT_CHARS = 1 << 20;
+
+function arg(name) {
+  const i = process.argv.indexOf(name);
+  if (i < 0 || i + 1 >= process.argv.length) throw new Error(`missing ${name}`);
+  return process.argv[i + 1];
+}
+
+const ctlIn = Number(arg('--control-in'));
+const ctlOut = Number(arg('--control-out'));
+const dataDir = arg('--data-dir');
+process.chdir(dataDir);
+
+function writeAll(fd, data) {
+  const buf = typeof data === 'string' ? Buffer.from(data) : data;
+  let offset = 0;
+  while (offset < buf.length) {
+    try {
+      offset += fs.writeSync(fd, buf, offset);
+    } catch (error) {
+      if (error.code !== 'EAGAIN') throw error;
+    }
+  }
+}
+
+function send(message) {
+  writeAll(ctlOut, JSON.stringify(message) + '\n');
+}
+
+// Console output goes straight to the fds, synchronously, so it is ordered before the marker.
+const syncStream = (fd) => new Writable({ write(chunk, _enc, cb) { try { writeAll(fd, chunk); } catch {} cb(); } });
+const sessionConsole = new console.Console({ stdout: syncStream(1), stderr: syncStream(2) });
+
+const sandbox = {
+  console: sessionConsole,
+  process,
+  require: createRequire(path.join(dataDir, 'session.js')),
+  module: { exports: {} },
+  __dirname: dataDir,
+  __filename: path.join(dataDir, 'session.js'),
+  Buffer,
+};
+for (const name of [
+  'URL', 'URLSearchParams', 'TextEncoder', 'TextDecoder', 'AbortController', 'AbortSignal', 'Event',
+  'EventTarget', 'fetch', 'Headers', 'Request', 'Response', 'FormData', 'Blob', 'structuredClone',
+  'queueMicrotask', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'setImmediate',
+  'clearImmediate', 'performance', 'crypto', 'atob', 'btoa', 'MessageChannel', 'BroadcastChannel',
+]) {
+  if (globalThis[name] !== undefined) sandbox[name] = globalThis[name];
+}
+const context = vm.createContext(sandbox);
+sandbox.exports = sandbox.module.exports;
+
+let inCell = false;
+let interruptCell = null;
+process.on('SIGINT', () => {
+  if (inCell && interruptCell) interruptCell(new Error('Execution interrupted'));
+});
+// Errors thrown later by callbacks the session scheduled must not take the kernel down.
+process.on('uncaughtException', (error) => writeAll(2, `Uncaught ${formatError(error)}\n`));
+process.on('unhandledRejection', (reason) => writeAll(2, `Unhandled promise rejection: ${formatError(reason)}\n`));
+
+function formatError(error) {
+  if (error instanceof Error || (error && typeof error.stack === 'string')) {
+    return String(error.stack)
+      .split('\n')
+      .filter((line) => !line.includes('node:vm') && !line.includes(__filename) && !line.includes('node:internal'))
+      .join('\n');
+  }
+  return util.inspect(error);
+}
+
+function toResult(value) {
+  if (value === undefined || value === null) return '';
+  if (typeof value === 'boolean') return value;
+  if (typeof value === 'number') return Number.isFinite(value) ? value : null;
+  const text = typeof value === 'string' ? value : util.inspect(value, { depth: 6, maxArrayLength: 1000, breakLength: 80 });
+  return text.length > MAX_RESULT_CHARS ? `${text.slice(0, MAX_RESULT_CHARS)}\n[sandpool: result truncated]` : text;
+}
+
+let cellCount = 0;
+
+async function runCell(code, timeoutMs) {
+  cellCount += 1;
+  const filename = `<cell-${cellCount}>`;
+  let script;
+  let wrapped = false;
+  try {
+    script = new vm.Script(code, { filename });
+  } catch (error) {
+    // Top-level await: run the cell as an async function (its `var`s are then local to it).
+    if (!(error instanceof SyntaxError) || !/await/.test(String(error.message))) throw error;
+    script = new vm.Script(`(async () => {\n${code}\n})()`, { filename, lineOffset: -1 });
+    wrapped = true;
+  }
+  let value = script.runInContext(context, { timeout: Math.max(1, timeoutMs), breakOnSigint: true });
+  if (wrapped || (value !== null && typeof value === 'object' && typeof value.then === 'function')) {
+    value = await new Promise((resolve, reject) => {
+      interruptCell = reject;
+      Promise.resolve(value).then(resolve, reject);
+    });
+  }
+  return value;
+}
+
+async function handle(request) {
+  const answer = { type: 'result', status: 'Succeeded', interrupted: false, result: '', images: [] };
+  inCell = true;
+  try {
+    answer.result = toResult(await runCell(String(request.code), Number(request.timeoutMs) || 60000));
+  } catch (error) {
+    answer.status = 'Failed';
+    const message = error && typeof error.message === 'string' ? error.message : '';
+    answer.interrupted = /Script execution (timed out|interrupted)|Execution interrupted/.test(message);
+    try {
+      writeAll(2, `${formatError(error)}\n`);
+    } catch {}
+  } finally {
+    inCell = false;
+    interruptCell = null;
+  }
+  for (const fd of [1, 2]) {
+    try {
+      writeAll(fd, request.marker);
+    } catch {}
+  }
+  send(answer);
+}
+
+let buffered = '';
+let chain = Promise.resolve();
+const control = new net.Socket({ fd: ctlIn, readable: true, writable: false });
+control.setEncoding('utf8');
+control.on('data', (text) => {
+  buffered += text;
+  let nl;
+  while ((nl = buffered.indexOf('\n')) >= 0) {
+    const line = buffered.slice(0, nl);
+    buffered = buffered.slice(nl + 1);
+    let request;
+    try {
+      request = JSON.parse(line);
+    } catch {
+      continue;
+    }
+    chain = chain.then(() => handle(request));
+  }
+});
+control.on('end', () => process.exit(0));
+send({ type: 'ready', node: process.version });

@@ -1,0 +1,282 @@
+"""One stateful kernel (Python or Node.js) run as a child process, and everything around it:
+start with readiness handshake, captured output, time limit with SIGINT then kill, crash
+detection, restart. The agent keeps one `Kernel` per language; executions on it run one at a time.
+"""
+
+import json
+import os
+import queue
+import secrets
+import signal
+import subprocess
+import threading
+import time
+
+from output_capture import ExecutionSink, PipeReader
+
+MAX_CONTROL_LINE = 64 << 20
+MARKER_WAIT_S = 1.0
+START_STDERR_CAP = 16384
+
+
+class KernelStartError(Exception):
+    pass
+
+
+def describe_exit(code):
+    if code is None:
+        return "did not exit"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = "signal %d" % -code
+        hint = " (possibly out of memory)" if -code == signal.SIGKILL else ""
+        return "was killed by %s%s" % (name, hint)
+    return "exited with code %d" % code
+
+
+class Incarnation:
+    """One process of a kernel: its control channel and output readers."""
+
+    def __init__(self, proc, ctl_w, ctl_r, out_r, err_r, owner):
+        self.proc = proc
+        self.ctl_w = ctl_w
+        self.messages = queue.Queue()
+        self.sink = None
+        self.readers = [PipeReader(out_r, "stdout", self), PipeReader(err_r, "stderr", self)]
+        for reader in self.readers:
+            reader.start()
+        threading.Thread(target=self._read_control, args=(ctl_r,), daemon=True, name="kernel-control").start()
+
+    def current_sink(self):
+        return self.sink
+
+    def _read_control(self, fd):
+        buf = b""
+        try:
+            while True:
+                try:
+                    chunk = os.read(fd, 1 << 20)
+                except InterruptedError:
+                    continue
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                buf += chunk
+                while True:
+                    nl = buf.find(b"\n")
+                    if nl < 0:
+                        break
+                    line, buf = buf[:nl], buf[nl + 1 :]
+                    try:
+                        message = json.loads(line)
+                    except ValueError:
+                        message = {"type": "garbage"}
+                    self.messages.put(message if isinstance(message, dict) else {"type": "garbage"})
+                if len(buf) > MAX_CONTROL_LINE:
+                    break  # a kernel that writes this much without a newline is broken: treat as dead
+        finally:
+            os.close(fd)
+            self.messages.put(None)
+
+    def send(self, message):
+        data = memoryview((json.dumps(message) + "\n").encode("utf-8", "surrogatepass"))
+        while data:
+            data = data[os.write(self.ctl_w, data) :]
+
+    def kill(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the kernel and whatever session code spawned
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.kill()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.close(self.ctl_w)
+        except OSError:
+            pass
+
+    def exit_code(self, wait_s):
+        try:
+            return self.proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+
+class Kernel:
+    def __init__(self, label, argv_builder, cwd, env, log, start_timeout_s=180.0):
+        self.label = label  # "Python" / "JavaScript"
+        self.argv_builder = argv_builder
+        self.cwd = cwd
+        self.env = env
+        self.log = log
+        self.start_timeout_s = start_timeout_s
+        self.current = None
+        self.ready_info = None
+        self.lock = threading.Lock()  # one execution at a time
+        self.state_lock = threading.Lock()
+        self.restarting = None  # threading.Thread restarting the kernel in the background
+        self.waiting = 0
+
+    # ---- lifecycle ----
+
+    def start(self):
+        """Start a fresh process and wait for its `ready` message. Raises KernelStartError."""
+        c2k_r, c2k_w = os.pipe()
+        k2c_r, k2c_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        for fd in (c2k_w, k2c_r, out_r, err_r):
+            os.set_inheritable(fd, False)
+        try:
+            proc = subprocess.Popen(
+                self.argv_builder(c2k_r, k2c_w),
+                stdin=subprocess.DEVNULL,
+                stdout=out_w,
+                stderr=err_w,
+                pass_fds=(c2k_r, k2c_w),
+                cwd=self.cwd,
+                env=self.env,
+                start_new_session=True,  # its own process group, so a kill takes its children too
+            )
+        except OSError as error:
+            for fd in (c2k_r, c2k_w, k2c_r, k2c_w, out_r, out_w, err_r, err_w):
+                os.close(fd)
+            raise KernelStartError("cannot start the %s kernel: %s" % (self.label, error)) from error
+        for fd in (c2k_r, k2c_w, out_w, err_w):
+            os.close(fd)
+        inc = Incarnation(proc, c2k_w, k2c_r, out_r, err_r, self)
+        # Keep the start-up stderr for the error message (its marker never comes).
+        startup = ExecutionSink(b"\x00" + secrets.token_hex(16).encode(), START_STDERR_CAP)
+        inc.sink = startup
+        try:
+            message = inc.messages.get(timeout=self.start_timeout_s)
+        except queue.Empty:
+            message = None
+        inc.sink = None
+        if not message or message.get("type") != "ready":
+            inc.kill()
+            detail = startup.streams["stderr"].text().strip()[-4000:]
+            raise KernelStartError(
+                "the %s kernel failed to start (%s)%s"
+                % (self.label, describe_exit(inc.exit_code(1)), (": " + detail) if detail else "")
+            )
+        self.current = inc
+        self.ready_info = message
+        return message
+
+    def ensure_started(self):
+        restarting = self.restarting
+        if restarting is not None:
+            restarting.join()
+        if self.current is None or self.current.proc.poll() is not None:
+            self.start()
+
+    def restart_in_background(self):
+        def run():
+            try:
+                self.start()
+            except KernelStartError as error:
+                self.log("kernel restart failed: %s" % error)
+            finally:
+                self.restarting = None
+
+        thread = threading.Thread(target=run, daemon=True, name="kernel-restart")
+        self.restarting = thread
+        thread.start()
+
+    def shutdown(self):
+        if self.current is not None:
+            self.current.kill()
+            self.current = None
+
+    # ---- execution ----
+
+    def execute(self, request, timeout_s, cap, cancel, grace_s):
+        """Run one cell. Returns (answer dict, sink, extra stderr, timed_out, session_state)."""
+        self.ensure_started()
+        inc = self.current
+        marker = "\x1esandpool-end-%s\x1f" % secrets.token_hex(12)
+        sink = ExecutionSink(marker.encode("ascii"), cap)
+        inc.sink = sink
+        try:
+            inc.send(dict(request, marker=marker))
+        except OSError:
+            pass  # a dead kernel shows up as the end of its control channel below
+        deadline = time.monotonic() + timeout_s
+        answer, interrupted_by = self._wait(inc, deadline, cancel)
+        note, state, timed_out = "", "kept", False
+        if answer is None and interrupted_by is None:
+            return self._crashed(inc, sink)
+        if answer is None:
+            # Time is up (or the host cancelled): interrupt, as Ctrl-C in a notebook would.
+            timed_out = interrupted_by == "timeout"
+            try:
+                os.kill(inc.proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+            answer, _ = self._wait(inc, time.monotonic() + grace_s, None)
+            if answer is None:
+                inc.kill()
+                self.current = None
+                self._collect(inc, sink, 0.2)
+                self.restart_in_background()
+                what = "timed out" if timed_out else "was cancelled"
+                note = (
+                    "Kernel restarted: the execution %s and did not stop within %d ms of being interrupted, "
+                    "so the %s kernel was restarted and its state (variables, imports) was lost.\n"
+                    % (what, int(grace_s * 1000), self.label)
+                )
+                return {"status": "Failed", "result": "", "images": []}, sink, note, timed_out, "restarted"
+            if not answer.get("interrupted"):
+                timed_out = False  # it finished on its own just as the limit passed
+        self._collect(inc, sink, MARKER_WAIT_S)
+        if timed_out:
+            note = "Execution timed out after %d ms and was interrupted; the session state was kept.\n" % int(
+                timeout_s * 1000
+            )
+        return answer, sink, note, timed_out, state
+
+    def _wait(self, inc, deadline, cancel):
+        """(answer, None) on an answer, (None, None) on kernel death, (None, reason) when interrupted."""
+        while True:
+            remaining = deadline - time.monotonic()
+            if cancel is not None and cancel.is_set():
+                return None, "cancel"
+            if remaining <= 0:
+                return None, "timeout"
+            try:
+                message = inc.messages.get(timeout=min(remaining, 0.1) if cancel is not None else remaining)
+            except queue.Empty:
+                continue
+            if message is None:
+                return None, None
+            if message.get("type") == "result":
+                return message, None
+            # Anything else on the control channel is ignored (session code may scribble on it).
+
+    def _collect(self, inc, sink, wait_s):
+        if not sink.wait_markers(time.monotonic() + wait_s):
+            for reader in inc.readers:
+                reader.flush_pending(sink)
+        inc.sink = None
+
+    def _crashed(self, inc, sink):
+        code = inc.exit_code(2.0)
+        inc.kill()
+        self.current = None
+        self._collect(inc, sink, 0.2)
+        self.restart_in_background()
+        note = "Kernel restarted: the %s kernel %s during this execution; its state (variables, imports) was lost.\n" % (
+            self.label,
+            describe_exit(code),
+        )
+        return {"status": "Failed", "result": "", "images": []}, sink, note, False, "restarted"

@@ -1,0 +1,258 @@
+"""The Python kernel: a stateful interpreter process with IPython-like cell semantics.
+
+Started by the agent as `python3 -u python_kernel.py --control-in FD --control-out FD ...`. It reads
+one JSON request per line from the control-in pipe, runs the cell in a persistent `__main__`
+namespace, and answers on the control-out pipe. stdout/stderr (fds 1 and 2) are pipes the agent
+captures; after each cell the kernel writes the cell's marker to both so the agent knows the
+cell's output is complete. SIGINT interrupts user code only: outside a cell it is ignored, so a
+late interrupt cannot kill the kernel's own bookkeeping.
+"""
+
+import argparse
+import ast
+import builtins
+import importlib
+import json
+import linecache
+import os
+import signal
+import sys
+import time
+import traceback
+import types
+
+KERNEL_FILE = os.path.abspath(__file__)
+AGENT_DIR = os.path.dirname(KERNEL_FILE)
+# The agent's own modules must not shadow the session's imports: drop the agent dir from sys.path
+# (IPython puts the working directory first instead), loading our helper modules explicitly.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != AGENT_DIR]
+sys.path.insert(0, "")
+import importlib.util  # noqa: E402
+
+
+def _load_helper(name, filename):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(AGENT_DIR, filename))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+display = _load_helper("sandpool_agent_display", "display.py")
+MPL_BACKEND = "module://sandpool_mpl_backend"
+
+
+class AgentImports:
+    """Meta-path finder: resolves `sandpool_mpl_backend` from the agent dir (without putting the dir
+    on sys.path) and selects that backend right after matplotlib is imported, whoever imports it.
+    An environment variable would leak into the session's child processes, which lack the finder."""
+
+    def __init__(self):
+        self.busy = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "sandpool_mpl_backend":
+            return importlib.util.spec_from_file_location(name, os.path.join(AGENT_DIR, "mpl_backend.py"))
+        if name != "matplotlib" or self.busy:
+            return None
+        self.busy = True
+        try:
+            spec = None
+            for finder in sys.meta_path:
+                if finder is not self and hasattr(finder, "find_spec"):
+                    spec = finder.find_spec(name, path, target)
+                    if spec is not None:
+                        break
+        finally:
+            self.busy = False
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        original = spec.loader.exec_module
+
+        def exec_module(module):
+            original(module)
+            try:
+                module.use(MPL_BACKEND)
+            except Exception:  # noqa: BLE001 - keep matplotlib's default rather than fail the import
+                pass
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+sys.meta_path.insert(0, AgentImports())
+
+in_user_code = False
+
+
+def on_sigint(signum, frame):
+    if in_user_code:
+        raise KeyboardInterrupt()
+
+
+def install_sigint():
+    signal.signal(signal.SIGINT, on_sigint)
+
+
+class Kernel:
+    def __init__(self, ctl_in, ctl_out):
+        self.ctl_in = ctl_in
+        self.ctl_out = ctl_out
+        self.cell = 0
+        self.loop = None
+        main = types.ModuleType("__main__")
+        main.__dict__["__builtins__"] = builtins
+        sys.modules["__main__"] = main
+        self.ns = main.__dict__
+
+    def send(self, message):
+        data = (json.dumps(message, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8", "replace")
+        view = memoryview(data)
+        while view:
+            written = os.write(self.ctl_out, view)
+            view = view[written:]
+
+    def preload(self, names):
+        loaded, missing = [], []
+        started = time.monotonic()
+        for name in names:
+            try:
+                importlib.import_module(name)
+                loaded.append(name)
+            except BaseException:  # noqa: BLE001 - a broken optional library must not stop the kernel
+                missing.append(name)
+        return loaded, missing, int((time.monotonic() - started) * 1000)
+
+    def compile_cell(self, code, filename):
+        """Compile a cell; the last statement, if an expression, is compiled to return its value."""
+        flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+        tree = ast.parse(code, filename, "exec")
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        body = compile(tree, filename, "exec", flags=flags, dont_inherit=True)
+        expr = compile(last, filename, "eval", flags=flags, dont_inherit=True) if last is not None else None
+        return body, expr
+
+    def evaluate(self, compiled):
+        result = eval(compiled, self.ns)  # noqa: S307 - running session code is the kernel's job
+        if compiled.co_flags & 0x80 and hasattr(result, "__await__"):  # CO_COROUTINE: top-level await
+            if self.loop is None:
+                import asyncio
+
+                self.loop = asyncio.new_event_loop()
+            result = self.loop.run_until_complete(result)
+        return result
+
+    def run_cell(self, code, marker):
+        global in_user_code
+        self.cell += 1
+        filename = "<cell-%d>" % self.cell
+        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        answer = {"type": "result", "status": "Succeeded", "interrupted": False}
+        images = []
+        display.show_hook = lambda: display.capture_open_figures(images)
+        value = display.NO_VALUE
+        install_sigint()  # session code may have replaced it; timeouts must keep working
+        try:
+            in_user_code = True
+            body, expr = self.compile_cell(code, filename)
+            self.evaluate(body)
+            if expr is not None:
+                value = self.evaluate(expr)
+                if value is not None:
+                    # IPython keeps the last value in `_`.
+                    self.ns["_"] = value
+            answer["result"], answer["images"], notes = display.finish(value, images)
+            in_user_code = False
+            if notes:
+                sys.stderr.write(notes)
+        except BaseException as error:  # noqa: BLE001 - every failure of session code is reported
+            in_user_code = False
+            answer["status"] = "Failed"
+            answer["interrupted"] = isinstance(error, KeyboardInterrupt)
+            answer["result"], answer["images"], _ = display.finish(display.NO_VALUE, images, figures_only=True)
+            if isinstance(error, SystemExit) and error.code in (None, 0):
+                answer["status"] = "Succeeded"  # exit() / sys.exit(0) in a cell is not a failure
+            else:
+                self.report(error)
+        finally:
+            in_user_code = False
+            display.show_hook = None
+        self.end_streams(marker)
+        self.send(answer)
+
+    def report(self, error):
+        hidden = (KERNEL_FILE, os.path.abspath(display.__file__), ast.__file__)
+        try:
+            exc = traceback.TracebackException(type(error), error, error.__traceback__, compact=True)
+            # Hide the kernel's own frames (the cell runner, the SIGINT handler): only the cell matters.
+            for part in self._chain(exc):
+                part.stack = traceback.StackSummary.from_list([f for f in part.stack if f.filename not in hidden])
+            text = "".join(exc.format())
+        except BaseException:  # noqa: BLE001 - a hostile __str__ must not break reporting
+            text = "%s (unprintable exception)\n" % type(error).__name__
+        try:
+            sys.__stderr__.write(text)
+        except BaseException:  # noqa: BLE001
+            os.write(2, text.encode("utf-8", "replace"))
+
+    @staticmethod
+    def _chain(exc):
+        seen = []
+        while exc is not None and len(seen) < 100:
+            seen.append(exc)
+            exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+        return seen
+
+    def end_streams(self, marker):
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            try:
+                stream.flush()
+            except BaseException:  # noqa: BLE001 - the session may have closed or replaced them
+                pass
+        for fd in (1, 2):
+            try:
+                os.write(fd, marker)
+            except OSError:
+                pass
+
+    def serve(self):
+        buf = b""
+        while True:
+            try:
+                chunk = os.read(self.ctl_in, 1 << 20)
+            except InterruptedError:
+                continue
+            if not chunk:
+                return
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                request = json.loads(line)
+                self.run_cell(request["code"], request["marker"].encode("ascii"))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--control-in", type=int, required=True)
+    parser.add_argument("--control-out", type=int, required=True)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--preload", default="")
+    args = parser.parse_args()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.chdir(args.data_dir)
+    for fd in (args.control_in, args.control_out):
+        os.set_inheritable(fd, False)  # child processes of session code must not reach the channel
+    sys.argv = [""]
+    kernel = Kernel(args.control_in, args.control_out)
+    names = [n for n in args.preload.split(",") if n]
+    loaded, missing, elapsed = kernel.preload(names)
+    install_sigint()
+    kernel.send({"type": "ready", "preloaded": loaded, "missing": missing, "preloadMs": elapsed,
+                 "python": "%d.%d.%d" % sys.version_info[:3]})
+    kernel.serve()
+
+
+if __name__ == "__main__":
+    main()
