@@ -167,6 +167,7 @@ export class ContainerBackend implements Backend {
       image: custom ? (spec.customContainer?.image ?? '') : this.options.image,
       runtime: this.options.runtime,
       networkMode,
+      podman: this.#connected?.podman ?? true,
       nofile: this.options.nofile,
       nproc: this.options.nproc,
       hostDir: custom ? undefined : hostDir,

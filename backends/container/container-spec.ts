@@ -25,6 +25,8 @@ export interface SpecContext {
   /** nofile and nproc ulimits (soft = hard). */
   readonly nofile: number;
   readonly nproc: number;
+  /** Podman spells "chown this tmpfs to the container user" `U`; Docker takes tmpfs uid=/gid= options. */
+  readonly podman: boolean;
   /** Host directory bind-mounted at AGENT_DIR_IN_CONTAINER (code-interpreter sessions). */
   readonly hostDir?: string | undefined;
   /** Custom containers: mount the root filesystem read-only (most images write somewhere). */
@@ -83,7 +85,7 @@ export function codeInterpreterSpec(spec: SessionSpec, ctx: SpecContext): Docker
       // on ext4), and its pages count against the memory limit, so a disk bomb stays bounded.
       Tmpfs: {
         '/tmp': 'rw,nosuid,nodev,size=64m,mode=1777',
-        '/mnt/data': `rw,nosuid,nodev,size=${limits.diskMb}m,uid=1000,gid=1000,mode=0755`,
+        '/mnt/data': `rw,nosuid,nodev,size=${limits.diskMb}m,mode=0755,${ctx.podman ? 'U' : 'uid=1000,gid=1000'}`,
       },
       Binds: ctx.hostDir === undefined ? [] : [`${ctx.hostDir}:${AGENT_DIR_IN_CONTAINER}:rw`],
       CapDrop: ['ALL'],

@@ -21,6 +21,8 @@ export interface EngineConnection {
   readonly kind: ConnectionKind;
   /** Human-readable: which endpoint, and how it was chosen. */
   readonly description: string;
+  /** The engine is Podman (its Docker API differs in details: tmpfs options, runtimes list). */
+  readonly podman: boolean;
   /** Unix socket path, when the endpoint is one. */
   readonly socketPath: string | undefined;
   /** Stops the engine service we started, if any. */
@@ -114,7 +116,22 @@ async function stopChild(child: ChildProcess): Promise<void> {
 
 /** Resolve the engine endpoint, in this order: explicit socket, DOCKER_HOST, well-known sockets, a podman we start. */
 export async function connectEngine(options: ConnectOptions): Promise<EngineConnection> {
-  const plain = (docker: Docker, kind: ConnectionKind, description: string, socketPath?: string): EngineConnection => ({
+  const connection = await resolveEngine(options);
+  try {
+    const version = await connection.docker.version();
+    const podman = (version.Components ?? []).some((c) => /podman/i.test(c.Name));
+    return { ...connection, podman };
+  } catch (error) {
+    await connection.close();
+    throw new BackendError(`the container engine did not report its version: ${(error as Error).message}`, {
+      code: ErrorCode.BACKEND_UNAVAILABLE,
+      cause: error,
+    });
+  }
+}
+
+async function resolveEngine(options: ConnectOptions): Promise<Omit<EngineConnection, 'podman'>> {
+  const plain = (docker: Docker, kind: ConnectionKind, description: string, socketPath?: string): Omit<EngineConnection, 'podman'> => ({
     docker,
     kind,
     description,
