@@ -78,7 +78,7 @@ class Executor:
                 script = os.path.join(AGENT_DIR, "js_kernel.cjs")
 
                 def argv(cin, cout):
-                    return [self.node, script, "--control-in", str(cin), "--control-out", str(cout),
+                    return [self.node, "--expose-internals", script, "--control-in", str(cin), "--control-out", str(cout),
                             "--data-dir", self.config.data_dir]
 
                 kernel = Kernel("JavaScript", argv, self.config.data_dir, self.env, self.log, start_timeout_s=60.0)

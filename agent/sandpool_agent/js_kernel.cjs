@@ -17,6 +17,16 @@ const { createRequire } = require('node:module');
 
 const MAX_RESULT_CHARS = 1 << 20;
 
+// Node's own REPL rewrite for top-level await (hoists declarations, returns the last value). It
+// is internal (the kernel runs with --expose-internals); without it, cells fall back to a plain
+// async wrapper that loses the last value and keeps declarations local.
+let processTopLevelAwait = null;
+try {
+  ({ processTopLevelAwait } = require('internal/repl/await'));
+} catch {
+  processTopLevelAwait = null;
+}
+
 function arg(name) {
   const i = process.argv.indexOf(name);
   if (i < 0 || i + 1 >= process.argv.length) throw new Error(`missing ${name}`);
@@ -101,14 +111,14 @@ async function runCell(code, timeoutMs) {
   cellCount += 1;
   const filename = `<cell-${cellCount}>`;
   let script;
-  let wrapped = false;
+  let wrapped = null;
   try {
     script = new vm.Script(code, { filename });
   } catch (error) {
-    // Top-level await: run the cell as an async function (its `var`s are then local to it).
     if (!(error instanceof SyntaxError) || !/await/.test(String(error.message))) throw error;
-    script = new vm.Script(`(async () => {\n${code}\n})()`, { filename, lineOffset: -1 });
-    wrapped = true;
+    const rewritten = processTopLevelAwait ? processTopLevelAwait(code) : null;
+    wrapped = rewritten ? 'repl' : 'plain';
+    script = new vm.Script(rewritten ?? `(async () => {\n${code}\n})()`, { filename, lineOffset: rewritten ? 0 : -1 });
   }
   let value = script.runInContext(context, { timeout: Math.max(1, timeoutMs), breakOnSigint: true });
   if (wrapped || (value !== null && typeof value === 'object' && typeof value.then === 'function')) {
@@ -116,6 +126,7 @@ async function runCell(code, timeoutMs) {
       interruptCell = reject;
       Promise.resolve(value).then(resolve, reject);
     });
+    if (wrapped === 'repl') value = value?.value;
   }
   return value;
 }
@@ -164,4 +175,9 @@ control.on('data', (text) => {
   }
 });
 control.on('end', () => process.exit(0));
+// Exit when the agent dies (reparented), also when the control pipe's EOF cannot be seen.
+const parentPid = process.ppid;
+setInterval(() => {
+  if (process.ppid !== parentPid) process.exit(1);
+}, 1000).unref();
 send({ type: 'ready', node: process.version });

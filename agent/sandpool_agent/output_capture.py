@@ -29,38 +29,37 @@ def utf8_cut(data, limit):
 
 
 class StreamSink:
-    """Bytes of one stream of one execution, capped."""
+    """Bytes of one stream of one execution, capped. A few bytes past the cap are kept so the cut
+    can land on a character boundary."""
+
+    SLACK = 4
 
     def __init__(self, name, cap):
         self.name = name
         self.cap = cap
         self.data = bytearray()
-        self.dropped = 0
+        self.total = 0
         self.marker_seen = threading.Event()
 
     def add(self, chunk):
-        room = self.cap - len(self.data)
-        if room >= len(chunk):
-            self.data += chunk
-            return
+        self.total += len(chunk)
+        room = self.cap + self.SLACK - len(self.data)
         if room > 0:
             self.data += chunk[:room]
-        self.dropped += len(chunk) - max(room, 0)
 
     @property
     def truncated(self):
-        return self.dropped > 0
+        return self.total > self.cap
 
     def text(self):
         """Decoded text, cut on a character boundary, with a visible marker when capped."""
         data = bytes(self.data)
-        if self.dropped:
-            kept = utf8_cut(data, self.cap)
-            omitted = self.dropped + len(data) - len(kept)
-            return kept.decode("utf-8", "replace") + (
-                "\n[sandpool: %s truncated: %d more bytes not shown]\n" % (self.name, omitted)
-            )
-        return data.decode("utf-8", "replace")
+        if not self.truncated:
+            return data.decode("utf-8", "replace")
+        kept = utf8_cut(data, self.cap)
+        return kept.decode("utf-8", "replace") + (
+            "\n[sandpool: %s truncated: %d more bytes not shown]\n" % (self.name, self.total - len(kept))
+        )
 
 
 class ExecutionSink:

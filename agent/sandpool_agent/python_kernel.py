@@ -233,6 +233,20 @@ class Kernel:
                 self.run_cell(request["code"], request["marker"].encode("ascii"))
 
 
+def watch_parent():
+    """Exit when the agent dies, even while a cell spins (the control pipe's EOF is only seen when idle)."""
+    parent = os.getppid()
+
+    def loop():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    import threading
+
+    threading.Thread(target=loop, daemon=True, name="sandpool-parent-watch").start()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--control-in", type=int, required=True)
@@ -245,6 +259,7 @@ def main():
     for fd in (args.control_in, args.control_out):
         os.set_inheritable(fd, False)  # child processes of session code must not reach the channel
     sys.argv = [""]
+    watch_parent()
     kernel = Kernel(args.control_in, args.control_out)
     names = [n for n in args.preload.split(",") if n]
     loaded, missing, elapsed = kernel.preload(names)

@@ -152,7 +152,7 @@ function parseOutcome(value: unknown): WireOutcome {
   const time = num(value, 'executionTimeInMilliseconds');
   return {
     status,
-    result: parseResultValue(value.result ?? ''),
+    result: parseResultValue('result' in value ? value.result : ''),
     sessionState,
     stdoutTruncated: value.stdoutTruncated === true,
     stderrTruncated: value.stderrTruncated === true,
