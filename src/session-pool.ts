@@ -466,6 +466,8 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     this.#slots.delete(slot.id);
     hostMemoryBudget.release(this.#reserveMb);
     if (previous === 'Pending') {
+      // It leaves Pending now; the factory drops whatever the backend still returns for it.
+      this.#pending -= 1;
       slot.createAbort.abort();
       slot.destroyed = Promise.resolve();
       return slot.destroyed;

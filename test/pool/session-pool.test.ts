@@ -296,6 +296,7 @@ describe('close', () => {
     await pool.close();
     await expect(waiting).rejects.toBeInstanceOf(PoolClosedError);
     expect(backend.live.size).toBe(0);
+    expect(pool.stats()).toMatchObject({ pending: 0, ready: 0, allocated: 0 });
   });
 
   it('supports await using', async () => {
