@@ -25,7 +25,7 @@ import type {
 } from '../../src/backend.js';
 import { AbortedError, BackendError, ErrorCode, SessionNotFoundError, toSandpoolError } from '../../src/errors.js';
 import { parseOrThrow } from '../../src/options.js';
-import { checkJsRequest, JS_ISOLATE_CAPABILITIES, SerialQueue } from '../js-shared/js-backend-support.js';
+import { checkJsRequest, JS_ISOLATE_CAPABILITIES, MiB, SerialQueue } from '../js-shared/js-backend-support.js';
 import { runJsExecution } from '../js-shared/run-execution.js';
 import { QuickJSSandbox, type SharedModule } from './quickjs-sandbox.js';
 
@@ -49,6 +49,13 @@ export const QuickJSBackendOptionsSchema = z
      * checked before QuickJS parses it, for the same host-stack reason. @default 200
      */
     maxSyntaxDepth: z.number().int().min(16).max(2000).default(200),
+    /**
+     * New sessions move to a fresh WebAssembly module once the current one's linear memory has
+     * grown past this many MiB. WebAssembly memory never shrinks, so after a memory bomb the old
+     * module's high-water mark is only given back when its last session ends and it is collected.
+     * @default 512
+     */
+    recycleModuleAboveMb: z.number().int().min(32).max(4096).default(512),
   })
   .strict();
 
@@ -81,8 +88,10 @@ export class QuickJSBackend implements Backend {
 
   async #loadModule(): Promise<SharedModule> {
     const current = this.#module === undefined ? undefined : await this.#module.catch(() => undefined);
-    // A poisoned module keeps serving nothing: its sessions report 'lost', new ones get a fresh module.
-    if (current?.poisoned) this.#module = undefined;
+    // A poisoned module keeps serving nothing: its sessions report 'lost', new ones get a fresh
+    // module. A bloated one keeps its sessions but takes no new ones (see recycleModuleAboveMb).
+    const bloated = current !== undefined && current.module.getWasmMemory().buffer.byteLength > this.#options.recycleModuleAboveMb * MiB;
+    if (current?.poisoned || bloated) this.#module = undefined;
     if (this.#module === undefined) {
       const loading = newQuickJSWASMModule(RELEASE_SYNC).then((module): SharedModule => ({ module, poisoned: false }));
       this.#module = loading;

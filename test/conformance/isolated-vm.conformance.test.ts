@@ -1,0 +1,8 @@
+import { IsolatedVMBackend } from '../../backends/isolated-vm/index.js';
+import { defineBackendConformance } from './backend-suite.js';
+
+defineBackendConformance('isolated-vm', {
+  makeBackend: () => new IsolatedVMBackend(),
+  containerType: 'NodeLTS',
+  language: 'javascript',
+});
