@@ -12,7 +12,7 @@
  * only; session code cannot reach it.
  */
 
-export const SANDBOX_PRELUDE = String.raw`(function (emit, safeJson) {
+export const SANDBOX_PRELUDE = String.raw`(function (emit, safeJson, checkSource) {
 'use strict';
 var G = globalThis, O = Object, S = String, N = Number, R = Reflect, P = Promise, D = Date;
 var apply = R.apply, keysOf = O.keys, getProto = O.getPrototypeOf, objectProto = O.prototype;
@@ -89,6 +89,41 @@ function jsonStringify(value, replacer, space) {
 }
 var stringify = safeJson ? jsonStringify : nativeStringify;
 if (safeJson) O.defineProperty(JSON, 'stringify', { value: function stringify(value, replacer, space) { return jsonStringify(value, replacer, space); }, writable: true, configurable: true });
+
+// With checkSource (QuickJS), every runtime compile entry point (eval, Function and its async and
+// generator siblings) first asks the host to parse the source, for the same host-stack reason as
+// the cell check. eval becomes indirect: it always runs in the global scope.
+if (typeof checkSource === 'function') {
+  var guard = function (source) {
+    var problem = checkSource(source);
+    if (typeof problem === 'string' && problem !== '') throw new SyntaxError(problem);
+  };
+  var realEval = G.eval;
+  var guardedEval = function (source) {
+    if (typeof source !== 'string') return source;
+    guard(source);
+    return realEval(source);
+  };
+  O.defineProperty(guardedEval, 'name', { value: 'eval' });
+  G.eval = guardedEval;
+  var guardCtor = function (Real, prefix, setGlobal) {
+    var Guarded = function () {
+      var params = [], n = arguments.length;
+      for (var i = 0; i < n - 1; i++) params[i] = S(arguments[i]);
+      var body = n > 0 ? S(arguments[n - 1]) : '';
+      guard('(' + prefix + ' anonymous(' + apply(join, params, [',']) + '\n) {\n' + body + '\n})');
+      return R.construct(Real, n > 0 ? apply(Array.prototype.slice, arguments, [0]) : []);
+    };
+    O.defineProperty(Guarded, 'name', { value: Real.name });
+    Guarded.prototype = Real.prototype;
+    O.defineProperty(Real.prototype, 'constructor', { value: Guarded, writable: true, configurable: true });
+    if (setGlobal) G.Function = Guarded;
+  };
+  guardCtor(Function, 'function', true);
+  guardCtor(getProto(async function () {}).constructor, 'async function', false);
+  guardCtor(getProto(function* () {}).constructor, 'function*', false);
+  guardCtor(getProto(async function* () {}).constructor, 'async function*', false);
+}
 
 function isIdent(k) { return apply(exec, IDENT, [k]) !== null; }
 function quote(s) {

@@ -45,13 +45,22 @@ function astDepth(root: acorn.Node, limit: number): number {
   return max;
 }
 
+/** Load acorn once; the synchronous check below needs it loaded. */
+export function loadAcorn(): Promise<AcornModule> {
+  acornModule ??= import('acorn');
+  return acornModule;
+}
+
 /** Parse `code` as a script; refuse it when it does not parse or nests deeper than `maxDepth`. */
 export async function checkSyntaxDepth(code: string, maxDepth: number): Promise<SyntaxCheck> {
-  acornModule ??= import('acorn');
-  const { parse } = await acornModule;
+  return checkSyntaxDepthWith(await loadAcorn(), code, maxDepth);
+}
+
+/** The same check, synchronous, with acorn already loaded (for calls from inside a sandbox). */
+export function checkSyntaxDepthWith(acornLib: AcornModule, code: string, maxDepth: number): SyntaxCheck {
   let program: acorn.Program;
   try {
-    program = parse(code, {
+    program = acornLib.parse(code, {
       ecmaVersion: 'latest',
       sourceType: 'script',
       allowAwaitOutsideFunction: true,

@@ -27,6 +27,7 @@ import { AbortedError, BackendError, ErrorCode, SessionNotFoundError, toSandpool
 import { parseOrThrow } from '../../src/options.js';
 import { checkJsRequest, JS_ISOLATE_CAPABILITIES, MiB, SerialQueue } from '../js-shared/js-backend-support.js';
 import { runJsExecution } from '../js-shared/run-execution.js';
+import { loadAcorn } from '../js-shared/syntax-depth.js';
 import { QuickJSSandbox, type SharedModule } from './quickjs-sandbox.js';
 
 export const QuickJSBackendOptionsSchema = z
@@ -126,6 +127,7 @@ export class QuickJSBackend implements Backend {
     if (this.#sessions.has(spec.sessionId)) throw new BackendError(`session ${spec.sessionId} already exists`);
     await this.prepare();
     const shared = await this.#loadModule();
+    const acorn = await loadAcorn();
     if (options.signal?.aborted) throw new AbortedError('session creation was aborted');
     this.#assertOpen();
     let sandbox: QuickJSSandbox;
@@ -134,6 +136,7 @@ export class QuickJSBackend implements Backend {
         memoryLimitMb: spec.limits.memoryMb,
         maxStackSizeBytes: this.#options.maxStackSizeBytes,
         maxSyntaxDepth: this.#options.maxSyntaxDepth,
+        acorn,
       });
     } catch (error) {
       // An engine failure while creating a runtime poisons the module; load a fresh one next time.

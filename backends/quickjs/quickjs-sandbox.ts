@@ -12,7 +12,7 @@ import { MiB } from '../js-shared/js-backend-support.js';
 import type { OutputBuffer } from '../js-shared/output-buffer.js';
 import type { Fault, PreludeCall, SandboxDriver, Step } from '../js-shared/run-execution.js';
 import { SANDBOX_PRELUDE } from '../js-shared/sandbox-prelude.js';
-import { checkSyntaxDepth } from '../js-shared/syntax-depth.js';
+import { checkSyntaxDepth, checkSyntaxDepthWith, type loadAcorn } from '../js-shared/syntax-depth.js';
 
 const API_FUNCTIONS = ['settle', 'fail', 'status', 'nextTimer', 'runTimer', 'clearTimers', 'render', 'renderError'] as const;
 type ApiFunction = (typeof API_FUNCTIONS)[number];
@@ -22,6 +22,8 @@ export interface QuickJSSandboxOptions {
   readonly maxStackSizeBytes: number;
   /** Deepest syntax nesting a cell may have (see syntax-depth.ts). */
   readonly maxSyntaxDepth: number;
+  /** acorn, loaded: `eval` and `Function` inside the sandbox check their source synchronously. */
+  readonly acorn: Awaited<ReturnType<typeof loadAcorn>>;
 }
 
 /**
@@ -55,7 +57,7 @@ export class QuickJSSandbox implements SandboxDriver {
       this.#runtime.setMaxStackSize(options.maxStackSizeBytes);
       this.#runtime.setInterruptHandler(() => performance.now() > this.#deadline);
       this.#context = this.#runtime.newContext();
-      this.#installPrelude();
+      this.#installPrelude(options);
     } catch (error) {
       this.dispose();
       throw error;
@@ -66,8 +68,14 @@ export class QuickJSSandbox implements SandboxDriver {
     return this.#alive && !this.#shared.poisoned;
   }
 
-  #installPrelude(): void {
+  #installPrelude(options: QuickJSSandboxOptions): void {
     const ctx = this.#context;
+    // Runtime compiles (eval, Function) are parsed by acorn on the host first; see syntax-depth.ts.
+    using checkSource = ctx.newFunction('checkSource', (sourceHandle) => {
+      if (ctx.typeof(sourceHandle) !== 'string') return ctx.newString('SyntaxError: source must be a string');
+      const check = checkSyntaxDepthWith(options.acorn, ctx.getString(sourceHandle), options.maxSyntaxDepth);
+      return ctx.newString(check.ok ? '' : check.message.replace(/^SyntaxError: /, ''));
+    });
     // The only host function session code can reach. Its arguments are hostile: read a string
     // only when it is one, and not at all once the stream is already cut.
     using emit = ctx.newFunction('emit', (streamHandle, textHandle) => {
@@ -78,7 +86,7 @@ export class QuickJSSandbox implements SandboxDriver {
     });
     using factory = ctx.unwrapResult(ctx.evalCode(SANDBOX_PRELUDE, 'sandpool-prelude.js', { type: 'global' }));
     // `true`: QuickJS needs the JavaScript JSON.stringify (the native one recurses unchecked).
-    using api = ctx.unwrapResult(ctx.callFunction(factory, ctx.undefined, emit, ctx.true));
+    using api = ctx.unwrapResult(ctx.callFunction(factory, ctx.undefined, emit, ctx.true, checkSource));
     for (const name of API_FUNCTIONS) this.#api.set(name, ctx.getProp(api, name));
   }
 
