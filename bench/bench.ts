@@ -10,8 +10,9 @@ import type { Backend } from '../src/backend.js';
 import { runBaselines } from './baselines.js';
 import { machineInfo } from './machine.js';
 import { collectGarbage, readyTimeoutMs, withPool, type TargetContext } from './pool-helpers.js';
-import { profiled, type HotFunction } from './profile.js';
+import { profileWarmExec, type HotFunction } from './profile.js';
 import { computeChecks, computeRatios } from './report/analysis.js';
+import { backendDirect } from './scenarios/backend-direct.js';
 import { burst } from './scenarios/burst.js';
 import { coldMiss, executeRoundTrip, probe, warmAcquire, warmExec } from './scenarios/latency.js';
 import { capacity, memory } from './scenarios/memory.js';
@@ -20,7 +21,17 @@ import type { Scenario } from './scenarios/scenario.js';
 import { selectTargets, type BenchTarget, type Sizes } from './targets.js';
 import type { BenchReport, Measurement, Skipped } from './types.js';
 
-export const SCENARIOS: readonly Scenario[] = [warmAcquire, warmExec, executeRoundTrip, coldMiss, burst, refill, memory, capacity];
+export const SCENARIOS: readonly Scenario[] = [
+  warmAcquire,
+  warmExec,
+  executeRoundTrip,
+  coldMiss,
+  burst,
+  refill,
+  memory,
+  capacity,
+  backendDirect,
+];
 
 export interface BenchOptions {
   /** Target or backend names (`quickjs`, `container`, `container:python`…); empty = all but `fake`. */
@@ -30,7 +41,7 @@ export interface BenchOptions {
   readonly quick?: boolean;
   /** Memory budget for (h). @default 1 GiB */
   readonly budgetBytes?: number;
-  /** Record a CPU profile of each target's warm-exec scenario. */
+  /** Also record a CPU profile of each target's warm acquire + first execute path. */
   readonly profile?: boolean;
   /** Where profiles go. @default bench/results */
   readonly outDir?: string;
@@ -102,20 +113,21 @@ async function benchTarget(
       const started = performance.now();
       try {
         collectGarbage();
-        let results: Measurement[];
-        if (options.profile && scenario.name === 'warm-exec') {
-          const run = await profiled(`${target.name}-${scenario.name}`, options.outDir, () => scenario.run(context));
-          results = run.result;
-          sink.profiles.set(target.name, { hot: run.hot, file: run.file });
-        } else {
-          results = await scenario.run(context);
-        }
+        const results = await scenario.run(context);
         sink.measurements.push(...results);
         log(`    done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
       } catch (error) {
         const reason = (error as Error).message;
         log(`    failed: ${reason}`);
         sink.skipped.push({ target: target.name, scenario: scenario.name, reason: `failed: ${reason}` });
+      }
+    }
+    if (options.profile) {
+      log('  profile: warm acquire + first execute under the CPU profiler');
+      try {
+        sink.profiles.set(target.name, await profileWarmExec(context, options.outDir));
+      } catch (error) {
+        sink.skipped.push({ target: target.name, scenario: 'profile', reason: `failed: ${(error as Error).message}` });
       }
     }
   } finally {

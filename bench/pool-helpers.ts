@@ -77,12 +77,19 @@ export async function withPool<T>(
  * safety net; rejects after `timeoutMs` naming what the pool reported.
  */
 export function waitForReady(pool: SessionPool, count: number, timeoutMs: number): Promise<void> {
-  if (pool.stats().ready >= count) return Promise.resolve();
+  // stats() summarises latency windows (sorts): call it only when the count may have been reached.
+  let missing = count - pool.stats().ready;
+  if (missing <= 0) return Promise.resolve();
   return new Promise<void>((resolve, reject) => {
     const check = (): void => {
-      if (pool.stats().ready >= count) finish();
+      missing = count - pool.stats().ready;
+      if (missing <= 0) finish();
     };
-    const poll = setInterval(check, 50);
+    const onReady = (): void => {
+      missing -= 1;
+      if (missing <= 0) check();
+    };
+    const poll = setInterval(check, 100);
     const timer = setTimeout(() => {
       cleanup();
       const s = pool.stats();
@@ -92,13 +99,13 @@ export function waitForReady(pool: SessionPool, count: number, timeoutMs: number
     const cleanup = (): void => {
       clearInterval(poll);
       clearTimeout(timer);
-      pool.off('sessionReady', check);
+      pool.off('sessionReady', onReady);
     };
     const finish = (): void => {
       cleanup();
       resolve();
     };
-    pool.on('sessionReady', check);
+    pool.on('sessionReady', onReady);
   });
 }
 

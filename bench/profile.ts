@@ -8,6 +8,9 @@ import { Session } from 'node:inspector/promises';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
+import { collectGarbage, identifiers, readyTimeoutMs, waitForReady, withPool, type TargetContext } from './pool-helpers.js';
+import { probe } from './scenarios/latency.js';
+
 interface ProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
@@ -74,4 +77,29 @@ export async function profiled<T>(label: string, outDir: string, body: () => Pro
   } finally {
     session.disconnect();
   }
+}
+
+/**
+ * Profile exactly the path issue 6 §3 sets targets for, warm acquire + first execute, and nothing
+ * else: the pool holds as many Ready sessions as the loop takes (maxConcurrentSessions equal), so
+ * no refill runs while the profiler samples.
+ */
+export async function profileWarmExec(context: TargetContext, outDir: string): Promise<{ hot: HotFunction[]; file: string }> {
+  const { batch, rounds } = context.sizes.warm;
+  const n = Math.min(1000, batch * rounds);
+  return withPool(context, { readySessionInstances: n, maxConcurrentSessions: n }, async (pool) => {
+    await pool.start();
+    // Warm the JIT on the same path first, then refill, untimed.
+    const [warmId] = identifiers(1, 'profile-warmup');
+    const warm = await pool.acquire(warmId!);
+    await probe(context, warm);
+    await warm.stop();
+    await waitForReady(pool, n, readyTimeoutMs(context, n));
+    collectGarbage();
+    const ids = identifiers(n, 'profile');
+    const { hot, file } = await profiled(`${context.target.name}-warm-exec`, outDir, async () => {
+      for (const id of ids) await probe(context, await pool.acquire(id));
+    });
+    return { hot, file };
+  });
 }

@@ -50,6 +50,20 @@ export function computeRatios(measurements: readonly Measurement[]): Ratio[] {
     // Under the vm backend a cold miss is a QEMU boot: the baseline the pool hides.
     add(cold, target.startsWith('vm') ? 'a cold miss, i.e. a QEMU boot + first execute' : 'a cold miss (created on demand)');
     for (const peer of PEERS) add(peer.p50, `${peer.name} p50 (peers.md §3.1)`);
+    const direct = p50(find(measurements, target, 'backend-direct', 'first execute'));
+    if (direct !== undefined) {
+      const overhead = warm - direct;
+      ratios.push({
+        target,
+        value: overhead / warm,
+        text: `pool overhead on warm acquire+execute: ${formatMs(overhead)} of ${formatMs(warm)} (the backend's own first execute is ${formatMs(direct)})`,
+      });
+    }
+    const pooled = p50(find(measurements, target, 'execute', 'execute'));
+    const raw = p50(find(measurements, target, 'backend-direct', 'execute'));
+    if (pooled !== undefined && raw !== undefined) {
+      ratios.push({ target, value: pooled / raw, text: `execute through the pool (${formatMs(pooled)}) vs backend.execute direct (${formatMs(raw)}): ${formatMs(pooled - raw)} overhead` });
+    }
     const bare = BASELINES_OF[target]?.[0];
     const bareP50 = bare === undefined ? undefined : p50(find(measurements, 'baseline', bare.scenario, metricOf(bare.scenario)));
     if (cold !== undefined && bareP50 !== undefined && bare !== undefined) {
