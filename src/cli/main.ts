@@ -6,10 +6,6 @@
 
 import { SandpoolError } from '../errors.js';
 import { CommandError, UsageError } from './args.js';
-import { keys, token } from './commands/credentials.js';
-import { pool } from './commands/pool-commands.js';
-import { serve } from './commands/serve.js';
-import { exec, files, sessions } from './commands/session-commands.js';
 
 const HELP = `Usage: sandpool <command> [options]
 
@@ -25,7 +21,18 @@ Commands:
 Every command takes --help and --json. Client commands use --endpoint (or $SANDPOOL_ENDPOINT)
 and --token (or $SANDPOOL_TOKEN / $SANDPOOL_ADMIN_KEY).`;
 
-const COMMANDS: Record<string, (argv: readonly string[]) => Promise<number>> = { serve, pool, exec, files, sessions, token, keys };
+type Command = (argv: readonly string[]) => Promise<number>;
+
+// Loaded on demand: a client command should not pay for loading the server, and the reverse.
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  serve: async () => (await import('./commands/serve.js')).serve,
+  pool: async () => (await import('./commands/pool-commands.js')).pool,
+  exec: async () => (await import('./commands/session-commands.js')).exec,
+  files: async () => (await import('./commands/session-commands.js')).files,
+  sessions: async () => (await import('./commands/session-commands.js')).sessions,
+  token: async () => (await import('./commands/credentials.js')).token,
+  keys: async () => (await import('./commands/credentials.js')).keys,
+};
 
 /** Run the CLI; resolves with the exit code (-1: keep running, a server is up). */
 export async function main(argv: readonly string[]): Promise<number> {
@@ -34,12 +41,13 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${HELP}\n`);
     return command === undefined ? 2 : 0;
   }
-  const run = COMMANDS[command];
-  if (run === undefined) {
+  const load = COMMANDS[command];
+  if (load === undefined) {
     process.stderr.write(`sandpool: unknown command "${command}"\n\n${HELP}\n`);
     return 2;
   }
   try {
+    const run = await load();
     return await run(rest);
   } catch (error) {
     if (error instanceof UsageError) {

@@ -10,15 +10,16 @@ import { createApiKey } from '../../src/server/index.js';
 import { jsPool, json, newIdentifier, startServer, type Harness } from './helpers.js';
 
 let h: Harness;
-let signingKey: CryptoKey;
-let otherKey: CryptoKey;
+type SigningKey = Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
+let signingKey: SigningKey;
+let otherKey: SigningKey;
 let jwk: JWK;
 let jwksServer: ReturnType<typeof createHttpServer>;
 let jwksUrl: string;
 const executorKey = createApiKey('ci-executor', ['SessionExecutor']);
 const readerKey = createApiKey('ci-reader', ['Reader']);
 
-async function mint(claims: Record<string, unknown>, options: { audience?: string; key?: CryptoKey; expiresIn?: string } = {}): Promise<string> {
+async function mint(claims: Record<string, unknown>, options: { audience?: string; key?: SigningKey; expiresIn?: string } = {}): Promise<string> {
   return new SignJWT(claims)
     .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
     .setAudience(options.audience ?? 'https://dynamicsessions.io')
