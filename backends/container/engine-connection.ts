@@ -36,6 +36,8 @@ export interface ConnectOptions {
   readonly runDir: string;
   /** Start `podman system service` when nothing answers. @default true */
   readonly startPodman?: boolean | undefined;
+  /** Do not look for DOCKER_HOST or well-known sockets: always start our own podman service. */
+  readonly skipWellKnown?: boolean | undefined;
   readonly log: (message: string) => void;
 }
 
@@ -150,7 +152,7 @@ async function resolveEngine(options: ConnectOptions): Promise<Omit<EngineConnec
     }
     return plain(docker, 'socket', `socket ${options.socketPath} (option)`, options.socketPath);
   }
-  const dockerHost = process.env.DOCKER_HOST;
+  const dockerHost = options.skipWellKnown === true ? undefined : process.env.DOCKER_HOST;
   if (dockerHost !== undefined && dockerHost !== '') {
     let docker: Docker;
     try {
@@ -162,7 +164,7 @@ async function resolveEngine(options: ConnectOptions): Promise<Omit<EngineConnec
     const socketPath = dockerHost.startsWith('unix://') ? dockerHost.slice(7) : undefined;
     return plain(docker, 'DOCKER_HOST', `DOCKER_HOST=${dockerHost}`, socketPath);
   }
-  for (const socketPath of candidateSockets()) {
+  for (const socketPath of options.skipWellKnown === true ? [] : candidateSockets()) {
     if (await pingSocket(socketPath)) {
       return plain(new Docker({ socketPath }), 'found', `socket ${socketPath} (found)`, socketPath);
     }
