@@ -33,6 +33,8 @@ export const HOST_PACKAGES = [
   'fuse-overlayfs',
   'socat',
   'docker-registry',
+  // A static busybox: the registry test builds a 2 MB image from it (FROM scratch).
+  'busybox-static',
 ];
 
 /** Loopback port of the registry the tests start (registries.conf marks it insecure: plain HTTP). */
