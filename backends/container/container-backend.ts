@@ -34,7 +34,7 @@ import { AbortedError, BackendError, ErrorCode, SandpoolError, SessionNotFoundEr
 import { connectAgent, containerExitMessage } from './agent-connection.js';
 import { codeInterpreterSpec, customContainerSpec, type SpecContext } from './container-spec.js';
 import { connectEngine, type EngineConnection } from './engine-connection.js';
-import { ensureEgressNetwork } from './egress-network.js';
+import { ensureEgressNetwork, removeEgressNetwork } from './egress-network.js';
 import { forwardFetch } from './http-forward.js';
 import { ensureImage, checkRuntime } from './image-check.js';
 import { ownerIdentity } from './labels.js';
@@ -300,6 +300,12 @@ export class ContainerBackend implements Backend {
     this.#closed = true;
     await Promise.allSettled([...this.#sessions.values()].map((s) => this.destroy({ id: s.id }, { reason: 'poolClosed' })));
     const connection = this.#connected ?? (await this.#connection?.catch(() => undefined));
+    if (connection !== undefined) {
+      for (const network of this.#networks.values()) {
+        const name = await network.catch(() => undefined);
+        if (name !== undefined) await removeEgressNetwork(connection.docker, name);
+      }
+    }
     await connection?.close();
     rmSync(this.#ownerDir, { recursive: true, force: true });
   }

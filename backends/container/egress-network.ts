@@ -49,15 +49,41 @@ async function ensureRule(table: string[], rule: string[]): Promise<void> {
   }
 }
 
+/** The isolation rules of one bridge, in insertion order (-I puts each on top, so the last wins first). */
+function isolationRules(iface: string, gateway: string | undefined): string[][] {
+  const rules = [['INPUT', '-i', iface, '-j', 'DROP']];
+  // DNS to the gateway (podman's dnsname resolver) stays reachable.
+  if (gateway !== undefined) rules.push(['INPUT', '-i', iface, '-d', gateway, '-p', 'udp', '--dport', '53', '-j', 'ACCEPT']);
+  rules.push(['FORWARD', '-i', iface, '-o', iface, '-j', 'DROP'], ['FORWARD', '-i', iface, '-d', '169.254.0.0/16', '-j', 'DROP']);
+  return rules;
+}
+
 async function isolate(iface: string, gateway: string | undefined): Promise<void> {
   if (!/^[a-zA-Z0-9_.-]{1,15}$/.test(iface)) throw new Error(`unexpected bridge name ${iface}`);
-  // Order matters: -I inserts at the top, so the DNS exception goes in last.
-  await ensureRule([], ['INPUT', '-i', iface, '-j', 'DROP']);
-  if (gateway !== undefined) {
-    await ensureRule([], ['INPUT', '-i', iface, '-d', gateway, '-p', 'udp', '--dport', '53', '-j', 'ACCEPT']);
+  for (const rule of isolationRules(iface, gateway)) await ensureRule([], rule);
+}
+
+/**
+ * Remove the pool's network when no container uses it any more, with its firewall rules.
+ * A network still in use (another process's sessions) is left alone.
+ */
+export async function removeEgressNetwork(docker: Docker, name: string): Promise<void> {
+  let info: NetworkInspect;
+  try {
+    info = (await docker.getNetwork(name).inspect()) as NetworkInspect;
+  } catch {
+    return;
   }
-  await ensureRule([], ['FORWARD', '-i', iface, '-o', iface, '-j', 'DROP']);
-  await ensureRule([], ['FORWARD', '-i', iface, '-d', '169.254.0.0/16', '-j', 'DROP']);
+  const iface = await bridgeInterface(info);
+  try {
+    await docker.getNetwork(name).remove();
+  } catch {
+    return; // in use, or already gone
+  }
+  if (iface === undefined || process.getuid?.() !== 0) return;
+  for (const rule of isolationRules(iface, info.IPAM?.Config?.[0]?.Gateway)) {
+    await run('iptables', ['-w', '-D', ...rule]).catch(() => {});
+  }
 }
 
 /** Create (or reuse) the pool's egress network and its isolation rules; returns its name. */
