@@ -110,7 +110,8 @@ export async function runJsExecution(
       if (context.signal?.aborted) throw new AbortedError('the execution was aborted');
       unwrap(await driver.runJobs(left()));
       state = String(unwrap(await driver.call('status', [], left())));
-      if (state === 'uncaught') break;
+      // An uncaught error ends the execution at once, like an uncaught exception ends a Node script.
+      if (state === 'uncaught' || state === 'rejected') break;
       const next = Number(unwrap(await driver.call('nextTimer', [], left())));
       if (!(next >= 0)) break;
       if (next >= left()) {
@@ -119,6 +120,10 @@ export async function runJsExecution(
       }
       if (next > 0) await sleep(next, context.signal);
       unwrap(await driver.call('runTimer', [], left()));
+    }
+    if (state !== 'fulfilled') {
+      // Timers of a failed cell must not fire during the next one.
+      unwrap(await driver.call('clearTimers', [], 1000));
     }
     if (state === 'fulfilled') {
       result = parseResult(unwrap(await driver.call('render', [maxChars + 1], left())), maxChars);
@@ -140,6 +145,8 @@ export async function runJsExecution(
     switch (fault.kind) {
       case 'error':
         stderr.write(fault.text + '\n');
+        // Timers the cell set before it threw must not fire during the next one.
+        if (!(await driver.call('clearTimers', [], 1000)).ok) sessionState = 'lost';
         break;
       case 'timeout': {
         timedOut = true;

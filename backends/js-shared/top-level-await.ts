@@ -8,8 +8,8 @@
  * - the last top-level expression statement becomes `return (expr)`, preserving Azure's
  *   "value of the last expression" result.
  *
- * Only cells that fail to parse as a plain script but parse with top-level await are rewritten, so
- * every other cell keeps exact script semantics. Everything stays on the cell's own lines so error
+ * Only cells with an `await` outside every function are rewritten, so every other cell keeps exact
+ * script semantics. Everything stays on the cell's own lines so error
  * positions still match the user's code.
  */
 
@@ -22,6 +22,29 @@ let acornModule: Promise<AcornModule> | undefined;
 function loadAcorn(): Promise<AcornModule> {
   acornModule ??= import('acorn');
   return acornModule;
+}
+
+const FUNCTION_TYPES = new Set(['FunctionDeclaration', 'FunctionExpression', 'ArrowFunctionExpression']);
+
+/** True when an `await` (or `for await`) appears outside every function, walked without recursion. */
+function hasTopLevelAwait(program: acorn.Program): boolean {
+  const stack: unknown[] = [program];
+  while (stack.length > 0) {
+    const value = stack.pop();
+    if (Array.isArray(value)) {
+      stack.push(...(value as unknown[]));
+      continue;
+    }
+    if (typeof value !== 'object' || value === null) continue;
+    const node = value as { type?: unknown; await?: unknown } & Record<string, unknown>;
+    if (typeof node.type !== 'string' || FUNCTION_TYPES.has(node.type)) continue;
+    if (node.type === 'AwaitExpression' || (node.type === 'ForOfStatement' && node.await === true)) return true;
+    for (const key of Object.keys(node)) {
+      const child = node[key];
+      if (typeof child === 'object' && child !== null) stack.push(child);
+    }
+  }
+  return false;
 }
 
 interface Edit {
@@ -37,19 +60,15 @@ interface Edit {
 export async function prepareTopLevelAwait(code: string): Promise<string> {
   if (!/\bawait\b/.test(code)) return code;
   const { parse } = await loadAcorn();
-  const base = { ecmaVersion: 'latest', sourceType: 'script' } as const;
-  try {
-    parse(code, base);
-    return code; // Valid without rewriting: `await` is an identifier or only inside functions.
-  } catch {
-    // Fall through: maybe it needs top-level await.
-  }
   let program: acorn.Program;
   try {
-    program = parse(code, { ...base, allowAwaitOutsideFunction: true, allowReturnOutsideFunction: false });
+    program = parse(code, { ecmaVersion: 'latest', sourceType: 'script', allowAwaitOutsideFunction: true });
   } catch {
-    return code;
+    return code; // Not valid either way: let the engine report the error in its own words.
   }
+  // `await (x)` also parses as a call of a function named `await` in a plain script; like Node's
+  // REPL, prefer the top-level-await reading whenever one exists outside any function.
+  if (!hasTopLevelAwait(program)) return code;
   const edits: Edit[] = [];
   const hoisted: string[] = [];
   const body = program.body;

@@ -28,7 +28,7 @@ import { parseOrThrow } from '../../src/options.js';
 import { checkJsRequest, JS_ISOLATE_CAPABILITIES, MiB, SerialQueue } from '../js-shared/js-backend-support.js';
 import { runJsExecution } from '../js-shared/run-execution.js';
 import { loadAcorn } from '../js-shared/syntax-depth.js';
-import { QuickJSSandbox, type SharedModule } from './quickjs-sandbox.js';
+import { QuickJSSandbox, shareModule, type SharedModule } from './quickjs-sandbox.js';
 
 export const QuickJSBackendOptionsSchema = z
   .object({
@@ -56,7 +56,13 @@ export const QuickJSBackendOptionsSchema = z
      * module's high-water mark is only given back when its last session ends and it is collected.
      * @default 512
      */
-    recycleModuleAboveMb: z.number().int().min(32).max(4096).default(512),
+    recycleModuleAboveMb: z.number().int().min(32).max(2048).default(512),
+    /**
+     * Hard cap on one WebAssembly module's linear memory (all its sessions together); growth past
+     * it fails the allocating session with out-of-memory. The module's own maximum is 2 GiB.
+     * @default 1536
+     */
+    maxModuleMemoryMb: z.number().int().min(64).max(2048).default(1536),
   })
   .strict();
 
@@ -94,7 +100,8 @@ export class QuickJSBackend implements Backend {
     const bloated = current !== undefined && current.module.getWasmMemory().buffer.byteLength > this.#options.recycleModuleAboveMb * MiB;
     if (current?.poisoned || bloated) this.#module = undefined;
     if (this.#module === undefined) {
-      const loading = newQuickJSWASMModule(RELEASE_SYNC).then((module): SharedModule => ({ module, poisoned: false }));
+      const maxBytes = this.#options.maxModuleMemoryMb * MiB;
+      const loading = newQuickJSWASMModule(RELEASE_SYNC).then((module) => shareModule(module, maxBytes));
       this.#module = loading;
       // A failed load must not be cached: the next create retries.
       loading.catch(() => {

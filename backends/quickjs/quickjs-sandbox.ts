@@ -35,6 +35,34 @@ export interface SharedModule {
   readonly module: QuickJSWASMModule;
   poisoned: boolean;
   poisonReason?: string;
+  /** The session whose code is running now (QuickJS runs synchronously: at most one). */
+  executing: QuickJSSandbox | undefined;
+}
+
+/**
+ * Wrap a freshly loaded module so that growing its linear memory is charged to the session that is
+ * running. QuickJS's own limit counts allocations rather than bytes in this build (a 1 MiB string
+ * costs 8 "bytes"), so without this one session could grow the memory every session shares to its
+ * 2 GiB maximum. Emscripten grows memory through `wasmMemory.grow()` called from JavaScript; a
+ * refused growth makes `malloc` fail, which QuickJS reports as an ordinary out-of-memory error.
+ */
+export function shareModule(module: QuickJSWASMModule, maxModuleBytes: number): SharedModule {
+  const shared: SharedModule = { module, poisoned: false, executing: undefined };
+  const memory = module.getWasmMemory();
+  const grow = memory.grow.bind(memory);
+  Object.defineProperty(memory, 'grow', {
+    configurable: true,
+    value: (pages: number): number => {
+      const delta = pages * 65536;
+      if (memory.buffer.byteLength + delta > maxModuleBytes) throw new RangeError('sandpool: QuickJS module memory cap reached');
+      const session = shared.executing;
+      if (session !== undefined && !session.chargeGrowth(delta)) {
+        throw new RangeError('sandpool: QuickJS session memory limit reached');
+      }
+      return grow(pages);
+    },
+  });
+  return shared;
 }
 
 export class QuickJSSandbox implements SandboxDriver {
@@ -46,11 +74,15 @@ export class QuickJSSandbox implements SandboxDriver {
   /** The interrupt handler stops session code once `performance.now()` passes this. */
   #deadline = Number.POSITIVE_INFINITY;
   #alive = true;
+  /** Bytes of shared linear memory this session's code made the module grow by, and its cap. */
+  #grownBytes = 0;
+  readonly #memoryLimitBytes: number;
   output: { stdout: OutputBuffer; stderr: OutputBuffer } | undefined;
 
   constructor(shared: SharedModule, options: QuickJSSandboxOptions) {
     this.#shared = shared;
     this.#maxSyntaxDepth = options.maxSyntaxDepth;
+    this.#memoryLimitBytes = options.memoryLimitMb * MiB;
     this.#runtime = shared.module.newRuntime();
     try {
       this.#runtime.setMemoryLimit(options.memoryLimitMb * MiB);
@@ -62,6 +94,13 @@ export class QuickJSSandbox implements SandboxDriver {
       this.dispose();
       throw error;
     }
+  }
+
+  /** Record `bytes` of module growth for this session; false when that would pass its limit. */
+  chargeGrowth(bytes: number): boolean {
+    if (this.#grownBytes + bytes > this.#memoryLimitBytes) return false;
+    this.#grownBytes += bytes;
+    return true;
   }
 
   get alive(): boolean {
@@ -114,6 +153,7 @@ export class QuickJSSandbox implements SandboxDriver {
     }
     if (!this.#alive) return { ok: false, fault: { kind: 'crash', text: 'the session was disposed' } };
     this.#deadline = performance.now() + timeLeftMs;
+    this.#shared.executing = this;
     try {
       return body();
     } catch (error) {
@@ -126,6 +166,7 @@ export class QuickJSSandbox implements SandboxDriver {
       return { ok: false, fault: { kind: 'crash', text: `QuickJS failed: ${text}` } };
     } finally {
       this.#deadline = Number.POSITIVE_INFINITY;
+      this.#shared.executing = undefined;
     }
   }
 
