@@ -1,0 +1,230 @@
+/**
+ * Warm snapshots for fast refill. One VM is booted per (image, machine settings), its agent is
+ * waited for until Ready (Python up, libraries imported), the VM is paused and its whole state
+ * (RAM + devices) is written with QEMU's migration to a file, next to the scratch disk as it was
+ * at that instant. A session is then a new QEMU started with `-incoming` from that file and a fresh
+ * copy-on-write overlay on top of the frozen scratch disk, so RAM and disk agree.
+ *
+ * Layout: `<cacheDir>/vm/snapshots/<key>/{memory.bin,disk.qcow2,meta.json}`; `meta.json` is written
+ * last and marks a complete snapshot. The key hashes everything the saved state depends on.
+ */
+
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+
+import { BackendError } from '../../src/errors.js';
+import type { GuestImage, MachineSettings } from './qemu-command.js';
+import { launchVm } from './vm-launcher.js';
+
+const execFileAsync = promisify(execFile);
+
+/** Bump when the way snapshots are made changes. */
+const SNAPSHOT_RECIPE = 2;
+
+export interface SnapshotInfo {
+  readonly key: string;
+  readonly dir: string;
+  readonly memory: string;
+  readonly disk: string;
+  readonly meta: SnapshotMeta;
+}
+
+export interface SnapshotMeta {
+  readonly key: string;
+  readonly createdAt: string;
+  /** Cold boot to agent-ready of the VM that was saved, in ms. */
+  readonly bootMs: number;
+  /** Time to write the migration stream, in ms. */
+  readonly saveMs: number;
+  readonly memoryBytes: number;
+  readonly qemuVersion: string;
+}
+
+export function snapshotKey(parts: { image: GuestImage; machine: MachineSettings; diskMb: number; qemuVersion: string }): string {
+  return createHash('sha256')
+    .update(JSON.stringify({ recipe: SNAPSHOT_RECIPE, image: parts.image.hash, machine: parts.machine, diskMb: parts.diskMb, qemu: parts.qemuVersion }))
+    .digest('hex')
+    .slice(0, 20);
+}
+
+export async function qemuVersion(qemu: string): Promise<string> {
+  try {
+    const { stdout } = await execFileAsync(qemu, ['--version']);
+    return stdout.split('\n')[0]?.trim() ?? 'unknown';
+  } catch (error) {
+    throw new BackendError(`QEMU (${qemu}) cannot be run: ${(error as Error).message}`, {
+      cause: error,
+      code: 'SANDPOOL_BACKEND_UNAVAILABLE',
+    });
+  }
+}
+
+/**
+ * An empty ext4 file system of `diskMb` (sparse), the bottom of every session's scratch disk.
+ * No journal: the disk is thrown away with the session, so crash consistency buys nothing.
+ */
+export async function ensureScratchTemplate(cacheDir: string, diskMb: number): Promise<string> {
+  const path = join(cacheDir, 'vm', `scratch-${diskMb}m.ext4`);
+  if (existsSync(path)) return path;
+  mkdirSync(join(cacheDir, 'vm'), { recursive: true });
+  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
+  try {
+    await execFileAsync('mkfs.ext4', ['-q', '-F', '-O', '^has_journal', '-E', 'lazy_itable_init=0,nodiscard', '-L', 'scratch', tmp, `${diskMb}M`]);
+    renameSync(tmp, path);
+  } catch (error) {
+    rmSync(tmp, { force: true });
+    throw new BackendError(`cannot create the scratch disk template (mkfs.ext4): ${(error as Error).message}`, { cause: error });
+  }
+  return path;
+}
+
+export function loadSnapshot(cacheDir: string, key: string): SnapshotInfo | undefined {
+  const dir = join(cacheDir, 'vm', 'snapshots', key);
+  const metaPath = join(dir, 'meta.json');
+  if (!existsSync(metaPath)) return undefined;
+  try {
+    const meta = JSON.parse(readFileSync(metaPath, 'utf8')) as SnapshotMeta;
+    const memory = join(dir, 'memory.bin');
+    const disk = join(dir, 'disk.qcow2');
+    if (meta.key !== key || statSync(memory).size !== meta.memoryBytes || !existsSync(disk)) return undefined;
+    return { key, dir, memory, disk, meta };
+  } catch {
+    return undefined;
+  }
+}
+
+async function delay(ms: number): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export interface BuildSnapshotOptions {
+  readonly qemu: string;
+  readonly qemuImg: string;
+  readonly qemuVersion: string;
+  readonly image: GuestImage;
+  readonly machine: MachineSettings;
+  readonly diskMb: number;
+  readonly cacheDir: string;
+  readonly readyTimeoutMs: number;
+  readonly signal?: AbortSignal | undefined;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Build the snapshot unless another process is already building it (a lock file holding the
+ * builder's pid): then wait for that one, taking over if its builder dies.
+ */
+export async function buildSnapshot(options: BuildSnapshotOptions): Promise<SnapshotInfo> {
+  const key = snapshotKey({ image: options.image, machine: options.machine, diskMb: options.diskMb, qemuVersion: options.qemuVersion });
+  const lock = join(options.cacheDir, 'vm', 'snapshots', `${key}.lock`);
+  mkdirSync(dirname(lock), { recursive: true });
+  const deadline = Date.now() + options.readyTimeoutMs * 2;
+  for (;;) {
+    const done = loadSnapshot(options.cacheDir, key);
+    if (done !== undefined) return done;
+    let fd: number | undefined;
+    try {
+      fd = openSync(lock, 'wx');
+    } catch {
+      const owner = Number.parseInt(readFileSafe(lock), 10);
+      if (Number.isInteger(owner) && owner > 0 && !pidAlive(owner)) rmSync(lock, { force: true });
+      if (Date.now() > deadline) throw new BackendError(`timed out waiting for another process to build snapshot ${key}`);
+      if (options.signal?.aborted) throw new BackendError('snapshot build aborted');
+      await delay(500);
+      continue;
+    }
+    try {
+      writeFileSync(fd, String(process.pid));
+      closeSync(fd);
+      return loadSnapshot(options.cacheDir, key) ?? (await buildLocked(options, key));
+    } finally {
+      rmSync(lock, { force: true });
+    }
+  }
+}
+
+function readFileSafe(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+async function buildLocked(options: BuildSnapshotOptions, key: string): Promise<SnapshotInfo> {
+  const finalDir = join(options.cacheDir, 'vm', 'snapshots', key);
+  const dir = `${finalDir}.tmp-${process.pid}-${Date.now()}`;
+  mkdirSync(dir, { recursive: true });
+  const memory = join(dir, 'memory.bin');
+  if (/['\n]/.test(memory)) throw new BackendError(`unusable cache path for snapshots: ${memory}`);
+  const template = await ensureScratchTemplate(options.cacheDir, options.diskMb);
+  let vm: Awaited<ReturnType<typeof launchVm>> | undefined;
+  try {
+    vm = await launchVm({
+      qemu: options.qemu,
+      qemuImg: options.qemuImg,
+      image: options.image,
+      machine: options.machine,
+      dir,
+      backing: { path: template, format: 'raw' },
+      // `exec:` migration spawns a shell; this VM never ran session code.
+      sandbox: false,
+      readyTimeoutMs: options.readyTimeoutMs,
+      signal: options.signal,
+    });
+    const bootMs = vm.startupMs;
+    // Hang up so the agent goes back to waiting for a connection: a restored VM then treats the
+    // host's first frame as a new connection.
+    vm.agent.close();
+    await delay(500);
+    const saveStarted = Date.now();
+    await vm.qmp.execute('stop');
+    await vm.qmp.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 * 1024 * 1024 });
+    await vm.qmp.execute('migrate', { uri: `exec:cat > '${memory}'` });
+    for (;;) {
+      const info = (await vm.qmp.execute('query-migrate')) as { status?: string; 'error-desc'?: string };
+      if (info.status === 'completed') break;
+      if (info.status === 'failed' || info.status === 'cancelled') {
+        throw new BackendError(`saving the snapshot failed: ${info['error-desc'] ?? info.status}`);
+      }
+      await delay(50);
+    }
+    const saveMs = Date.now() - saveStarted;
+    await vm.qmp.execute('quit').catch(() => undefined);
+    await vm.process.exited;
+    vm.qmp.close();
+    const meta: SnapshotMeta = {
+      key,
+      createdAt: new Date().toISOString(),
+      bootMs,
+      saveMs,
+      memoryBytes: statSync(memory).size,
+      qemuVersion: options.qemuVersion,
+    };
+    // Only the stream, the frozen disk and the meta file are kept (sockets and state go).
+    for (const leftover of ['agent.sock', 'qmp.sock']) rmSync(join(dir, leftover), { force: true });
+    writeFileSync(join(dir, 'meta.json'), `${JSON.stringify(meta, null, 2)}\n`);
+    rmSync(finalDir, { recursive: true, force: true });
+    renameSync(dir, finalDir);
+    const loaded = loadSnapshot(options.cacheDir, key);
+    if (loaded === undefined) throw new BackendError('the snapshot just written cannot be read back');
+    return loaded;
+  } catch (error) {
+    vm?.agent.close();
+    vm?.qmp.close();
+    await vm?.process.kill();
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
+}

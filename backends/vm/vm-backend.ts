@@ -1,0 +1,350 @@
+/**
+ * `VMBackend`: every session is its own QEMU virtual machine (Debian kernel, busybox initramfs,
+ * read-only squashfs root under a per-session copy-on-write overlay) running the sandpool agent,
+ * reached only over a virtio-serial port. Sessions are restored from a warm snapshot when one is
+ * available (about a second under TCG), and cold-booted otherwise.
+ */
+
+import { rmSync } from 'node:fs';
+
+import { AgentClient } from '../agent-client/index.js';
+import type {
+  Backend,
+  BackendCapabilities,
+  BackendFiles,
+  BackendSession,
+  CreateOptions,
+  DestroyReason,
+  ExecuteRequest,
+  ExecutionOutcome,
+  PrepareContext,
+  SessionSpec,
+} from '../../src/backend.js';
+import { BackendError, InvalidOptionsError, SessionNotFoundError, toSandpoolError, UnsupportedError } from '../../src/errors.js';
+import type { NetworkPolicy, SessionLimits } from '../../src/types.js';
+import type { Accelerator } from './accelerator.js';
+import type { MachineSettings } from './qemu-command.js';
+import { createSessionDir, defaultRunDir, reapDeadOwners, writeState, type SessionState } from './run-dir.js';
+import { VmEnvironment } from './vm-environment.js';
+import { launchVm, type LaunchedVm } from './vm-launcher.js';
+
+/** Smallest guest RAM that runs the kernel, the agent and a Python kernel with its preloads. */
+export const MIN_VM_MEMORY_MB = 192;
+
+export interface VmLogEvent {
+  readonly level: 'info' | 'warn';
+  readonly message: string;
+  readonly sessionId?: string | undefined;
+}
+
+export interface VMBackendOptions {
+  /** QEMU system emulator. @default "qemu-system-x86_64" */
+  readonly qemu?: string | undefined;
+  /** @default "qemu-img" */
+  readonly qemuImg?: string | undefined;
+  /** `auto` probes kvm/whpx/hvf for real and falls back to tcg. @default "auto" */
+  readonly accelerator?: Accelerator | 'auto' | undefined;
+  /** Image and snapshot cache. @default $SANDPOOL_CACHE_DIR or /var/cache/sandpool */
+  readonly cacheDir?: string | undefined;
+  /** Guest image manifest. @default <cacheDir>/vm/current.json (written by `npm run setup`) */
+  readonly imageManifest?: string | undefined;
+  /** Per-session sockets, overlays and state files. @default $SANDPOOL_VM_RUN_DIR or <tmpdir>/sandpool-vm */
+  readonly runDir?: string | undefined;
+  /** Restore sessions from a warm snapshot. @default true */
+  readonly snapshots?: boolean | undefined;
+  /** Cold boot (or restore) to agent-ready budget. @default 300 000 (TCG boots with imports take ~1 min) */
+  readonly readyTimeoutMs?: number | undefined;
+  /** Budget of each hardware-accelerator probe. @default 8 000 */
+  readonly probeTimeoutMs?: number | undefined;
+  /** QEMU seccomp sandbox for session VMs. @default true */
+  readonly sandbox?: boolean | undefined;
+  /** Diagnostics (accelerator choice, TCG warning, snapshot fallbacks). @default warnings to stderr */
+  readonly onLog?: ((event: VmLogEvent) => void) | undefined;
+}
+
+interface VmSession extends BackendSession {
+  readonly dir: string;
+  readonly state: SessionState;
+  readonly vm: LaunchedVm;
+  readonly startedFrom: 'snapshot' | 'boot';
+  destroyed: boolean;
+}
+
+/** How the last session was started, for benchmarks and diagnostics. */
+export interface VmStartRecord {
+  readonly sessionId: string;
+  readonly mode: 'snapshot' | 'boot';
+  readonly ms: number;
+  /** Why a snapshot restore was not used, when it was not. */
+  readonly fallbackReason?: string | undefined;
+}
+
+const CAPABILITIES: BackendCapabilities = {
+  containerTypes: ['PythonLTS', 'NodeLTS', 'Shell'],
+  languages: ['python', 'javascript', 'shell'],
+  isolation: 'microvm',
+  inProcess: false,
+  files: true,
+  network: true,
+  snapshots: true,
+  httpForwarding: false,
+};
+
+// Clones of one snapshot share the Python PRNG state captured in it; the guest kernel's RNG is
+// reseeded through vmgenid, so reseed the interpreter's generators from it right after a restore.
+const RESEED_CODE =
+  "import sys as _s, random as _r\n_r.seed()\nif 'numpy' in _s.modules: _s.modules['numpy'].random.seed()\ndel _s, _r\n";
+
+export class VMBackend implements Backend {
+  readonly name = 'vm';
+  readonly capabilities = CAPABILITIES;
+  readonly files: BackendFiles;
+  readonly #env: VmEnvironment;
+  readonly #runDir: string;
+  readonly #useSnapshots: boolean;
+  readonly #sandbox: boolean;
+  readonly #log: (event: VmLogEvent) => void;
+  readonly #sessions = new Map<string, VmSession>();
+  #closed = false;
+  #warnedTcg = false;
+  #lastStart: VmStartRecord | undefined;
+
+  constructor(options: VMBackendOptions = {}) {
+    const cacheDir = options.cacheDir ?? process.env['SANDPOOL_CACHE_DIR'] ?? '/var/cache/sandpool';
+    const accelerator = options.accelerator ?? 'auto';
+    if (!['auto', 'kvm', 'whpx', 'hvf', 'tcg'].includes(accelerator)) {
+      throw new InvalidOptionsError(`VMBackend: accelerator must be auto, kvm, whpx, hvf or tcg (got ${String(accelerator)})`);
+    }
+    this.#env = new VmEnvironment({
+      qemu: options.qemu ?? 'qemu-system-x86_64',
+      qemuImg: options.qemuImg ?? 'qemu-img',
+      cacheDir,
+      imageManifest: options.imageManifest ?? `${cacheDir}/vm/current.json`,
+      accelerator,
+      probeTimeoutMs: options.probeTimeoutMs ?? 8000,
+      readyTimeoutMs: options.readyTimeoutMs ?? 300_000,
+    });
+    this.#runDir = options.runDir ?? defaultRunDir();
+    this.#useSnapshots = options.snapshots ?? true;
+    this.#sandbox = options.sandbox ?? true;
+    this.#log =
+      options.onLog ??
+      ((event) => {
+        if (event.level === 'warn') process.stderr.write(`[sandpool vm] ${event.message}\n`);
+      });
+    this.files = this.#makeFiles();
+  }
+
+  /** The accelerator in use and why; resolves the environment (image, QEMU, probe) if needed. */
+  async accelerator(): Promise<{ accelerator: Accelerator; reason: string }> {
+    return (await this.#environment()).accelerator;
+  }
+
+  /** How the most recent session was started (snapshot restore or cold boot) and how long it took. */
+  get lastStart(): VmStartRecord | undefined {
+    return this.#lastStart;
+  }
+
+  /** Directory holding the per-session run directories. */
+  get runDir(): string {
+    return this.#runDir;
+  }
+
+  async prepare(context: PrepareContext): Promise<void> {
+    this.#assertOpen();
+    const reaped = reapDeadOwners(this.#runDir);
+    if (reaped.removed.length > 0) {
+      this.#log({ level: 'info', message: `removed ${reaped.removed.length} VM(s) left by dead owners (killed QEMU: ${reaped.killedQemu.join(', ') || 'none'})` });
+    }
+    const machine = await this.#machine(context.limits, context.network);
+    if (context.containerType === 'CustomContainer') {
+      throw new UnsupportedError('the vm backend does not run custom containers yet (see docs/VM.md)');
+    }
+    if (this.#useSnapshots) {
+      const started = Date.now();
+      const snapshot = await this.#env.snapshot(machine, context.limits.diskMb, context.signal);
+      const age = Date.now() - started;
+      if (age > 1000) this.#log({ level: 'info', message: `built VM snapshot ${snapshot.key} in ${age} ms (boot ${snapshot.meta.bootMs} ms)` });
+    }
+  }
+
+  async create(spec: SessionSpec, options: CreateOptions): Promise<BackendSession> {
+    this.#assertOpen();
+    if (spec.containerType === 'CustomContainer') {
+      throw new UnsupportedError('the vm backend does not run custom containers yet (see docs/VM.md)');
+    }
+    const machine = await this.#machine(spec.limits, spec.network);
+    const { dir, state } = createSessionDir(this.#runDir, { ownerId: spec.ownerId, sessionId: spec.sessionId, poolName: spec.poolName });
+    const started = Date.now();
+    try {
+      const { vm, mode, fallbackReason } = await this.#start(spec, machine, dir, state, options.signal);
+      this.#lastStart = { sessionId: spec.sessionId, mode, ms: Date.now() - started, fallbackReason };
+      const session: VmSession = { id: spec.sessionId, etag: `qemu-${vm.process.pid ?? 0}`, dir, state, vm, startedFrom: mode, destroyed: false };
+      if (this.#closed) {
+        await this.#teardown(session);
+        throw new BackendError('the vm backend was closed while the session was starting');
+      }
+      this.#sessions.set(spec.sessionId, session);
+      void vm.process.exited.then((exit) => {
+        if (session.destroyed) return;
+        session.destroyed = true;
+        this.#sessions.delete(session.id);
+        session.vm.agent.close();
+        session.vm.qmp.close();
+        rmSync(dir, { recursive: true, force: true });
+        options.onExit({
+          reason: 'failed',
+          message: `the VM exited unexpectedly (${exit.signal ?? `code ${exit.code}`}): ${vm.process.diagnostics(500)}`,
+          exitCode: exit.code ?? undefined,
+        });
+      });
+      return { id: session.id, etag: session.etag };
+    } catch (error) {
+      rmSync(dir, { recursive: true, force: true });
+      throw toSandpoolError(error, 'creating the VM session failed');
+    }
+  }
+
+  async execute(session: BackendSession, request: ExecuteRequest, options?: { signal?: AbortSignal | undefined }): Promise<ExecutionOutcome> {
+    const vm = this.#session(session);
+    return await vm.vm.agent.execute(request, { signal: options?.signal });
+  }
+
+  async probe(session: BackendSession): Promise<boolean> {
+    const vm = this.#sessions.get(session.id);
+    if (vm === undefined || vm.destroyed || vm.vm.agent.closed) return false;
+    try {
+      await vm.vm.agent.ping(5000);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async destroy(session: BackendSession, _options: { readonly reason: DestroyReason }): Promise<void> {
+    const vm = this.#sessions.get(session.id);
+    if (vm === undefined) return;
+    this.#sessions.delete(session.id);
+    await this.#teardown(vm);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    const sessions = [...this.#sessions.values()];
+    this.#sessions.clear();
+    await Promise.all(sessions.map((s) => this.#teardown(s)));
+  }
+
+  /** Live session ids and their QEMU pids (tests, diagnostics). */
+  sessionsInfo(): { id: string; pid: number | undefined; dir: string; startedFrom: 'snapshot' | 'boot' }[] {
+    return [...this.#sessions.values()].map((s) => ({ id: s.id, pid: s.vm.process.pid, dir: s.dir, startedFrom: s.startedFrom }));
+  }
+
+  async #environment() {
+    const env = await this.#env.environment();
+    if (env.accelerator.accelerator === 'tcg' && !this.#warnedTcg) {
+      this.#warnedTcg = true;
+      this.#log({
+        level: 'warn',
+        message: `running VMs under TCG (software emulation): expect ~50x slower guests. Reason: ${env.accelerator.reason}`,
+      });
+    }
+    return env;
+  }
+
+  async #machine(limits: Readonly<SessionLimits>, network: Readonly<NetworkPolicy>): Promise<MachineSettings> {
+    if (limits.memoryMb < MIN_VM_MEMORY_MB) {
+      throw new InvalidOptionsError(`vm sessions need at least ${MIN_VM_MEMORY_MB} MiB of memory (limits.memoryMb is ${limits.memoryMb})`);
+    }
+    if (network.egress === 'EgressEnabled' && network.allow.length > 0) {
+      throw new UnsupportedError('the vm backend cannot enforce an egress allow-list (user-mode networking); see docs/VM.md');
+    }
+    const env = await this.#environment();
+    return {
+      accelerator: env.accelerator.accelerator,
+      memoryMb: limits.memoryMb,
+      cpus: Math.max(1, Math.ceil(limits.cpus)),
+      egress: network.egress === 'EgressEnabled',
+    };
+  }
+
+  async #start(spec: SessionSpec, machine: MachineSettings, dir: string, state: SessionState, signal: AbortSignal | undefined) {
+    const env = await this.#environment();
+    const base = {
+      qemu: this.#env.options.qemu,
+      qemuImg: this.#env.options.qemuImg,
+      image: env.image,
+      machine,
+      dir,
+      sandbox: this.#sandbox,
+      readyTimeoutMs: this.#env.options.readyTimeoutMs,
+      signal,
+      onSpawn: (pid: number) => {
+        state.qemuPid = pid;
+        writeState(dir, state);
+      },
+    };
+    let fallbackReason: string | undefined;
+    if (this.#useSnapshots) {
+      try {
+        const snapshot = await this.#env.snapshot(machine, spec.limits.diskMb, signal);
+        try {
+          const vm = await launchVm({ ...base, backing: { path: snapshot.disk, format: 'qcow2' }, incoming: snapshot.memory });
+          await this.#afterRestore(vm);
+          return { vm, mode: 'snapshot' as const, fallbackReason };
+        } catch (error) {
+          this.#env.invalidateSnapshot(snapshot.key);
+          throw error;
+        }
+      } catch (error) {
+        if (signal?.aborted) throw error;
+        fallbackReason = (error as Error).message;
+        this.#log({ level: 'warn', sessionId: spec.sessionId, message: `snapshot restore failed, cold-booting instead: ${fallbackReason}` });
+      }
+    }
+    const template = await this.#env.scratchTemplate(spec.limits.diskMb);
+    const vm = await launchVm({ ...base, backing: { path: template, format: 'raw' } });
+    return { vm, mode: 'boot' as const, fallbackReason };
+  }
+
+  async #afterRestore(vm: LaunchedVm): Promise<void> {
+    const outcome = await vm.agent.execute({ language: 'python', code: RESEED_CODE, timeoutMs: 30_000, outputMaxBytes: 4096 });
+    if (outcome.status !== 'Succeeded') {
+      vm.agent.close();
+      vm.qmp.close();
+      await vm.process.kill();
+      throw new BackendError(`the restored guest failed its first execution: ${outcome.stderr.slice(0, 500)}`);
+    }
+  }
+
+  async #teardown(session: VmSession): Promise<void> {
+    session.destroyed = true;
+    session.vm.agent.close();
+    session.vm.qmp.close();
+    await session.vm.process.kill();
+    // The overlay (the session's whole writable disk, /mnt/data included) goes with the directory.
+    rmSync(session.dir, { recursive: true, force: true });
+  }
+
+  #session(session: BackendSession): VmSession {
+    const vm = this.#sessions.get(session.id);
+    if (vm === undefined || vm.destroyed) throw new SessionNotFoundError(`vm session ${session.id} does not exist (destroyed or exited)`);
+    return vm;
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new BackendError('the vm backend is closed');
+  }
+
+  #makeFiles(): BackendFiles {
+    const agent = (session: BackendSession): AgentClient => this.#session(session).vm.agent;
+    return {
+      upload: async (session, path, data, options) => await agent(session).upload(path, data, options),
+      list: async (session, options) => await agent(session).list(options),
+      stat: async (session, path) => await agent(session).stat(path),
+      download: async (session, path, options) => await agent(session).download(path, options),
+      delete: async (session, path) => await agent(session).delete(path),
+    };
+  }
+}
+

@@ -1,0 +1,129 @@
+/**
+ * Backend-wide, lazily resolved facts: the guest image on disk, the QEMU binaries and version, the
+ * accelerator, and one warm snapshot per machine-settings key. Each is computed once and shared by
+ * every create() that needs it.
+ */
+
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, isAbsolute, join } from 'node:path';
+
+import { BackendError, ErrorCode } from '../../src/errors.js';
+import { chooseAccelerator, type Accelerator, type AcceleratorChoice } from './accelerator.js';
+import type { GuestImage, MachineSettings } from './qemu-command.js';
+import { buildSnapshot, ensureScratchTemplate, loadSnapshot, qemuVersion, snapshotKey, type SnapshotInfo } from './snapshot.js';
+
+export interface EnvironmentOptions {
+  readonly qemu: string;
+  readonly qemuImg: string;
+  readonly cacheDir: string;
+  /** Path of an image manifest.json, or of the `current.json` pointer written by setup. */
+  readonly imageManifest: string;
+  readonly accelerator: Accelerator | 'auto';
+  readonly probeTimeoutMs: number;
+  readonly readyTimeoutMs: number;
+}
+
+export interface Environment {
+  readonly image: GuestImage;
+  readonly qemuVersion: string;
+  readonly accelerator: AcceleratorChoice;
+}
+
+const unavailable = (message: string, cause?: unknown): BackendError =>
+  new BackendError(message, { code: ErrorCode.BACKEND_UNAVAILABLE, cause });
+
+export function loadImage(manifestPath: string): GuestImage {
+  let path = manifestPath;
+  try {
+    const first = JSON.parse(readFileSync(path, 'utf8')) as { manifest?: string };
+    if (typeof first.manifest === 'string') path = first.manifest;
+    const manifest = JSON.parse(readFileSync(path, 'utf8')) as { hash?: string; kernel?: string; initrd?: string; base?: string };
+    const dir = dirname(path);
+    const resolve = (p: string | undefined): string => {
+      if (typeof p !== 'string' || p.length === 0) throw new Error('manifest is missing a path');
+      return isAbsolute(p) ? p : join(dir, p);
+    };
+    const image = {
+      hash: String(manifest.hash),
+      kernel: resolve(manifest.kernel),
+      initrd: resolve(manifest.initrd),
+      base: resolve(manifest.base),
+    };
+    for (const file of [image.kernel, image.initrd, image.base]) {
+      if (!existsSync(file)) throw new Error(`${file} is missing`);
+    }
+    return image;
+  } catch (error) {
+    throw unavailable(
+      `the VM guest image is not available (${manifestPath}): ${(error as Error).message}. Run \`npm run setup\` to build it.`,
+      error,
+    );
+  }
+}
+
+export class VmEnvironment {
+  readonly options: EnvironmentOptions;
+  #environment: Promise<Environment> | undefined;
+  readonly #snapshots = new Map<string, Promise<SnapshotInfo>>();
+
+  constructor(options: EnvironmentOptions) {
+    this.options = options;
+  }
+
+  /** Image, QEMU and accelerator; computed once (a failure is retried on the next call). */
+  async environment(): Promise<Environment> {
+    this.#environment ??= (async () => {
+      const image = loadImage(this.options.imageManifest);
+      const version = await qemuVersion(this.options.qemu).catch((error: unknown) => {
+        throw unavailable(`QEMU is not installed or cannot run (${this.options.qemu}): ${(error as Error).message}`, error);
+      });
+      const accelerator = await chooseAccelerator({
+        qemu: this.options.qemu,
+        kernel: image.kernel,
+        timeoutMs: this.options.probeTimeoutMs,
+        forced: this.options.accelerator === 'auto' ? undefined : this.options.accelerator,
+      });
+      return { image, qemuVersion: version, accelerator };
+    })();
+    try {
+      return await this.#environment;
+    } catch (error) {
+      this.#environment = undefined;
+      throw error;
+    }
+  }
+
+  /** The warm snapshot for these settings, building it on first use. */
+  async snapshot(machine: MachineSettings, diskMb: number, signal?: AbortSignal): Promise<SnapshotInfo> {
+    const env = await this.environment();
+    const key = snapshotKey({ image: env.image, machine, diskMb, qemuVersion: env.qemuVersion });
+    let pending = this.#snapshots.get(key);
+    if (pending === undefined) {
+      pending = (async () =>
+        loadSnapshot(this.options.cacheDir, key) ??
+        (await buildSnapshot({
+          qemu: this.options.qemu,
+          qemuImg: this.options.qemuImg,
+          qemuVersion: env.qemuVersion,
+          image: env.image,
+          machine,
+          diskMb,
+          cacheDir: this.options.cacheDir,
+          readyTimeoutMs: this.options.readyTimeoutMs,
+          signal,
+        })))();
+      this.#snapshots.set(key, pending);
+      pending.catch(() => this.#snapshots.delete(key));
+    }
+    return await pending;
+  }
+
+  /** Forget a snapshot that failed to restore, so the next use rebuilds it. */
+  invalidateSnapshot(key: string): void {
+    this.#snapshots.delete(key);
+  }
+
+  async scratchTemplate(diskMb: number): Promise<string> {
+    return await ensureScratchTemplate(this.options.cacheDir, diskMb);
+  }
+}

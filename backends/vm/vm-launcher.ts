@@ -1,0 +1,165 @@
+/**
+ * Starts one VM (cold boot or restore from a snapshot) and connects to it: QMP for control, the
+ * virtio-serial unix socket for the agent. Resolves once the agent answered `hello` (its Python
+ * kernel is up, preloads imported). On any failure everything started is torn down before the
+ * rejection, which carries the tail of the guest console.
+ */
+
+import { execFile } from 'node:child_process';
+import { closeSync, existsSync, openSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { promisify } from 'node:util';
+
+import { AgentClient } from '../agent-client/index.js';
+import type { AgentReady } from '../agent-client/index.js';
+import { AbortedError, BackendError } from '../../src/errors.js';
+import { agentSocketPath, qemuArgs, qmpSocketPath, type GuestImage, type MachineSettings } from './qemu-command.js';
+import { QemuProcess } from './qemu-process.js';
+import { QmpClient } from './qmp-client.js';
+
+const execFileAsync = promisify(execFile);
+
+export interface LaunchOptions {
+  readonly qemu: string;
+  readonly qemuImg: string;
+  readonly image: GuestImage;
+  readonly machine: MachineSettings;
+  readonly dir: string;
+  /** Disk the overlay is backed by, and its format. */
+  readonly backing: { readonly path: string; readonly format: 'raw' | 'qcow2' };
+  /** Migration stream to restore from; absent: cold boot. */
+  readonly incoming?: string | undefined;
+  readonly sandbox: boolean;
+  readonly readyTimeoutMs: number;
+  readonly signal?: AbortSignal | undefined;
+  /** Called for each started QEMU, before waiting for it (to record its pid for crash recovery). */
+  readonly onSpawn?: ((pid: number) => void) | undefined;
+}
+
+export interface LaunchedVm {
+  readonly process: QemuProcess;
+  readonly qmp: QmpClient;
+  readonly agent: AgentClient;
+  readonly ready: AgentReady;
+  readonly scratch: string;
+  /** Milliseconds from spawn to agent ready. */
+  readonly startupMs: number;
+}
+
+export async function createOverlay(qemuImg: string, backing: LaunchOptions['backing'], path: string): Promise<void> {
+  try {
+    await execFileAsync(qemuImg, ['create', '-q', '-f', 'qcow2', '-F', backing.format, '-b', backing.path, path]);
+  } catch (error) {
+    throw new BackendError(`cannot create the session disk overlay: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+async function delay(ms: number): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Connect to a unix socket QEMU is about to create; retries until it exists or QEMU exits. */
+async function connectWhenListening(path: string, qemu: QemuProcess, deadline: number): Promise<Socket> {
+  for (;;) {
+    if (qemu.hasExited) throw new BackendError(`QEMU exited during startup:\n${qemu.diagnostics()}`);
+    if (Date.now() > deadline) throw new BackendError(`QEMU did not open ${path} in time`);
+    if (existsSync(path)) {
+      try {
+        return await new Promise<Socket>((resolve, reject) => {
+          const socket = connect(path);
+          socket.once('connect', () => {
+            socket.off('error', reject);
+            resolve(socket);
+          });
+          socket.once('error', reject);
+        });
+      } catch {
+        // Not listening yet.
+      }
+    }
+    await delay(20);
+  }
+}
+
+/** Wait for an incoming migration to finish, then make sure the vCPUs run. */
+async function resumeAfterRestore(qmp: QmpClient, deadline: number): Promise<void> {
+  for (;;) {
+    const status = (await qmp.execute('query-status')) as { status?: string; running?: boolean };
+    if (status.running === true) return;
+    if (status.status !== 'inmigrate') {
+      if (status.status === 'paused' || status.status === 'prelaunch' || status.status === 'postmigrate') {
+        await qmp.execute('cont');
+        return;
+      }
+      throw new BackendError(`restored VM is in state "${status.status ?? '?'}"`);
+    }
+    if (Date.now() > deadline) throw new BackendError('restoring the snapshot did not finish in time');
+    await delay(10);
+  }
+}
+
+export async function launchVm(options: LaunchOptions): Promise<LaunchedVm> {
+  const started = Date.now();
+  const deadline = started + options.readyTimeoutMs;
+  if (options.signal?.aborted) throw new AbortedError('VM start aborted');
+  const scratch = `${options.dir}/disk.qcow2`;
+  await createOverlay(options.qemuImg, options.backing, scratch);
+
+  let incomingFd: number | undefined;
+  if (options.incoming !== undefined) {
+    try {
+      incomingFd = openSync(options.incoming, 'r');
+    } catch (error) {
+      throw new BackendError(`cannot open the snapshot: ${(error as Error).message}`, { cause: error });
+    }
+  }
+  const args = qemuArgs({
+    image: options.image,
+    machine: options.machine,
+    dir: options.dir,
+    scratch,
+    sandbox: options.sandbox,
+    incomingFd: incomingFd === undefined ? undefined : 3,
+  });
+  const qemu = new QemuProcess(options.qemu, args, { incomingFd });
+  if (incomingFd !== undefined) closeSync(incomingFd); // the child has its own copy
+  if (qemu.pid !== undefined) options.onSpawn?.(qemu.pid);
+
+  let qmp: QmpClient | undefined;
+  let agent: AgentClient | undefined;
+  const onAbort = (): void => {
+    void qemu.kill();
+  };
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    const qmpSocket = qmpSocketPath(options.dir);
+    await connectWhenListening(qmpSocket, qemu, deadline).then((s) => s.destroy());
+    qmp = await QmpClient.connect(qmpSocket);
+    if (options.incoming !== undefined) await resumeAfterRestore(qmp, deadline);
+    const socket = await connectWhenListening(agentSocketPath(options.dir), qemu, deadline);
+    agent = new AgentClient(socket, { requestTimeoutMs: 60_000 });
+    const remaining = Math.max(1, deadline - Date.now());
+    const timeout = AbortSignal.timeout(remaining);
+    const signal = options.signal === undefined ? timeout : AbortSignal.any([timeout, options.signal]);
+    const exited = qemu.exited.then(() => {
+      throw new BackendError(`the VM exited before its agent was ready:\n${qemu.diagnostics()}`);
+    });
+    const ready = await Promise.race([agent.ready(signal), exited]).catch((error: unknown) => {
+      if (options.signal?.aborted) throw new AbortedError('VM start aborted');
+      if (timeout.aborted) {
+        throw new BackendError(`the guest agent was not ready within ${options.readyTimeoutMs} ms:\n${qemu.diagnostics()}`);
+      }
+      throw error;
+    });
+    return { process: qemu, qmp, agent, ready, scratch, startupMs: Date.now() - started };
+  } catch (error) {
+    agent?.close();
+    qmp?.close();
+    await qemu.kill();
+    throw error instanceof BackendError || error instanceof AbortedError
+      ? error
+      : new BackendError(`VM start failed: ${(error as Error).message}\n${qemu.diagnostics()}`, { cause: error });
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort);
+  }
+}

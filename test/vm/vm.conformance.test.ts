@@ -1,0 +1,12 @@
+import { makeVmBackend, VM_LIMITS, CREATE_TIMEOUT_MS, TEST_TIMEOUT_MS } from './vm-test-config.js';
+import { defineBackendConformance } from '../conformance/backend-suite.js';
+
+// The core conformance suite, unchanged, on microVMs under whatever accelerator works here (TCG on
+// the CI machine). Sessions are restored from the shared warm snapshot.
+defineBackendConformance('vm (python)', {
+  makeBackend: () => makeVmBackend(),
+  containerType: 'PythonLTS',
+  language: 'python',
+  limits: VM_LIMITS,
+  timeouts: { createMs: CREATE_TIMEOUT_MS, testMs: TEST_TIMEOUT_MS, loopTimeoutMs: 3000, executionMs: 60_000 },
+});
