@@ -23,7 +23,9 @@ const MULTIPART_OVERHEAD = 64 * 1024;
 /** Count bytes as they pass and fail with FILE_TOO_LARGE past the cap, before the backend commits. */
 async function* capped(stream: Readable, maxBytes: number): AsyncIterable<Uint8Array> {
   let total = 0;
-  for await (const chunk of stream as AsyncIterable<Buffer>) {
+  // Not destroyed on early exit: the parser must still see the rest of the body (drained below),
+  // or it stalls waiting for a reader and the response never goes out.
+  for await (const chunk of stream.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
     total += chunk.length;
     if (total > maxBytes) {
       throw new FileError(ErrorCode.FILE_TOO_LARGE, `the file is larger than the pool's limit of ${maxBytes} bytes`);

@@ -114,9 +114,9 @@ export function legacyFileProperties(f: FileInfo, id: number): Record<string, Js
  * `files` is the same route in both generations, and every client ignores keys it does not know.
  */
 export function fileListing(files: readonly FileInfo[], listedPath = ''): Record<string, JsonValue> {
-  let id = 1;
+  let id = 0;
   return {
-    $id: String(id++),
+    $id: String(++id),
     value: files.map((f) => {
       const entryId = ++id;
       return { $id: String(entryId), properties: legacyFileProperties(f, ++id), ...resourceFile(f, listedPath) };
