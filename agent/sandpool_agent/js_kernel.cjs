@@ -78,11 +78,14 @@ for (const name of [
 const context = vm.createContext(sandbox);
 sandbox.exports = sandbox.module.exports;
 
-let inCell = false;
+let currentMarker = null;
 let interruptCell = null;
-process.on('SIGINT', () => {
-  if (inCell && interruptCell) interruptCell(new Error('Execution interrupted'));
-});
+// SIGINT stops synchronous code (breakOnSigint). A listener must exist so that a SIGINT arriving
+// between cells does not kill the process; interrupting an awaited promise goes through the
+// control channel instead, tagged with the cell's marker, so a late signal cannot hit the next cell.
+process.on('SIGINT', () => undefined);
+
+class InterruptedError extends Error {}
 // Errors thrown later by callbacks the session scheduled must not take the kernel down.
 process.on('uncaughtException', (error) => writeAll(2, `Uncaught ${formatError(error)}\n`));
 process.on('unhandledRejection', (reason) => writeAll(2, `Unhandled promise rejection: ${formatError(reason)}\n`));
@@ -132,19 +135,21 @@ async function runCell(code, timeoutMs) {
 }
 
 async function handle(request) {
-  const answer = { type: 'result', status: 'Succeeded', interrupted: false, result: '', images: [] };
-  inCell = true;
+  const answer = { type: 'result', status: 'Succeeded', interrupted: false, timedOut: false, result: '', images: [] };
+  currentMarker = request.marker;
   try {
     answer.result = toResult(await runCell(String(request.code), Number(request.timeoutMs) || 60000));
   } catch (error) {
     answer.status = 'Failed';
-    const message = error && typeof error.message === 'string' ? error.message : '';
-    answer.interrupted = /Script execution (timed out|interrupted)|Execution interrupted/.test(message);
+    const code = error && error.code;
+    answer.timedOut = code === 'ERR_SCRIPT_EXECUTION_TIMEOUT';
+    answer.interrupted =
+      answer.timedOut || code === 'ERR_SCRIPT_EXECUTION_INTERRUPTED' || error instanceof InterruptedError;
     try {
       writeAll(2, `${formatError(error)}\n`);
     } catch {}
   } finally {
-    inCell = false;
+    currentMarker = null;
     interruptCell = null;
   }
   for (const fd of [1, 2]) {
@@ -169,6 +174,10 @@ control.on('data', (text) => {
     try {
       request = JSON.parse(line);
     } catch {
+      continue;
+    }
+    if (request && request.type === 'interrupt') {
+      if (request.marker === currentMarker && interruptCell) interruptCell(new InterruptedError('Execution interrupted'));
       continue;
     }
     chain = chain.then(() => handle(request));

@@ -221,7 +221,8 @@ class Kernel:
             timed_out = interrupted_by == "timeout"
             try:
                 os.kill(inc.proc.pid, signal.SIGINT)
-            except ProcessLookupError:
+                inc.send({"type": "interrupt", "marker": marker})
+            except (ProcessLookupError, OSError):
                 pass
             answer, _ = self._wait(inc, time.monotonic() + grace_s, None)
             if answer is None:
@@ -238,6 +239,8 @@ class Kernel:
                 return {"status": "Failed", "result": "", "images": []}, sink, note, timed_out, "restarted"
             if not answer.get("interrupted"):
                 timed_out = False  # it finished on its own just as the limit passed
+        if answer.get("timedOut") is True:
+            timed_out = True  # the kernel's own timer (node:vm's timeout) fired first
         self._collect(inc, sink, MARKER_WAIT_S)
         if timed_out:
             note = "Execution timed out after %d ms and was interrupted; the session state was kept.\n" % int(

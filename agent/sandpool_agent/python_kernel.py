@@ -230,6 +230,8 @@ class Kernel:
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
                 request = json.loads(line)
+                if request.get("type") == "interrupt":
+                    continue  # for the JS kernel; Python is interrupted by SIGINT
                 self.run_cell(request["code"], request["marker"].encode("ascii"))
 
 

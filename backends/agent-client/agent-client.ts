@@ -5,6 +5,7 @@
  * every call has a host-side deadline, and the moment the stream closes every pending call fails.
  */
 
+import { randomInt } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 
 import type { ExecuteRequest, ExecutionOutcome, FileInfo } from '../../src/backend.js';
@@ -51,7 +52,9 @@ export class AgentClient implements FileTransport {
   readonly #options: AgentClientOptions;
   readonly #reader: FrameReader;
   readonly #pending = new Map<FrameId, Pending>();
-  #nextId = 1;
+  // Random start: after a reconnect (unix socket, virtio-serial) frames for an earlier client's
+  // requests may still arrive, and must not match this client's ids.
+  #nextId = randomInt(1, 2 ** 40);
   #closedError: SandpoolError | undefined;
   #ready: AgentReady | undefined;
   readonly #readyWaiters = new Set<(ready: AgentReady) => void>();
@@ -310,7 +313,7 @@ export class AgentClient implements FileTransport {
     try {
       frames = this.#reader.push(chunk);
     } catch (error) {
-      if (error instanceof FrameTooLargeError) this.#protocolViolation(error.message, false);
+      if (error instanceof FrameTooLargeError) return this.#protocolViolation(error.message, false);
       throw error;
     }
     for (const line of frames) {

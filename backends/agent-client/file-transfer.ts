@@ -201,6 +201,11 @@ export async function downloadFile(
         if (failure) throw failure;
         if (ended) return;
         if (signal?.aborted) throw new AbortedError(`download of ${path} aborted`);
+        if (uncredited > 0) {
+          // Everything we hold is consumed: return the credits now or the agent may stall.
+          t.send({ op: 'files.download.credit', id, chunks: uncredited });
+          uncredited = 0;
+        }
         await new Promise<void>((resolve) => {
           wake = resolve;
         });

@@ -63,6 +63,12 @@ describe('agent javascript and shell (unix socket)', () => {
     expect((await agent.client.execute(run('survivor', { language: 'javascript' }))).result).toBe('still here');
   });
 
+  it('interrupts a promise that never settles and keeps the context', async () => {
+    const outcome = await agent.client.execute(run('await new Promise(() => {})', { language: 'javascript', timeoutMs: 300 }));
+    expect(outcome).toMatchObject({ status: 'Failed', timedOut: true, sessionState: 'kept' });
+    expect((await agent.client.execute(run('survivor', { language: 'javascript' }))).result).toBe('still here');
+  });
+
   it('restarts the JavaScript kernel when a timer callback spins forever', async () => {
     await agent.client.execute(run('var gone = 1', { language: 'javascript' }));
     const code = 'await new Promise(() => setTimeout(() => { while (true) {} }, 0))';
