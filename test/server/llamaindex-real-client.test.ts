@@ -6,16 +6,24 @@
 import { AzureDynamicSessionTool } from '@llamaindex/azure';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 
-import { ADMIN_KEY, jsPool, newIdentifier, startServer, type Harness } from './helpers.js';
+import { ContainerBackend } from '../../backends/container/index.js';
+import { SessionPool } from '../../src/index.js';
+import { ADMIN_KEY, containerBackendAvailable, jsPool, newIdentifier, startServer, type Harness } from './helpers.js';
+
+const containers = await containerBackendAvailable();
 
 let h: Harness;
 
 beforeAll(async () => {
-  h = await startServer({ pools: [jsPool('javascript', { maxConcurrentSessions: 20 })] });
-});
+  const pools = [jsPool('javascript', { maxConcurrentSessions: 20 })];
+  if (containers) {
+    pools.push(new SessionPool({ name: 'python', backend: new ContainerBackend(), containerType: 'PythonLTS', readySessionInstances: 1, maxConcurrentSessions: 4 }));
+  }
+  h = await startServer({ pools, withDefaultPool: false });
+}, 120_000);
 afterAll(async () => {
   await h.close();
-});
+}, 60_000);
 
 describe('@llamaindex/azure AzureDynamicSessionTool', () => {
   test('call() executes through python/execute and reads the flat result', async () => {
@@ -62,4 +70,29 @@ describe('@llamaindex/azure AzureDynamicSessionTool', () => {
       log.mockRestore();
     }
   });
+});
+
+describe.skipIf(!containers)('@llamaindex/azure AzureDynamicSessionTool on a Python pool', () => {
+  test('call(), uploadFile(), listFiles(), downloadFile()', async () => {
+    const log = vi.spyOn(console, 'log').mockImplementation(() => {});
+    try {
+      const tool = new AzureDynamicSessionTool({
+        poolManagementEndpoint: `${h.url}/pools/python`,
+        sessionId: newIdentifier(),
+        azureADTokenProvider: async () => ADMIN_KEY,
+      });
+      const out = (await tool.call({ code: 'import math\nprint("pi")\nround(math.pi, 2)' })) as Record<string, unknown>;
+      expect(out).toMatchObject({ status: 'Success', result: 3.14, stdout: 'pi\n', stderr: '' });
+      const uploaded = (await tool.uploadFile({ data: new Blob(['col\n1\n2\n']), remoteFilename: 'numbers.csv' })) as unknown as Record<string, unknown>;
+      expect(uploaded).toMatchObject({ filename: 'numbers.csv', size: 8 });
+      const listed = (await tool.listFiles()) as unknown as Record<string, unknown>[];
+      expect(listed.map((f) => f['filename'])).toEqual(['numbers.csv']);
+      const stream = (await tool.downloadFile({ remoteFilename: 'numbers.csv' })) as ReadableStream<Uint8Array>;
+      expect(await new Response(stream).text()).toBe('col\n1\n2\n');
+      const summed = (await tool.call({ code: 'import pandas as pd\nint(pd.read_csv("/mnt/data/numbers.csv")["col"].sum())' })) as Record<string, unknown>;
+      expect(summed['result']).toBe(3);
+    } finally {
+      log.mockRestore();
+    }
+  }, 120_000);
 });
