@@ -79,6 +79,8 @@ interface IsolateSessionRecord {
   readonly sandbox: IsolatedVMSandbox;
   readonly queue: SerialQueue;
   readonly memoryLimitMb: number;
+  /** Aborted by destroy: ends an execution that waits between steps (on a sandbox timer). */
+  readonly destroyed: AbortController;
 }
 
 /** Runs each session in its own V8 isolate (isolated-vm), in this process. */
@@ -125,7 +127,12 @@ export class IsolatedVMBackend implements Backend {
       if (options.signal?.aborted) throw new AbortedError('session creation was aborted');
       throw new BackendError(`session ${spec.sessionId} already exists`);
     }
-    this.#sessions.set(spec.sessionId, { sandbox, queue: new SerialQueue(), memoryLimitMb: spec.limits.memoryMb });
+    this.#sessions.set(spec.sessionId, {
+      sandbox,
+      queue: new SerialQueue(),
+      memoryLimitMb: spec.limits.memoryMb,
+      destroyed: new AbortController(),
+    });
     return { id: spec.sessionId };
   }
 
@@ -147,10 +154,14 @@ export class IsolatedVMBackend implements Backend {
         throw new SessionNotFoundError(`isolated-vm session ${session.id} was destroyed`);
       }
       if (options?.signal?.aborted) throw new AbortedError('the execution was aborted');
+      const signals = [record.destroyed.signal, ...(options?.signal ? [options.signal] : [])];
       const outcome = await runJsExecution(record.sandbox, request, {
         memoryLimitMb: record.memoryLimitMb,
-        signal: options?.signal,
+        signal: AbortSignal.any(signals),
       }).catch((error: unknown) => {
+        if (record.destroyed.signal.aborted) {
+          throw new SessionNotFoundError(`isolated-vm session ${session.id} was destroyed during the execution`);
+        }
         throw toSandpoolError(error, 'isolated-vm execution failed');
       });
       if (this.#sessions.get(session.id) !== record) {
@@ -170,6 +181,7 @@ export class IsolatedVMBackend implements Backend {
     if (record === undefined) return;
     this.#sessions.delete(session.id);
     // Disposing interrupts a running execution at once; its caller gets SessionNotFoundError.
+    record.destroyed.abort();
     try {
       record.sandbox.dispose();
     } catch (error) {
@@ -190,6 +202,9 @@ export class IsolatedVMBackend implements Backend {
     this.#closed = true;
     const records = [...this.#sessions.values()];
     this.#sessions.clear();
-    for (const record of records) record.sandbox.dispose();
+    for (const record of records) {
+      record.destroyed.abort();
+      record.sandbox.dispose();
+    }
   }
 }

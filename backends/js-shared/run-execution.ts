@@ -116,9 +116,11 @@ export async function runJsExecution(
       if (!(next >= 0)) break;
       if (next >= left()) {
         await sleep(left(), context.signal);
+        if (context.signal?.aborted) throw new AbortedError('the execution was aborted');
         throw new FaultSignal({ kind: 'timeout' });
       }
       if (next > 0) await sleep(next, context.signal);
+      if (context.signal?.aborted) throw new AbortedError('the execution was aborted');
       unwrap(await driver.call('runTimer', [], left()));
     }
     if (state !== 'fulfilled') {

@@ -317,7 +317,7 @@ return {
     if (typeof v === 'object' && (isArray(v) || getProto(v) === objectProto || getProto(v) === null)) {
       try { text = stringify(v); } catch (e) { text = undefined; }
     }
-    if (typeof text !== 'string') text = safeInspect(v, 1);
+    if (typeof text !== 'string') text = safeInspect(v, 0);
     return stringify(apply(sliceStr, text, [0, maxChars]));
   },
   renderError: function () {

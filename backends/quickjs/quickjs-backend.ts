@@ -72,6 +72,8 @@ interface QuickJSSessionRecord {
   readonly sandbox: QuickJSSandbox;
   readonly queue: SerialQueue;
   readonly memoryLimitMb: number;
+  /** Aborted by destroy: ends a running execution at its next step (e.g. while it waits on a timer). */
+  readonly destroyed: AbortController;
 }
 
 /** Runs each session in its own QuickJS runtime (WebAssembly), in this process. */
@@ -151,7 +153,12 @@ export class QuickJSBackend implements Backend {
       shared.poisonReason = error instanceof Error ? error.message : String(error);
       throw toSandpoolError(error, 'could not create a QuickJS session');
     }
-    this.#sessions.set(spec.sessionId, { sandbox, queue: new SerialQueue(), memoryLimitMb: spec.limits.memoryMb });
+    this.#sessions.set(spec.sessionId, {
+      sandbox,
+      queue: new SerialQueue(),
+      memoryLimitMb: spec.limits.memoryMb,
+      destroyed: new AbortController(),
+    });
     return { id: spec.sessionId };
   }
 
@@ -174,10 +181,12 @@ export class QuickJSBackend implements Backend {
         throw new SessionNotFoundError(`quickjs session ${session.id} was destroyed`);
       }
       if (options?.signal?.aborted) throw new AbortedError('the execution was aborted');
+      const signals = [record.destroyed.signal, ...(options?.signal ? [options.signal] : [])];
       const outcome = await runJsExecution(record.sandbox, request, {
         memoryLimitMb: record.memoryLimitMb,
-        signal: options?.signal,
+        signal: AbortSignal.any(signals),
       }).catch((error: unknown) => {
+        if (record.destroyed.signal.aborted) throw new SessionNotFoundError(`quickjs session ${session.id} was destroyed during the execution`);
         throw toSandpoolError(error, 'quickjs execution failed');
       });
       if (outcome.sessionState === 'lost') {
@@ -204,8 +213,9 @@ export class QuickJSBackend implements Backend {
     const record = this.#sessions.get(session.id);
     if (record === undefined) return;
     this.#sessions.delete(session.id);
-    // Wait for a running execution to finish first: QuickJS is single-threaded and synchronous,
-    // so nothing can run between its steps except between sandbox timers.
+    // A running execution can only be between steps (QuickJS runs synchronously): stop it there,
+    // then free the runtime once it has let go.
+    record.destroyed.abort();
     await record.queue.run(async () => undefined);
     this.#disposeSandbox(record.sandbox);
   }
@@ -224,6 +234,7 @@ export class QuickJSBackend implements Backend {
     const records = [...this.#sessions.values()];
     this.#sessions.clear();
     for (const record of records) {
+      record.destroyed.abort();
       await record.queue.run(async () => undefined);
       this.#disposeSandbox(record.sandbox);
     }

@@ -1,0 +1,79 @@
+/** QuickJS backend: JavaScript semantics, options and QuickJS-specific limits. */
+
+import { describe, expect, it } from 'vitest';
+
+import { QuickJSBackend } from '../../backends/quickjs/index.js';
+import { ErrorCode, InvalidOptionsError } from '../../src/errors.js';
+import { NetworkPolicySchema, SessionLimitsSchema } from '../../src/options.js';
+import { defineJsSemantics } from '../conformance/js-semantics-suite.js';
+
+defineJsSemantics('quickjs', () => new QuickJSBackend());
+
+describe('QuickJSBackend', () => {
+  it('validates its options with typed errors naming every problem', () => {
+    expect(() => new QuickJSBackend({ maxStackSizeBytes: 1 })).toThrow(InvalidOptionsError);
+    try {
+      new QuickJSBackend({ maxStackSizeBytes: 1, bogus: true } as never);
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toBeInstanceOf(InvalidOptionsError);
+      expect((error as InvalidOptionsError).code).toBe(ErrorCode.INVALID_OPTIONS);
+      expect((error as Error).message).toMatch(/maxStackSizeBytes/);
+      expect((error as Error).message).toMatch(/bogus/);
+    }
+  });
+
+  it('declares in-process isolate capabilities', () => {
+    expect(new QuickJSBackend().capabilities).toMatchObject({
+      containerTypes: ['NodeLTS'],
+      languages: ['javascript'],
+      isolation: 'isolate',
+      inProcess: true,
+      files: false,
+      network: false,
+      snapshots: false,
+      httpForwarding: false,
+    });
+  });
+
+  it('refuses cells nested deeper than maxSyntaxDepth before QuickJS parses them', async () => {
+    const backend = new QuickJSBackend({ maxSyntaxDepth: 50 });
+    const limits = SessionLimitsSchema.parse({ memoryMb: 32 });
+    const session = await backend.create(
+      { sessionId: 'depth-1', poolName: 'p', ownerId: 'o', containerType: 'NodeLTS', limits, network: NetworkPolicySchema.parse({}) },
+      { onExit: () => undefined },
+    );
+    const run = (code: string) => backend.execute(session, { language: 'javascript', code, timeoutMs: 5000, outputMaxBytes: 4096 });
+    const deep = await run('['.repeat(60) + ']'.repeat(60));
+    expect(deep.status).toBe('Failed');
+    expect(deep.stderr).toMatch(/nests too deeply/);
+    expect(await run('['.repeat(20) + ']'.repeat(20) + '.length')).toMatchObject({ status: 'Succeeded', result: 1 });
+    const viaEval = await run("eval('['.repeat(60) + ']'.repeat(60))");
+    expect(viaEval.stderr).toMatch(/SyntaxError: the code nests too deeply/);
+    await backend.close();
+  });
+
+  it('charges a session for the shared memory it grows, failing it at its own limit', async () => {
+    const backend = new QuickJSBackend();
+    const limits = SessionLimitsSchema.parse({ memoryMb: 32 });
+    const network = NetworkPolicySchema.parse({});
+    const make = (id: string) => backend.create({ sessionId: id, poolName: 'p', ownerId: 'o', containerType: 'NodeLTS', limits, network }, { onExit: () => undefined });
+    const bystander = await make('mem-b');
+    await backend.execute(bystander, { language: 'javascript', code: 'var keep = 41', timeoutMs: 5000, outputMaxBytes: 4096 });
+    const bomber = await make('mem-a');
+    const started = performance.now();
+    const outcome = await backend.execute(bomber, {
+      language: 'javascript',
+      code: "var hog = []; for (;;) hog.push('x'.repeat(1 << 20) + hog.length)",
+      timeoutMs: 60_000,
+      outputMaxBytes: 4096,
+    });
+    expect(outcome).toMatchObject({ status: 'Failed', sessionState: 'lost' });
+    expect(outcome.stderr).toMatch(/out of memory/);
+    // Well before the 60 s deadline: the growth cap, not the clock, stopped it.
+    expect(performance.now() - started).toBeLessThan(30_000);
+    const after = await backend.execute(bystander, { language: 'javascript', code: 'keep + 1', timeoutMs: 5000, outputMaxBytes: 4096 });
+    expect(after.result).toBe(42);
+    await backend.close();
+  }, 60_000);
+});
