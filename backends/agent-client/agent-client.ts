@@ -269,20 +269,34 @@ export class AgentClient implements FileTransport {
     this.#pending.delete(id);
   }
 
-  /** Write a frame; resolves when the stream can take more (backpressure for uploads). */
+  /**
+   * Write a frame; resolves when the stream can take more (backpressure for uploads). An agent
+   * that stops reading for `requestTimeoutMs` is treated as hung: the connection is failed.
+   */
   async sendAndDrain(frame: Record<string, unknown>): Promise<void> {
     this.#assertOpen();
     if (this.#send(frame)) return;
+    const limit = this.#options.requestTimeoutMs ?? 60_000;
     await new Promise<void>((resolve) => {
       const done = (): void => {
+        clearTimeout(timer);
         this.#stream.off('drain', done);
         this.#stream.off('close', done);
         resolve();
       };
+      const timer = setTimeout(() => {
+        this.#fail(new BackendError(`the session agent stopped reading for ${limit} ms`));
+        done();
+      }, limit);
       this.#stream.on('drain', done);
       this.#stream.on('close', done);
     });
     this.#assertOpen();
+  }
+
+  /** How long a transfer may wait for the agent's next frame. */
+  get idleTimeoutMs(): number {
+    return this.#options.requestTimeoutMs ?? 60_000;
   }
 
   send(frame: Record<string, unknown>): void {

@@ -17,6 +17,8 @@ export interface FileTransport {
   send(frame: Record<string, unknown>): void;
   sendAndDrain(frame: Record<string, unknown>): Promise<void>;
   protocolViolation(message: string): never;
+  /** How long a transfer may wait for the agent's next frame. */
+  readonly idleTimeoutMs: number;
 }
 
 const UPLOAD_CHUNK_BYTES = 256 << 10;
@@ -37,11 +39,11 @@ function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void; reject: 
   return { promise, resolve, reject };
 }
 
-async function withTimeout<T>(promise: Promise<T>, what: string, signal?: AbortSignal): Promise<T> {
+async function withTimeout<T>(promise: Promise<T>, what: string, signal?: AbortSignal, limitMs = ANSWER_TIMEOUT_MS): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   let onAbort: (() => void) | undefined;
   const guard = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new BackendError(`${what}: the session agent did not answer`)), ANSWER_TIMEOUT_MS);
+    timer = setTimeout(() => reject(new BackendError(`${what}: the session agent did not answer`)), limitMs);
     onAbort = () => reject(new AbortedError(`${what} aborted`));
     if (signal?.aborted) onAbort();
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -107,7 +109,7 @@ export async function uploadFile(
     t.send({ op: 'files.upload.abort', id });
     throw failed ?? toSandpoolError(error, `upload of ${path}`);
   }
-  return await withTimeout(result.promise, `upload of ${path}`);
+  return await withTimeout(result.promise, `upload of ${path}`, undefined, t.idleTimeoutMs);
 }
 
 export async function downloadFile(
@@ -175,7 +177,7 @@ export async function downloadFile(
   t.send({ op: 'files.download', id, path, window: DOWNLOAD_WINDOW });
   let fileInfo: FileInfo;
   try {
-    fileInfo = await withTimeout(info.promise, `download of ${path}`, signal);
+    fileInfo = await withTimeout(info.promise, `download of ${path}`, signal, t.idleTimeoutMs);
   } catch (error) {
     t.forget(id);
     t.send({ op: 'files.download.cancel', id });
@@ -206,9 +208,17 @@ export async function downloadFile(
           t.send({ op: 'files.download.credit', id, chunks: uncredited });
           uncredited = 0;
         }
-        await new Promise<void>((resolve) => {
-          wake = resolve;
+        const idle = t.idleTimeoutMs;
+        const stalled = await new Promise<boolean>((resolve) => {
+          const timer = setTimeout(() => resolve(true), idle);
+          wake = () => {
+            clearTimeout(timer);
+            resolve(false);
+          };
         });
+        if (stalled && queue.length === 0 && !ended && !failure) {
+          throw new BackendError(`download of ${path}: the session agent sent nothing for ${idle} ms`);
+        }
       }
     } finally {
       signal?.removeEventListener('abort', onAbort);

@@ -127,7 +127,7 @@ describe('agent client against a hostile agent', () => {
   let dir: string;
   let server: Server;
 
-  async function hostile(script: (socket: Socket) => void): Promise<AgentClient> {
+  async function hostile(script: (socket: Socket) => void, requestTimeoutMs?: number): Promise<AgentClient> {
     dir = mkdtempSync(path.join(tmpdir(), 'sandpool-hostile-'));
     const socketPath = path.join(dir, 's');
     server = createServer((socket) => {
@@ -138,7 +138,7 @@ describe('agent client against a hostile agent', () => {
     await once(server, 'listening');
     const socket = connect(socketPath);
     await once(socket, 'connect');
-    return new AgentClient(socket, { maxFrameBytes: 1 << 20 });
+    return new AgentClient(socket, { maxFrameBytes: 1 << 20, requestTimeoutMs });
   }
 
   afterEach(async () => {
@@ -185,5 +185,32 @@ describe('agent client against a hostile agent', () => {
     expect(outcome.stdoutTruncated).toBe(true);
     expect(outcome.stdout.length).toBeLessThan(1400);
     client.close();
+  });
+
+  it('fails a download whose agent goes silent instead of waiting forever', async () => {
+    const client = await hostile((socket) => {
+      socket.once('data', (data: Buffer) => {
+        const id = (JSON.parse(data.toString()) as { id: number }).id;
+        const file = { name: 'f', path: 'f', type: 'file', sizeInBytes: 10, lastModifiedAt: 'x' };
+        socket.write(`${JSON.stringify({ type: 'file', id, file })}\n`);
+      });
+    }, 300);
+    const { body } = await client.download('f');
+    const reading = (async () => {
+      for await (const _ of body) {
+        // nothing arrives
+      }
+    })();
+    await expect(reading).rejects.toThrow(/sent nothing/);
+    client.close();
+  });
+
+  it('fails an upload to an agent that stops reading', async () => {
+    const client = await hostile((socket) => socket.pause(), 300);
+    async function* endless(): AsyncGenerator<Uint8Array> {
+      for (;;) yield Buffer.alloc(1 << 20);
+    }
+    await expect(client.upload('f', endless(), { maxBytes: 2 ** 40 })).rejects.toThrow(/stopped reading/);
+    expect(client.closed).toBe(true);
   });
 });
