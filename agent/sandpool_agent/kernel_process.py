@@ -23,6 +23,16 @@ class KernelStartError(Exception):
     pass
 
 
+def prefer_for_oom_kill(pid):
+    """Make the OOM killer pick this child before the agent: a memory bomb in a cell should cost
+    the kernel (reported as a restart), not the whole session. Raising the score needs no privilege."""
+    try:
+        with open("/proc/%d/oom_score_adj" % pid, "w") as handle:
+            handle.write("1000")
+    except OSError:
+        pass
+
+
 def describe_exit(code):
     if code is None:
         return "did not exit"
@@ -153,6 +163,7 @@ class Kernel:
             raise KernelStartError("cannot start the %s kernel: %s" % (self.label, error)) from error
         for fd in (c2k_r, k2c_w, out_w, err_w):
             os.close(fd)
+        prefer_for_oom_kill(proc.pid)
         inc = Incarnation(proc, c2k_w, k2c_r, out_r, err_r, self)
         # Keep the start-up stderr for the error message (its marker never comes).
         startup = ExecutionSink(b"\x00" + secrets.token_hex(16).encode(), START_STDERR_CAP)

@@ -7,6 +7,7 @@ import subprocess
 import threading
 import time
 
+from kernel_process import prefer_for_oom_kill
 from output_capture import StreamSink
 
 TERM_GRACE_S = 0.5
@@ -71,6 +72,7 @@ def run_shell(code, argv, stdin, timeout_s, cap, cancel, cwd, env):
     except OSError as error:
         err.add(("%s: %s\n" % (command[0], error)).encode("utf-8", "replace"))
         return 126, out, err, False, ""
+    prefer_for_oom_kill(proc.pid)
     readers = [
         threading.Thread(target=_drain, args=(proc.stdout, out), daemon=True),
         threading.Thread(target=_drain, args=(proc.stderr, err), daemon=True),

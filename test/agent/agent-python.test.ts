@@ -129,6 +129,13 @@ describe('agent python kernel (stdio)', () => {
     expect(outcome.stdout).toBe('raw\nchild\n');
   });
 
+  it('offers the kernel, not the agent, to the OOM killer first', async () => {
+    const outcome = await agent.client.execute(run('open("/proc/self/oom_score_adj").read().strip()'));
+    expect(outcome.result).toBe('1000');
+    const agentScore = await agent.client.execute(run(`open("/proc/${agent.child.pid}/oom_score_adj").read().strip()`));
+    expect(Number(agentScore.result)).toBeLessThan(1000);
+  });
+
   it('runs in the data directory', async () => {
     const outcome = await agent.client.execute(run('import os\nos.getcwd()'));
     expect(outcome.result).toBe(agent.client.readyInfo?.dataDir);
