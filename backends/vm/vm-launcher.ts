@@ -155,10 +155,16 @@ export async function launchVm(options: LaunchOptions): Promise<LaunchedVm> {
   } catch (error) {
     agent?.close();
     qmp?.close();
+    // A socket error usually means QEMU died: give it a moment to exit so the reason names it.
+    const exitedByItself = await Promise.race([qemu.exited.then(() => true), delay(300).then(() => false)]);
     await qemu.kill();
-    throw error instanceof BackendError || error instanceof AbortedError
-      ? error
-      : new BackendError(`VM start failed: ${(error as Error).message}\n${qemu.diagnostics()}`, { cause: error });
+    if (error instanceof AbortedError) throw error;
+    const message = (error as Error).message;
+    if (message.includes(qemu.diagnostics(200)) && qemu.diagnostics(200).length > 0) throw error;
+    throw new BackendError(
+      `VM start failed: ${message}${exitedByItself ? ' (QEMU exited)' : ''}\n${qemu.diagnostics()}`,
+      { cause: error },
+    );
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
   }
