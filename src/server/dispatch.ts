@@ -163,7 +163,12 @@ export function createDispatcher(state: ServerState, options: DispatchOptions) {
       operation = found.operation;
       pool = found.pool;
       const host = req.headers.host;
-      const baseUrl = options.publicUrl ?? `${options.tls ? 'https' : 'http'}://${host !== undefined && HOST.test(host) ? host : 'localhost'}`;
+      // Mounted under a prefix (express strips it from req.url and keeps originalUrl): links include it.
+      const original = (req as { originalUrl?: unknown }).originalUrl;
+      const rawUrl = req.url ?? '/';
+      const mount = typeof original === 'string' && original !== rawUrl && original.endsWith(rawUrl) ? original.slice(0, original.length - rawUrl.length) : '';
+      const origin = `${options.tls ? 'https' : 'http'}://${host !== undefined && HOST.test(host) ? host : 'localhost'}`;
+      const baseUrl = options.publicUrl ?? `${origin}${mount.replace(/\/+$/, '')}`;
       let who = { kind: 'anonymous', name: 'public', roles: new Set<Role>() } as Awaited<ReturnType<Authenticator['authenticate']>>;
       const open = operation === 'healthz' || (operation === 'metrics' && options.publicMetrics);
       if (!open) {
