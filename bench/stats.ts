@@ -32,12 +32,14 @@ export function summarize(samples: readonly number[]): SampleStats {
   };
 }
 
-/** Milliseconds with three significant digits, switching to µs below 0.1 ms and s above 10 s. */
+/** Milliseconds with three significant digits, switching to µs below 0.1 ms and s from 1 s. */
 export function formatMs(ms: number): string {
   if (!Number.isFinite(ms)) return '–';
-  if (ms < 0.1) return `${(ms * 1000).toPrecision(3)} µs`;
-  if (ms >= 10_000) return `${(ms / 1000).toPrecision(3)} s`;
-  return `${ms.toPrecision(3)} ms`;
+  const sign = ms < 0 ? '-' : '';
+  const abs = Math.abs(ms);
+  if (abs < 0.1) return `${sign}${(abs * 1000).toPrecision(3)} µs`;
+  if (abs >= 1000) return `${sign}${significant(abs / 1000)} s`;
+  return `${sign}${abs.toPrecision(3)} ms`;
 }
 
 export function formatBytes(bytes: number): string {
@@ -63,6 +65,8 @@ export function formatValue(value: number, unit: Unit): string {
       return `${Math.round(value).toLocaleString('en-US')} sessions`;
     case 'percent':
       return `${value.toFixed(1)} %`;
+    case 'count':
+      return significant(value);
   }
 }
 

@@ -12,7 +12,7 @@ export interface SampleStats {
   readonly p99: number;
 }
 
-export type Unit = 'ms' | 'sessions/s' | 'bytes' | 'sessions' | 'percent';
+export type Unit = 'ms' | 'sessions/s' | 'bytes' | 'sessions' | 'percent' | 'count';
 
 /**
  * One figure of a run. Latencies carry `stats`; rates, memory and counts carry `value`.

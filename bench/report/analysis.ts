@@ -43,27 +43,23 @@ export function computeRatios(measurements: readonly Measurement[]): Ratio[] {
     const add = (other: number | undefined, what: string): void => {
       if (other === undefined || other <= 0) return;
       const value = warm / other;
-      ratios.push({ target, value, text: `warm acquire+execute (${formatMs(warm)}) is ${formatRatio(value)} of ${what} (${formatMs(other)})` });
+      ratios.push({ target, value, text: `warm acquire+execute (${formatMs(warm)}) is ${formatRatio(value)}${value < 1 ? ' of' : ''} ${what} (${formatMs(other)})` });
     };
     for (const b of BASELINES_OF[target] ?? []) add(p50(find(measurements, 'baseline', b.scenario, metricOf(b.scenario))), b.what);
     const cold = p50(find(measurements, target, 'cold-miss', 'acquire+execute'));
     // Under the vm backend a cold miss is a QEMU boot: the baseline the pool hides.
     add(cold, target.startsWith('vm') ? 'a cold miss, i.e. a QEMU boot + first execute' : 'a cold miss (created on demand)');
     for (const peer of PEERS) add(peer.p50, `${peer.name} p50 (peers.md §3.1)`);
-    const direct = p50(find(measurements, target, 'backend-direct', 'first execute'));
-    if (direct !== undefined) {
-      const overhead = warm - direct;
-      ratios.push({
-        target,
-        value: overhead / warm,
-        text: `pool overhead on warm acquire+execute: ${formatMs(overhead)} of ${formatMs(warm)} (the backend's own first execute is ${formatMs(direct)})`,
-      });
-    }
-    const pooled = p50(find(measurements, target, 'execute', 'execute'));
-    const raw = p50(find(measurements, target, 'backend-direct', 'execute'));
-    if (pooled !== undefined && raw !== undefined) {
-      ratios.push({ target, value: pooled / raw, text: `execute through the pool (${formatMs(pooled)}) vs backend.execute direct (${formatMs(raw)}): ${formatMs(pooled - raw)} overhead` });
-    }
+    // backend-direct interleaves each direct call with its pooled twin: the difference is the pool's.
+    const split = (pooledMetric: string, directMetric: string, what: string): void => {
+      const pooled = p50(find(measurements, target, 'backend-direct', pooledMetric));
+      const raw = p50(find(measurements, target, 'backend-direct', directMetric));
+      if (pooled === undefined || raw === undefined) return;
+      const verdict = pooled > raw ? `the pool adds ${formatMs(pooled - raw)}` : 'no measurable pool overhead';
+      ratios.push({ target, value: pooled / raw, text: `${what}: pooled ${formatMs(pooled)} vs backend direct ${formatMs(raw)}, interleaved: ${verdict}` });
+    };
+    split('pooled acquire+first execute', 'first execute', 'warm acquire+first execute');
+    split('pooled execute', 'execute', 'execute round trip');
     const bare = BASELINES_OF[target]?.[0];
     const bareP50 = bare === undefined ? undefined : p50(find(measurements, 'baseline', bare.scenario, metricOf(bare.scenario)));
     if (cold !== undefined && bareP50 !== undefined && bare !== undefined) {

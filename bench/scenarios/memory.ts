@@ -88,7 +88,7 @@ async function outOfProcessMemory(context: TargetContext, n: number): Promise<Me
     }
     return [
       m.value('PSS per session', 'bytes', perSession, detail),
-      m.value('processes per session', 'sessions', processes.length / n, detail),
+      m.value('processes per session', 'count', processes.length / n, detail),
       m.value('host RSS per session', 'bytes', own, detail),
       m.value(`sessions in ${context.budgetBytes / 2 ** 20} MiB (estimate)`, 'sessions', Math.floor(context.budgetBytes / perSession), {
         basis: 'budget / PSS per session',
