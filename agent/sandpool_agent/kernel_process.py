@@ -132,8 +132,7 @@ class Kernel:
         self.current = None
         self.ready_info = None
         self.lock = threading.Lock()  # one execution at a time
-        self.state_lock = threading.Lock()
-        self.restarting = None  # threading.Thread restarting the kernel in the background
+        self.state_lock = threading.Lock()  # guards starting and replacing `current`
         self.waiting = 0
 
     # ---- lifecycle ----
@@ -185,24 +184,25 @@ class Kernel:
         return message
 
     def ensure_started(self):
-        restarting = self.restarting
-        if restarting is not None:
-            restarting.join()
-        if self.current is None or self.current.proc.poll() is not None:
+        """Start the kernel unless a live one exists. Serialised, so a background restart and an
+        execution arriving meanwhile never start two kernels: the execution waits for the restart."""
+        with self.state_lock:
+            current = self.current
+            if current is not None and current.proc.poll() is None:
+                return
+            if current is not None:
+                current.kill()  # died while idle: release its pipes before replacing it
+                self.current = None
             self.start()
 
     def restart_in_background(self):
         def run():
             try:
-                self.start()
+                self.ensure_started()
             except KernelStartError as error:
                 self.log("kernel restart failed: %s" % error)
-            finally:
-                self.restarting = None
 
-        thread = threading.Thread(target=run, daemon=True, name="kernel-restart")
-        self.restarting = thread
-        thread.start()
+        threading.Thread(target=run, daemon=True, name="kernel-restart").start()
 
     def shutdown(self):
         if self.current is not None:
