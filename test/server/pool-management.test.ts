@@ -123,7 +123,7 @@ describe('pool management', () => {
       const text = await (await h.request('/metrics')).text();
       expect(text).toMatch(/sandpool_sessions_allocated\{pool="js",backend="quickjs"\} 1/);
       expect(text).toMatch(/sandpool_sessions_ready\{pool="js",backend="quickjs"\} \d/);
-      expect(text).toMatch(/sandpool_allocation_latency_seconds_count\{pool="js",cold="false"\} 1/);
+      expect(text).toMatch(/sandpool_allocation_latency_seconds_count\{pool="js",cold="(?:true|false)"\} 1/);
       expect(text).toMatch(/sandpool_execution_duration_seconds_count\{pool="js",status="Succeeded"\} 1/);
       expect(text).toMatch(/sandpool_http_requests_total\{operation="gen2.execute",status="200"\} 1/);
       expect(text).not.toContain(id);
