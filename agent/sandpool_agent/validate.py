@@ -103,6 +103,11 @@ def chunk_data(frame):
     if not isinstance(value, str) or len(value) > (MAX_CHUNK_BYTES * 4) // 3 + 4:
         raise BadRequest("data must be base64 of at most %d bytes" % MAX_CHUNK_BYTES)
     try:
-        return base64.b64decode(value, validate=True)
+        return binascii.a2b_base64(value, strict_mode=True)  # strict: no silently skipped garbage
+    except TypeError:  # Python < 3.11 has no strict_mode
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest("data is not valid base64") from None
     except (binascii.Error, ValueError):
         raise BadRequest("data is not valid base64") from None
