@@ -100,6 +100,9 @@ class Kernel:
         self.ctl_out = ctl_out
         self.cell = 0
         self.loop = None
+        # Private copies of the output pipes (not inherited by child processes): the end-of-cell
+        # markers and tracebacks still reach the agent if the session closes or redirects fd 1/2.
+        self.out_fds = (os.dup(1), os.dup(2))
         main = types.ModuleType("__main__")
         main.__dict__["__builtins__"] = builtins
         sys.modules["__main__"] = main
@@ -193,9 +196,19 @@ class Kernel:
         except BaseException:  # noqa: BLE001 - a hostile __str__ must not break reporting
             text = "%s (unprintable exception)\n" % type(error).__name__
         try:
-            sys.__stderr__.write(text)
-        except BaseException:  # noqa: BLE001
-            os.write(2, text.encode("utf-8", "replace"))
+            sys.__stderr__.flush()
+        except BaseException:  # noqa: BLE001 - closed or replaced by the session
+            pass
+        self.write_fd(self.out_fds[1], text.encode("utf-8", "replace"))
+
+    @staticmethod
+    def write_fd(fd, data):
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError:
+            pass
 
     @staticmethod
     def _chain(exc):
@@ -211,11 +224,8 @@ class Kernel:
                 stream.flush()
             except BaseException:  # noqa: BLE001 - the session may have closed or replaced them
                 pass
-        for fd in (1, 2):
-            try:
-                os.write(fd, marker)
-            except OSError:
-                pass
+        for fd in self.out_fds:
+            self.write_fd(fd, marker)
 
     def serve(self):
         buf = b""

@@ -136,6 +136,17 @@ describe('agent python kernel (stdio)', () => {
     expect(Number(agentScore.result)).toBeLessThan(1000);
   });
 
+  it('still completes cells after the session redirects its stdout to /dev/null', async () => {
+    const outcome = await agent.client.execute(run('import os\nos.dup2(os.open(os.devnull, os.O_WRONLY), 1)\nprint("gone")\n5'));
+    expect(outcome).toMatchObject({ status: 'Succeeded', result: 5, stdout: '' });
+    const next = await agent.client.execute(run('1/0'));
+    expect(next.stderr).toContain('ZeroDivisionError');
+    // Without the private marker fds every cell would wait a full second for its end marker.
+    let total = 0;
+    for (let i = 0; i < 5; i++) total += (await agent.client.execute(run('i = 1'))).executionTimeInMilliseconds;
+    expect(total).toBeLessThan(4000);
+  });
+
   it('runs in the data directory', async () => {
     const outcome = await agent.client.execute(run('import os\nos.getcwd()'));
     expect(outcome.result).toBe(agent.client.readyInfo?.dataDir);
