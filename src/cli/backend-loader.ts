@@ -79,15 +79,17 @@ export async function hardwareAcceleration(): Promise<{ available: boolean; reas
   } catch {
     if (process.platform === 'linux') return { available: false, reason: '/dev/kvm is not usable' };
   }
+  let backend: Backend | undefined;
   try {
-    const mod = await loadBackendModule('vm');
-    const probe = mod['detectAcceleration'] ?? mod['probeHardwareAcceleration'];
-    if (typeof probe === 'function') {
-      const result = (await (probe as () => Promise<{ accelerator: string; reason: string }>)()) ?? { accelerator: 'tcg', reason: 'no answer' };
-      return { available: result.accelerator !== 'tcg', reason: `${result.accelerator}: ${result.reason}` };
-    }
-    return { available: false, reason: 'the vm backend offers no acceleration probe; assuming none' };
+    backend = await createBackend('vm');
+    // The vm backend boots a probe guest per hardware accelerator and falls back to TCG.
+    const probe = (backend as unknown as { accelerator?: () => Promise<{ accelerator: string; reason: string }> }).accelerator;
+    if (typeof probe !== 'function') return { available: false, reason: 'the vm backend offers no acceleration probe; assuming none' };
+    const result = await probe.call(backend);
+    return { available: result.accelerator !== 'tcg', reason: `${result.accelerator}: ${result.reason}` };
   } catch (error) {
     return { available: false, reason: `vm backend not available: ${(error as Error).message.split('\n')[0]}` };
+  } finally {
+    await backend?.close().catch(() => {});
   }
 }
