@@ -85,6 +85,18 @@ class Executor:
                 self.kernels["javascript"] = kernel
             return kernel
 
+    def restart(self, language):
+        """A fresh kernel (state dropped), once the running execution is over. JavaScript's kernel
+        is only stopped: it starts again on the next JavaScript execution."""
+        kernel = self.python_kernel() if language == "python" else self.js_kernel()
+        with kernel.lock:
+            with kernel.state_lock:
+                if kernel.current is not None:
+                    kernel.current.kill()
+                    kernel.current = None
+            if language == "python":
+                kernel.ensure_started()
+
     def shutdown(self):
         for kernel in list(self.kernels.values()):
             kernel.shutdown()

@@ -226,6 +226,23 @@ class Agent:
         if cancel is not None:
             cancel.set()
 
+    def op_kernel_restart(self, state, rid, frame):
+        language = frame.get("language")
+        if language not in ("python", "javascript"):
+            raise BadRequest("language must be python or javascript")
+        threading.Thread(target=self._restart_kernel, args=(state.conn, rid, language), daemon=True).start()
+
+    def _restart_kernel(self, conn, rid, language):
+        try:
+            self.executor.restart(language)
+        except BadRequest as error:
+            conn.send(_error(rid, error.code, error.message))
+            return
+        except Exception as error:  # noqa: BLE001 - e.g. KernelStartError: report, keep serving
+            conn.send(_error(rid, "INTERNAL", str(error)))
+            return
+        conn.send({"type": "result", "id": rid})
+
     def op_stat(self, state, rid, frame):
         state.conn.send({"type": "result", "id": rid, "file": self.data.stat(path_field(frame))})
 
@@ -296,6 +313,7 @@ class Agent:
         "info": op_info,
         "execute": op_execute,
         "execute.cancel": op_execute_cancel,
+        "kernel.restart": op_kernel_restart,
         "files.stat": op_stat,
         "files.list": op_list,
         "files.delete": op_delete,

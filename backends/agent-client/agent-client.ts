@@ -211,6 +211,14 @@ export class AgentClient implements FileTransport {
     await this.request({ op: 'files.delete', path }, 'delete file');
   }
 
+  /**
+   * Replace a language's kernel with a fresh one (all state dropped), after the running execution.
+   * Resolves when the new Python kernel is ready; JavaScript's restarts on its next execution.
+   */
+  async restartKernel(language: 'python' | 'javascript', timeoutMs = 180_000): Promise<void> {
+    await this.request({ op: 'kernel.restart', language }, `restart the ${language} kernel`, timeoutMs);
+  }
+
   /** Round trip to the agent; resolves with the elapsed milliseconds, rejects after `timeoutMs`. */
   async ping(timeoutMs = 5000): Promise<number> {
     const started = performance.now();

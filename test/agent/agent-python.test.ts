@@ -170,6 +170,14 @@ describe('agent python kernel (stdio)', () => {
     expect(next.result).toBe('next');
   });
 
+  it('restarts the kernel on request, dropping its state', async () => {
+    await agent.client.execute(run('before_restart = 1'));
+    await agent.client.restartKernel('python');
+    const after = await agent.client.execute(run('before_restart'));
+    expect(after.stderr).toContain('NameError');
+    expect((await agent.client.execute(run('"fresh"'))).result).toBe('fresh');
+  });
+
   it('rejects malformed requests with typed errors', async () => {
     const bad = { language: 'python' as const, code: 'x', timeoutMs: 0, outputMaxBytes: 10 };
     await expect(agent.client.execute(bad)).rejects.toMatchObject({ code: 'SANDPOOL_INVALID_REQUEST' });
