@@ -62,6 +62,8 @@ interface LiveSession {
   onExit: CreateOptions['onExit'];
   exitReported: boolean;
   destroying?: Promise<void> | undefined;
+  /** Tail of this session's execution chain: executions run one at a time, in arrival order. */
+  executions: Promise<unknown>;
 }
 
 export class ContainerBackend implements Backend {
@@ -188,6 +190,7 @@ export class ContainerBackend implements Backend {
       targetPort: spec.customContainer?.targetPort ?? 0,
       onExit: options.onExit,
       exitReported: false,
+      executions: Promise.resolve(),
     };
     const deadline = Date.now() + this.options.createTimeoutMs;
     try {
@@ -241,9 +244,17 @@ export class ContainerBackend implements Backend {
     const live = this.#live(session);
     if (live.kind === 'custom') throw new UnsupportedError('custom-container sessions do not run code; use fetch()');
     const agent = this.#agentOf(session);
+    // Arrival order is guaranteed here, whatever the agent does with concurrent requests.
+    const turn = live.executions.then(() => this.#executeNow(live, agent, request, options?.signal));
+    live.executions = turn.catch(() => {});
+    return await turn;
+  }
+
+  async #executeNow(live: LiveSession, agent: AgentClient, request: ExecuteRequest, signal: AbortSignal | undefined): Promise<ExecutionOutcome> {
+    if (live.destroying !== undefined) throw new SessionNotFoundError(`container session ${live.id} was destroyed`);
     const started = Date.now();
     try {
-      return await agent.execute(request, { signal: options?.signal });
+      return await agent.execute(request, { signal });
     } catch (error) {
       // The container or its agent died mid-execution: that is an outcome, not a rejection.
       if (SandpoolError.is(error) && error.code === ErrorCode.BACKEND_FAILED && agent.closed) {
