@@ -121,6 +121,19 @@ async function ensureEngineSocket(log) {
   throw new Error(`podman system service did not answer on ${PODMAN_SOCKET} within 10 s`);
 }
 
+/** Remove earlier builds of a repository (a tag still used by a container is kept: rmi fails). */
+async function pruneOldTags(repository, keep, log) {
+  const tags = (await podman(['images', '--format', '{{.Repository}}:{{.Tag}}', '--filter', `reference=${repository}`]))
+    .split('\n')
+    .filter((t) => t !== '' && !keep.includes(t));
+  for (const tag of tags) {
+    await podman(['rmi', tag]).then(
+      () => log(`removed old image ${tag}`),
+      () => {},
+    );
+  }
+}
+
 function agentFiles(dir, out = []) {
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     if (entry.name === '__pycache__' || entry.name.startsWith('.') || entry.name === 'tests') continue;
@@ -175,6 +188,8 @@ export async function ensureCodeInterpreterImage({ root, log }) {
   } finally {
     rmSync(context, { recursive: true, force: true });
   }
+  await pruneOldTags(IMAGE_REPOSITORY, [image, `${IMAGE_REPOSITORY}:latest`], log);
+  await pruneOldTags('localhost/sandpool/rootfs', [base], log);
   return { base, image, built: true };
 }
 
