@@ -15,6 +15,8 @@ from validate import BadRequest
 AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
 MAX_QUEUED = 16
 MAX_IMAGES = 64
+MAX_IMAGE_CHARS = 24 << 20
+MAX_RESULT_CHARS = 1 << 20
 IMAGE_FORMATS = ("png", "jpeg", "svg")
 
 
@@ -31,14 +33,16 @@ def _clean_image(value):
 
 def _clean_result(value):
     """The kernel runs session code, so its answer is checked like any untrusted input."""
-    if value is None or isinstance(value, (bool, str)):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        return value if len(value) <= MAX_RESULT_CHARS else value[:MAX_RESULT_CHARS] + "\n[sandpool: result truncated]"
     if isinstance(value, int):
         return value if abs(value) <= 2**53 else str(value)
     if isinstance(value, float):
         return value if value == value and abs(value) != float("inf") else None
     image = _clean_image(value)
-    return image if image is not None else ""
+    return image if image is not None and len(image["base64_data"]) <= MAX_IMAGE_CHARS else ""
 
 
 class Executor:
@@ -141,8 +145,15 @@ class Executor:
         status = "Succeeded" if answer.get("status") == "Succeeded" and not timed_out else "Failed"
         raw_images = answer.get("images")
         raw_images = raw_images[:MAX_IMAGES] if isinstance(raw_images, list) else []
-        images = [img for img in map(_clean_image, raw_images) if img]
-        outcome = self._outcome(status, _clean_result(answer.get("result", "")), images, elapsed, timed_out, state)
+        result = _clean_result(answer.get("result", ""))
+        # One budget for all image data of an execution, the result's image included.
+        images, image_chars = [], len(result["base64_data"]) if isinstance(result, dict) else 0
+        for image in filter(None, map(_clean_image, raw_images)):
+            image_chars += len(image["base64_data"])
+            if image_chars > MAX_IMAGE_CHARS:
+                break
+            images.append(image)
+        outcome = self._outcome(status, result, images, elapsed, timed_out, state)
         out, err = sink.streams["stdout"], sink.streams["stderr"]
         outcome["stdoutTruncated"] = out.truncated
         outcome["stderrTruncated"] = err.truncated

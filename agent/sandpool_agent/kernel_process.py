@@ -14,7 +14,8 @@ import time
 
 from output_capture import ExecutionSink, PipeReader
 
-MAX_CONTROL_LINE = 64 << 20
+# A legitimate answer holds at most 24 MiB of images and a 1 MiB result (escaped up to 6x).
+MAX_CONTROL_LINE = 40 << 20
 MARKER_WAIT_S = 1.0
 START_STDERR_CAP = 16384
 
