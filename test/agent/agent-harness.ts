@@ -45,6 +45,8 @@ export interface StartOptions {
   readonly preload?: readonly string[];
   readonly interruptGraceMs?: number;
   readonly client?: AgentClientOptions;
+  /** Command prefix, e.g. `unshare` to run the agent as PID 1 of a new namespace. */
+  readonly wrapper?: readonly string[];
 }
 
 async function connectUnix(socketPath: string, child: ChildProcess): Promise<Socket> {
@@ -79,7 +81,8 @@ export async function startAgent(options: StartOptions = {}): Promise<AgentHarne
     preload: options.preload ?? [],
     interruptGraceMs: options.interruptGraceMs ?? 1000,
   });
-  const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+  const command = [...(options.wrapper ?? []), ...argv];
+  const child = spawn(command[0] as string, command.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {
     if (stderr.length < 65536) stderr += chunk.toString();
