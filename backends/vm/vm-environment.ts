@@ -4,11 +4,11 @@
  * every create() that needs it.
  */
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 
 import { BackendError, ErrorCode } from '../../src/errors.js';
-import { chooseAccelerator, type Accelerator, type AcceleratorChoice } from './accelerator.js';
+import { ACCELERATORS, chooseAccelerator, hostBootId, type Accelerator, type AcceleratorChoice } from './accelerator.js';
 import type { GuestImage, MachineSettings } from './qemu-command.js';
 import { buildSnapshot, ensureScratchTemplate, loadSnapshot, qemuVersion, snapshotKey, type SnapshotInfo } from './snapshot.js';
 
@@ -77,12 +77,10 @@ export class VmEnvironment {
       const version = await qemuVersion(this.options.qemu).catch((error: unknown) => {
         throw unavailable(`QEMU is not installed or cannot run (${this.options.qemu}): ${(error as Error).message}`, error);
       });
-      const accelerator = await chooseAccelerator({
-        qemu: this.options.qemu,
-        kernel: image.kernel,
-        timeoutMs: this.options.probeTimeoutMs,
-        forced: this.options.accelerator === 'auto' ? undefined : this.options.accelerator,
-      });
+      const accelerator =
+        this.options.accelerator === 'auto'
+          ? await this.#probedAccelerator(image, version)
+          : await chooseAccelerator({ qemu: this.options.qemu, kernel: image.kernel, timeoutMs: 0, forced: this.options.accelerator });
       return { image, qemuVersion: version, accelerator };
     })();
     try {
@@ -91,6 +89,32 @@ export class VmEnvironment {
       this.#environment = undefined;
       throw error;
     }
+  }
+
+  /**
+   * The probe result is cached on disk per host boot, QEMU version and kernel: a hanging KVM costs
+   * the probe timeout, and every process (test workers, server restarts) would pay it again.
+   */
+  async #probedAccelerator(image: GuestImage, version: string): Promise<AcceleratorChoice> {
+    const file = join(this.options.cacheDir, 'vm', 'accelerator-probe.json');
+    const key = JSON.stringify({ boot: hostBootId(), qemu: this.options.qemu, version, kernel: image.hash });
+    try {
+      const cached = JSON.parse(readFileSync(file, 'utf8')) as { key?: string; choice?: AcceleratorChoice };
+      if (cached.key === key && cached.choice !== undefined && ACCELERATORS.includes(cached.choice.accelerator)) {
+        return { accelerator: cached.choice.accelerator, reason: `${cached.choice.reason} (cached probe)` };
+      }
+    } catch {
+      // No cache yet.
+    }
+    const choice = await chooseAccelerator({ qemu: this.options.qemu, kernel: image.kernel, timeoutMs: this.options.probeTimeoutMs });
+    try {
+      mkdirSync(dirname(file), { recursive: true });
+      writeFileSync(`${file}.${process.pid}`, JSON.stringify({ key, choice }));
+      renameSync(`${file}.${process.pid}`, file);
+    } catch {
+      // A read-only cache only costs the next process another probe.
+    }
+    return choice;
   }
 
   /** The warm snapshot for these settings, building it on first use. */
