@@ -33,6 +33,8 @@ export interface AgentHarness {
   readonly child: ChildProcess;
   readonly dataDir: string;
   readonly socketPath?: string | undefined;
+  /** The agent's own diagnostics so far (first 64 KiB). */
+  stderr(): string;
   /** Errors passed to `onClose`. */
   readonly closeErrors: SandpoolError[];
   /** Opens another client on the unix socket (after the previous one disconnected). */
@@ -113,6 +115,7 @@ export async function startAgent(options: StartOptions = {}): Promise<AgentHarne
     dataDir,
     socketPath,
     closeErrors,
+    stderr: () => stderr,
     async reconnect(extra) {
       if (!socketPath) throw new Error('reconnect needs the unix transport');
       const next = new AgentClient(await connectUnix(socketPath, child), clientOptions(extra));
