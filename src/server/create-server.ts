@@ -124,7 +124,7 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
     tls: options.tls !== undefined,
     publicMetrics: options.publicMetrics ?? false,
     startedAt: new Date(),
-    ui: options.ui === false ? undefined : createStatusPage(),
+    ui: options.ui === false ? undefined : createStatusPage(() => metrics!),
   });
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     void dispatch(req, res);

@@ -170,7 +170,9 @@ export function createDispatcher(state: ServerState, options: DispatchOptions) {
       const origin = `${options.tls ? 'https' : 'http'}://${host !== undefined && HOST.test(host) ? host : 'localhost'}`;
       const baseUrl = options.publicUrl ?? `${origin}${mount.replace(/\/+$/, '')}`;
       let who = { kind: 'anonymous', name: 'public', roles: new Set<Role>() } as Awaited<ReturnType<Authenticator['authenticate']>>;
-      const open = operation === 'healthz' || (operation === 'metrics' && options.publicMetrics);
+      // The status page itself holds no data (it fetches everything with the operator's token).
+      const uiShell = operation === 'ui' && !(found.param ?? '').startsWith('api/');
+      const open = operation === 'healthz' || uiShell || (operation === 'metrics' && options.publicMetrics);
       if (!open) {
         who = await options.auth.authenticate(req.headers.authorization);
         principal = who.name;
