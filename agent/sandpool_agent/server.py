@@ -4,7 +4,6 @@ executions, downloads and info to threads, so a ping is answered while code runs
 
 import base64
 import collections
-import importlib.metadata
 import json
 import os
 import platform
@@ -179,6 +178,8 @@ class Agent:
 
     def _send_info(self, conn, rid):
         if self.packages is None:
+            import importlib.metadata  # only here: it costs start-up time and memory in every session
+
             found = {}
             for dist in importlib.metadata.distributions():
                 name = dist.metadata.get("Name") if dist.metadata else None
