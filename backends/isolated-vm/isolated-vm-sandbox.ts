@@ -1,14 +1,14 @@
 /**
  * One isolated-vm session: a V8 isolate with a memory limit and one context, driven through the
  * shared prelude. Code runs on isolated-vm's own threads (the async API), so a long cell never
- * blocks the Node event loop. Only strings and numbers cross back to the host; the prelude's
- * console talks to the host through one `ivm.Callback` whose arguments are copied, never shared.
+ * blocks the Node event loop. Only strings and numbers cross back to the host; console output is
+ * buffered in the isolate and drained as one string per step.
  */
 
 import type IvmModule from 'isolated-vm';
 
-import type { OutputBuffer } from '../js-shared/output-buffer.js';
 import type { Fault, PreludeCall, SandboxDriver, Step } from '../js-shared/run-execution.js';
+import { SANDBOX_EXTRAS } from '../js-shared/sandbox-extras.js';
 import { SANDBOX_PRELUDE } from '../js-shared/sandbox-prelude.js';
 
 type Ivm = typeof IvmModule;
@@ -16,7 +16,7 @@ type Isolate = IvmModule.Isolate;
 type Context = IvmModule.Context;
 type Reference = IvmModule.Reference;
 
-const API_FUNCTIONS = ['settle', 'status', 'nextTimer', 'runTimer', 'clearTimers', 'render', 'renderError'] as const;
+const API_FUNCTIONS = ['begin', 'drain', 'settle', 'status', 'nextTimer', 'runTimer', 'clearTimers', 'render', 'renderError'] as const;
 type ApiFunction = (typeof API_FUNCTIONS)[number];
 
 const TIMED_OUT = 'Script execution timed out.';
@@ -46,7 +46,6 @@ export class IsolatedVMSandbox implements SandboxDriver {
   #context: Context | undefined;
   readonly #api = new Map<ApiFunction, Reference>();
   #catastrophe: string | undefined;
-  output: { stdout: OutputBuffer; stderr: OutputBuffer } | undefined;
 
   private constructor(ivm: Ivm, memoryLimitMb: number) {
     this.#ivm = ivm;
@@ -73,13 +72,9 @@ export class IsolatedVMSandbox implements SandboxDriver {
   async #init(): Promise<void> {
     const context = await this.#isolate.createContext();
     this.#context = context;
-    const emit = new this.#ivm.Callback((stream: unknown, text: unknown) => {
-      const output = this.output;
-      if (output === undefined || typeof text !== 'string') return;
-      (stream === 2 ? output.stderr : output.stdout).write(text);
-    });
+    const loadExtras = new this.#ivm.Callback(() => SANDBOX_EXTRAS);
     // `false`: V8's native JSON.stringify checks its stack, so the sandbox keeps it.
-    const api = (await context.evalClosure(`return (${SANDBOX_PRELUDE})($0, false);`, [emit], {
+    const api = (await context.evalClosure(`return (${SANDBOX_PRELUDE})($0, false);`, [loadExtras], {
       result: { reference: true },
       timeout: 5000,
     })) as Reference;

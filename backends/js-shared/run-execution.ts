@@ -26,7 +26,15 @@ export type Fault =
 export type Step<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly fault: Fault };
 
 /** Functions of the prelude's API object that the host calls with numeric arguments. */
-export type PreludeCall = 'status' | 'nextTimer' | 'runTimer' | 'clearTimers' | 'render' | 'renderError';
+export type PreludeCall =
+  | 'begin'
+  | 'drain'
+  | 'status'
+  | 'nextTimer'
+  | 'runTimer'
+  | 'clearTimers'
+  | 'render'
+  | 'renderError';
 
 export interface SandboxDriver {
   /**
@@ -40,8 +48,6 @@ export interface SandboxDriver {
   runJobs(timeLeftMs: number): Promise<Step<void>>;
   /** True when jobs are still queued (QuickJS); engines that drop them on interrupt say false. */
   hasPendingJobs(): boolean;
-  /** Console lines from the sandbox land in these buffers while an execution runs. */
-  output: { stdout: OutputBuffer; stderr: OutputBuffer } | undefined;
 }
 
 export interface ExecutionContext {
@@ -97,18 +103,34 @@ export async function runJsExecution(
   const left = (): number => Math.max(0, deadline - performance.now());
   const stdout = new OutputBuffer(request.outputMaxBytes);
   const stderr = new OutputBuffer(request.outputMaxBytes);
-  driver.output = { stdout, stderr };
   const maxChars = request.outputMaxBytes;
+  /** Move the sandbox's buffered console output into the capped host buffers; trust nothing. */
+  const drain = async (): Promise<void> => {
+    const step = await driver.call('drain', [], 1000);
+    if (!step.ok || typeof step.value !== 'string') return;
+    let streams: unknown;
+    try {
+      streams = JSON.parse(step.value);
+    } catch {
+      return;
+    }
+    if (!Array.isArray(streams)) return;
+    if (typeof streams[0] === 'string') stdout.write(streams[0]);
+    if (typeof streams[1] === 'string') stderr.write(streams[1]);
+  };
   let status: 'Succeeded' | 'Failed' = 'Succeeded';
   let result: string | number | boolean | null = '';
   let timedOut = false;
   let sessionState: ExecutionOutcome['sessionState'] = 'kept';
   try {
     const code = await prepareTopLevelAwait(request.code);
+    // One more character than the byte cap: a stream the sandbox cut still overflows the host's cap.
+    unwrap(await driver.call('begin', [maxChars + 1], 1000));
     let state = unwrap(await driver.runScript(code, left()));
     for (;;) {
       if (context.signal?.aborted) throw new AbortedError('the execution was aborted');
       unwrap(await driver.runJobs(left()));
+      await drain();
       state = String(unwrap(await driver.call('status', [], left())));
       // An uncaught error ends the execution at once, like an uncaught exception ends a Node script.
       if (state === 'uncaught' || state === 'rejected') break;
@@ -123,6 +145,7 @@ export async function runJsExecution(
       if (context.signal?.aborted) throw new AbortedError('the execution was aborted');
       unwrap(await driver.call('runTimer', [], left()));
     }
+    await drain();
     if (state !== 'fulfilled') {
       // Timers of a failed cell must not fire during the next one.
       unwrap(await driver.call('clearTimers', [], 1000));
@@ -144,6 +167,8 @@ export async function runJsExecution(
     status = 'Failed';
     result = '';
     const fault = error.fault;
+    // What the code printed before it failed or was interrupted (a lost sandbox has nothing).
+    if (fault.kind === 'error' || fault.kind === 'timeout') await drain();
     switch (fault.kind) {
       case 'error':
         stderr.write(fault.text + '\n');
@@ -168,8 +193,6 @@ export async function runJsExecution(
         sessionState = 'lost';
         break;
     }
-  } finally {
-    driver.output = undefined;
   }
   if (sessionState === 'lost') stderr.write('The session was lost and will be replaced; its state is gone.\n');
   return {

@@ -1,94 +1,59 @@
 /**
  * JavaScript that runs INSIDE a fresh sandbox (QuickJS context or V8 isolate) before any session
- * code. It evaluates to a function taking one host callback, `emit(stream, text)`, and returns the
- * private API object the host drives executions with. It installs `console`, timers and
- * `queueMicrotask` as plain sandbox functions.
+ * code. It evaluates to a function taking host callbacks and returning the private API object the
+ * host drives executions with. It installs `console`, timers and `queueMicrotask` as plain sandbox
+ * functions.
  *
  * Why the logic lives inside the sandbox: values never cross the boundary as host objects. The host
  * only ever receives strings and numbers (rendered results, error texts, console lines), and the
- * only host function the sandbox can reach is `emit`, which the host treats as hostile input.
- * Built-ins are captured at start-up, so session code that later replaces `JSON.stringify` or
- * `Array.prototype.join` changes nothing but its own output. The API object is held by the host
- * only; session code cannot reach it.
+ * only host functions the sandbox can reach are the callbacks below, whose arguments the host
+ * treats as hostile. Console output is buffered in the sandbox (cut at the cap) and drained by the
+ * host after each step: a console flood costs no host call per line. Built-ins are captured at start-up, so session code that later replaces
+ * `JSON.stringify` or `Array.prototype.join` changes nothing but its own output. The API object is
+ * held by the host only; session code cannot reach it.
+ *
+ * Callbacks: `loadExtras()` returns the source of sandbox-extras.ts, evaluated on first need; `checkSource(source)`
+ * (QuickJS only) vets code given to eval/Function. `safeJson` (QuickJS) swaps in a
+ * JavaScript JSON.stringify.
  */
 
-export const SANDBOX_PRELUDE = String.raw`(function (emit, safeJson, checkSource) {
+export const SANDBOX_PRELUDE = String.raw`(function (loadExtras, safeJson, checkSource) {
 'use strict';
 var G = globalThis, O = Object, S = String, N = Number, R = Reflect, P = Promise, D = Date;
-var apply = R.apply, keysOf = O.keys, getProto = O.getPrototypeOf, objectProto = O.prototype;
-var isArray = Array.isArray, nativeStringify = JSON.stringify, now = D.now, create = O.create;
-var join = Array.prototype.join, split = S.prototype.split, sliceStr = S.prototype.slice;
-var exec = RegExp.prototype.exec, funcToString = Function.prototype.toString;
-var symToString = Symbol.prototype.toString, dateISO = D.prototype.toISOString, dateTime = D.prototype.getTime;
-var reToString = RegExp.prototype.toString, promiseThen = P.prototype.then, promiseResolve = P.resolve;
-var isFinite_ = N.isFinite, isView = ArrayBuffer.isView;
+var apply = R.apply, keysOf = O.keys, create = O.create, getProto = O.getPrototypeOf, now = D.now, sliceStr = S.prototype.slice;
+var join = Array.prototype.join, promiseThen = P.prototype.then, promiseResolve = P.resolve;
+var isFinite_ = N.isFinite, nativeStringify = JSON.stringify, realEval = G.eval, slice = Array.prototype.slice;
+var MAX_TIMERS = 10000;
 var MapProto = typeof Map === 'function' ? Map.prototype : null, SetProto = typeof Set === 'function' ? Set.prototype : null;
-var mapForEach = MapProto && MapProto.forEach, setForEach = SetProto && SetProto.forEach;
-var mapSize = MapProto && O.getOwnPropertyDescriptor(MapProto, 'size').get;
-var setSize = SetProto && O.getOwnPropertyDescriptor(SetProto, 'size').get;
-var IDENT = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
-var MAX_ITEMS = 100, MAX_DEPTH = 2, MAX_TIMERS = 10000;
-
-// With safeJson (QuickJS), JSON.stringify is replaced by this JavaScript version: the native one
-// recurses in C without a stack check, and deep nesting would overflow the host's stack through
-// the WebAssembly frames. Recursion in JavaScript is checked by the engine and throws instead.
-function jsonStringify(value, replacer, space) {
-  var seen = [], indent = '', gap = '', props = null, fn = typeof replacer === 'function' ? replacer : null;
-  if (isArray(replacer)) {
-    props = [];
-    for (var r = 0; r < replacer.length; r++) {
-      var item = replacer[r];
-      if (typeof item === 'string' || typeof item === 'number' || item instanceof S || item instanceof N) {
-        var name = S(item), dup = false;
-        for (var d = 0; d < props.length; d++) if (props[d] === name) dup = true;
-        if (!dup) props[props.length] = name;
-      }
-    }
-  }
-  if (space instanceof N) space = N(space); else if (space instanceof S) space = S(space);
-  if (typeof space === 'number') { for (var g = 0; g < 10 && g < space - 0.5; g++) gap += ' '; }
-  else if (typeof space === 'string') gap = apply(sliceStr, space, [0, 10]);
-  function ser(key, holder) {
-    var v = holder[key];
-    if (v !== null && (typeof v === 'object' || typeof v === 'bigint')) {
-      var toJSON = v.toJSON;
-      if (typeof toJSON === 'function') v = apply(toJSON, v, [key]);
-    }
-    if (fn !== null) v = apply(fn, holder, [key, v]);
-    if (typeof v === 'object' && v !== null) {
-      if (v instanceof N) v = N(v); else if (v instanceof S) v = S(v); else if (v instanceof Boolean) v = apply(Boolean.prototype.valueOf, v, []);
-    }
-    if (v === null) return 'null';
-    switch (typeof v) {
-      case 'boolean': return v ? 'true' : 'false';
-      case 'string': return nativeStringify(v);
-      case 'number': return isFinite_(v) ? S(v) : 'null';
-      case 'bigint': throw new TypeError('Do not know how to serialize a BigInt');
-      case 'object': break;
-      default: return undefined;
-    }
-    for (var i = 0; i < seen.length; i++) if (seen[i] === v) throw new TypeError('Converting circular structure to JSON');
-    seen[seen.length] = v;
-    var outer = indent, parts = [], arr = isArray(v);
-    indent += gap;
-    var keys = arr ? null : props !== null ? props : keysOf(v), count = arr ? v.length : keys.length;
-    for (var k = 0; k < count; k++) {
-      var prop = arr ? S(k) : keys[k], text = ser(prop, v);
-      if (arr) parts[parts.length] = text === undefined ? 'null' : text;
-      else if (text !== undefined) parts[parts.length] = nativeStringify(prop) + (gap === '' ? ':' : ': ') + text;
-    }
-    seen.length = seen.length - 1;
-    var inner = indent;
-    indent = outer;
-    var open = arr ? '[' : '{', close = arr ? ']' : '}';
-    if (parts.length === 0) return open + close;
-    if (gap === '') return open + apply(join, parts, [',']) + close;
-    return open + '\n' + inner + apply(join, parts, [',\n' + inner]) + '\n' + outer + close;
-  }
-  return ser('', { '': value });
+// Everything the extras need, captured now: they load later, maybe after session code tampered.
+var K = {
+  O: O, S: S, N: N, D: D, P: P, apply: apply, keysOf: keysOf, getProto: O.getPrototypeOf, objectProto: O.prototype,
+  isArray: Array.isArray, nativeStringify: nativeStringify, join: join, split: S.prototype.split, sliceStr: sliceStr,
+  exec: RegExp.prototype.exec, funcToString: Function.prototype.toString, symToString: Symbol.prototype.toString,
+  dateISO: D.prototype.toISOString, dateTime: D.prototype.getTime, reToString: RegExp.prototype.toString,
+  isFinite_: isFinite_, isView: ArrayBuffer.isView, MapProto: MapProto, SetProto: SetProto,
+  mapForEach: MapProto && MapProto.forEach, setForEach: SetProto && SetProto.forEach,
+  mapSize: MapProto && O.getOwnPropertyDescriptor(MapProto, 'size').get,
+  setSize: SetProto && O.getOwnPropertyDescriptor(SetProto, 'size').get,
+  Map: typeof Map === 'function' ? Map : function () {}, Set: typeof Set === 'function' ? Set : function () {},
+  RegExp: RegExp, Error: Error, Boolean: Boolean, safeJson: !!safeJson,
+};
+var X = null;
+function extras() {
+  if (X === null) X = realEval(loadExtras())(K);
+  return X;
 }
-var stringify = safeJson ? jsonStringify : nativeStringify;
-if (safeJson) O.defineProperty(JSON, 'stringify', { value: function stringify(value, replacer, space) { return jsonStringify(value, replacer, space); }, writable: true, configurable: true });
+
+// With safeJson (QuickJS), JSON.stringify is replaced by a JavaScript version (in the extras): the
+// native one recurses in C without a stack check, and deep nesting would overflow the host's stack
+// through the WebAssembly frames. Recursion in JavaScript is checked by the engine and throws.
+if (safeJson) {
+  O.defineProperty(JSON, 'stringify', {
+    value: function stringify(value, replacer, space) { return extras().jsonStringify(value, replacer, space); },
+    writable: true,
+    configurable: true,
+  });
+}
 
 // With checkSource (QuickJS), every runtime compile entry point (eval, Function and its async and
 // generator siblings) first asks the host to parse the source, for the same host-stack reason as
@@ -112,7 +77,7 @@ if (typeof checkSource === 'function') {
       for (var i = 0; i < n - 1; i++) params[i] = S(arguments[i]);
       var body = n > 0 ? S(arguments[n - 1]) : '';
       guard('(' + prefix + ' anonymous(' + apply(join, params, [',']) + '\n) {\n' + body + '\n})');
-      return R.construct(Real, n > 0 ? apply(Array.prototype.slice, arguments, [0]) : []);
+      return R.construct(Real, n > 0 ? apply(slice, arguments, [0]) : []);
     };
     O.defineProperty(Guarded, 'name', { value: Real.name });
     Guarded.prototype = Real.prototype;
@@ -125,122 +90,38 @@ if (typeof checkSource === 'function') {
   guardCtor(getProto(async function* () {}).constructor, 'async function*', false);
 }
 
-function isIdent(k) { return apply(exec, IDENT, [k]) !== null; }
-function quote(s) {
-  var j = nativeStringify(s);
-  j = apply(sliceStr, j, [1, j.length - 1]);
-  j = apply(join, apply(split, j, ['\\"']), ['"']);
-  return "'" + apply(join, apply(split, j, ["'"]), ["\\'"]) + "'";
+// Console output per stream (1 stdout, 2 stderr), kept to the cap (in characters, one more than
+// the host's byte cap, so the host sees that a cut stream went over).
+var outParts = [null, [], []], outChars = [0, 0, 0], outCut = [false, false, false], outCap = 1048577;
+function emit(stream, text) {
+  if (outCut[stream]) return;
+  var room = outCap - outChars[stream];
+  if (text.length > room) { text = apply(sliceStr, text, [0, room]); outCut[stream] = true; }
+  var parts = outParts[stream];
+  parts[parts.length] = text;
+  outChars[stream] += text.length;
 }
-function isError(v) {
-  for (var p = v; p !== null; p = getProto(p)) if (p === Error.prototype) return true;
-  return false;
-}
-function errorText(e) {
-  var name = S(e.name), message = S(e.message), stack = e.stack;
-  var head = message === '' ? name : name + ': ' + message;
-  if (typeof stack !== 'string' || stack === '') return head;
-  return apply(sliceStr, stack, [0, head.length]) === head ? stack : head + '\n' + stack;
-}
-function ctorName(v) {
-  try { var c = v.constructor; return typeof c === 'function' && typeof c.name === 'string' ? c.name : ''; } catch (e) { return ''; }
-}
-function inspect(v, depth, seen) {
-  switch (typeof v) {
-    case 'string': return depth === 0 ? v : quote(v);
-    case 'number': return v === 0 && 1 / v < 0 ? '-0' : S(v);
-    case 'bigint': return S(v) + 'n';
-    case 'boolean': return v ? 'true' : 'false';
-    case 'undefined': return 'undefined';
-    case 'symbol': return apply(symToString, v, []);
-    case 'function': {
-      var src = '';
-      try { src = apply(funcToString, v, []); } catch (e) {}
-      var fname = typeof v.name === 'string' && v.name !== '' ? v.name : '';
-      if (apply(sliceStr, src, [0, 5]) === 'class') return '[class ' + (fname || '(anonymous)') + ']';
-      return fname ? '[Function: ' + fname + ']' : '[Function (anonymous)]';
-    }
-  }
-  if (v === null) return 'null';
-  for (var i = 0; i < seen.length; i++) if (seen[i] === v) return '[Circular]';
-  if (isError(v)) return depth === 0 ? errorText(v) : '[' + S(v.name) + ': ' + S(v.message) + ']';
-  if (v instanceof D) { var t = apply(dateTime, v, []); return t === t ? apply(dateISO, v, []) : 'Invalid Date'; }
-  if (v instanceof RegExp) return apply(reToString, v, []);
-  if (v instanceof P) return 'Promise {}';
-  var nested = seen.concat([v]);
-  var parts = [], n = 0;
-  function add(text) { if (n < MAX_ITEMS) parts[parts.length] = text; n++; }
-  function finish(open, close, prefix) {
-    if (n > MAX_ITEMS) parts[parts.length] = '... ' + (n - MAX_ITEMS) + ' more items';
-    return prefix + (parts.length === 0 ? open + close : open + ' ' + apply(join, parts, [', ']) + ' ' + close);
-  }
-  if (MapProto && v instanceof Map) {
-    if (depth > MAX_DEPTH) return '[Map]';
-    apply(mapForEach, v, [function (val, key) { add(inspect(key, depth + 1, nested) + ' => ' + inspect(val, depth + 1, nested)); }]);
-    return finish('{', '}', 'Map(' + apply(mapSize, v, []) + ') ');
-  }
-  if (SetProto && v instanceof Set) {
-    if (depth > MAX_DEPTH) return '[Set]';
-    apply(setForEach, v, [function (val) { add(inspect(val, depth + 1, nested)); }]);
-    return finish('{', '}', 'Set(' + apply(setSize, v, []) + ') ');
-  }
-  if (isArray(v) || isView(v)) {
-    var label = isArray(v) ? '' : ctorName(v) + '(' + v.length + ') ';
-    if (depth > MAX_DEPTH) return isArray(v) ? '[Array]' : '[' + ctorName(v) + ']';
-    var len = v.length;
-    for (var k = 0; k < len && k <= MAX_ITEMS; k++) add(inspect(v[k], depth + 1, nested));
-    n = len;
-    return finish('[', ']', label);
-  }
-  var proto = getProto(v);
-  var name = proto === null ? '[Object: null prototype] ' : proto === objectProto ? '' : (ctorName(v) || 'Object') + ' ';
-  if (depth > MAX_DEPTH) return '[' + (name === '' ? 'Object' : apply(sliceStr, name, [0, name.length - 1])) + ']';
-  var keys = keysOf(v);
-  for (var q = 0; q < keys.length && q <= MAX_ITEMS; q++) {
-    var key = keys[q];
-    add((isIdent(key) ? key : quote(key)) + ': ' + inspect(v[key], depth + 1, nested));
-  }
-  n = keys.length;
-  return finish('{', '}', name);
-}
-function safeInspect(v, depth) {
-  try { return inspect(v, depth, []); } catch (e) { return '[uninspectable value]'; }
-}
+
+// console: plain strings take a fast path; anything else is formatted by the extras.
 function format(args) {
-  var out = [], start = 0;
-  var first = args[0];
-  if (typeof first === 'string' && args.length > 1) {
-    var text = '', a = 1;
-    for (var i = 0; i < first.length; i++) {
-      var c = first[i];
-      if (c !== '%' || i + 1 >= first.length) { text += c; continue; }
-      var f = first[++i];
-      if (f === '%') { text += '%'; continue; }
-      if (a >= args.length || 'sdifjoOc'.indexOf(f) < 0) { text += '%' + f; continue; }
-      var arg = args[a++];
-      if (f === 's') text += typeof arg === 'string' ? arg : safeInspect(arg, 1);
-      else if (f === 'd' || f === 'i') text += typeof arg === 'bigint' ? S(arg) + 'n' : S(f === 'i' ? N.parseInt(arg) : N(arg));
-      else if (f === 'f') text += S(N.parseFloat(arg));
-      else if (f === 'j') { try { text += stringify(arg); } catch (e) { text += '[Circular]'; } }
-      else if (f !== 'c') text += safeInspect(arg, 1);
-    }
-    out[0] = text;
-    start = a;
+  var n = args.length, out = '';
+  for (var i = 0; i < n; i++) {
+    var a = args[i];
+    if (typeof a !== 'string' || (i === 0 && n > 1 && apply(S.prototype.indexOf, a, ['%']) >= 0)) return extras().format(args);
+    out += (i === 0 ? '' : ' ') + a;
   }
-  for (var j = start; j < args.length; j++) out[out.length] = safeInspect(args[j], 0);
-  return apply(join, out, [' ']) + '\n';
+  return out + '\n';
 }
 function writer(stream) {
   return function () { emit(stream, format(arguments)); };
 }
 var log = writer(1), error = writer(2);
 G.console = {
-  log: log, info: log, debug: log, dir: function (v) { emit(1, safeInspect(v, 1) + '\n'); },
+  log: log, info: log, debug: log, dir: function (v) { emit(1, extras().safeInspect(v, 1) + '\n'); },
   error: error, warn: error, trace: function () { emit(2, 'Trace: ' + format(arguments)); },
-  assert: function (ok) { if (!ok) emit(2, 'Assertion failed' + (arguments.length > 1 ? ': ' + format(apply(Array.prototype.slice, arguments, [1])) : '\n')); },
+  assert: function (ok) { if (!ok) emit(2, 'Assertion failed' + (arguments.length > 1 ? ': ' + format(apply(slice, arguments, [1])) : '\n')); },
 };
 
-// Timers live entirely in the sandbox. The host asks for the next due time, sleeps, then runs one
 // due timer per call, draining microtasks in between, so nothing here blocks the host.
 var timers = create(null), timerCount = 0, nextId = 1, seq = 0;
 function addTimer(fn, ms, args, repeat) {
@@ -254,7 +135,7 @@ function addTimer(fn, ms, args, repeat) {
   return id;
 }
 function clearTimer(id) { if (typeof id === 'number' && timers[id]) { delete timers[id]; timerCount--; } }
-function rest(args, from) { return apply(Array.prototype.slice, args, [from]); }
+function rest(args, from) { return apply(slice, args, [from]); }
 G.setTimeout = function setTimeout(fn, ms) { return addTimer(fn, ms, rest(arguments, 2), false); };
 G.setInterval = function setInterval(fn, ms) { return addTimer(fn, ms, rest(arguments, 2), true); };
 G.clearTimeout = G.clearInterval = function clearTimeout(id) { clearTimer(id); };
@@ -275,7 +156,16 @@ function earliest() {
   return best;
 }
 
+
 return {
+  begin: function (cap) {
+    outParts = [null, [], []]; outChars = [0, 0, 0]; outCut = [false, false, false]; outCap = cap;
+  },
+  drain: function () {
+    var text = nativeStringify([apply(join, outParts[1], ['']), apply(join, outParts[2], [''])]);
+    outParts = [null, [], []];
+    return text;
+  },
   settle: function (value) {
     var token = {};
     state = { status: 'fulfilled', value: value, error: undefined, token: token };
@@ -306,26 +196,16 @@ return {
   },
   clearTimers: function () { timers = create(null); timerCount = 0; },
   render: function (maxChars) {
-    var v = state.value, text;
+    var v = state.value;
     switch (typeof v) {
       case 'undefined': return '""';
       case 'boolean': return v ? 'true' : 'false';
-      case 'string': return stringify(apply(sliceStr, v, [0, maxChars]));
-      case 'number': return isFinite_(v) ? stringify(v) : 'null';
+      case 'string': return nativeStringify(apply(sliceStr, v, [0, maxChars]));
+      case 'number': return isFinite_(v) ? nativeStringify(v) : 'null';
     }
     if (v === null) return 'null';
-    if (typeof v === 'object' && (isArray(v) || getProto(v) === objectProto || getProto(v) === null)) {
-      try { text = stringify(v); } catch (e) { text = undefined; }
-    }
-    if (typeof text !== 'string') text = safeInspect(v, 0);
-    return stringify(apply(sliceStr, text, [0, maxChars]));
+    return extras().renderObject(v, maxChars);
   },
-  renderError: function () {
-    var e = state.error;
-    try {
-      if (e !== null && typeof e === 'object' && isError(e)) return errorText(e);
-      return 'Uncaught ' + safeInspect(e, 1);
-    } catch (err) { return 'Uncaught exception (it could not be rendered)'; }
-  },
+  renderError: function () { return extras().renderError(state.error); },
 };
 })`;

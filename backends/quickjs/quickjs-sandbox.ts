@@ -9,12 +9,12 @@ import type { QuickJSContext, QuickJSHandle, QuickJSRuntime, QuickJSWASMModule }
 
 
 import { MiB } from '../js-shared/js-backend-support.js';
-import type { OutputBuffer } from '../js-shared/output-buffer.js';
 import type { Fault, PreludeCall, SandboxDriver, Step } from '../js-shared/run-execution.js';
+import { SANDBOX_EXTRAS } from '../js-shared/sandbox-extras.js';
 import { SANDBOX_PRELUDE } from '../js-shared/sandbox-prelude.js';
 import { checkSyntaxDepth, checkSyntaxDepthWith, type loadAcorn } from '../js-shared/syntax-depth.js';
 
-const API_FUNCTIONS = ['settle', 'fail', 'status', 'nextTimer', 'runTimer', 'clearTimers', 'render', 'renderError'] as const;
+const API_FUNCTIONS = ['begin', 'drain', 'settle', 'fail', 'status', 'nextTimer', 'runTimer', 'clearTimers', 'render', 'renderError'] as const;
 type ApiFunction = (typeof API_FUNCTIONS)[number];
 
 export interface QuickJSSandboxOptions {
@@ -76,8 +76,8 @@ export class QuickJSSandbox implements SandboxDriver {
   #alive = true;
   /** Bytes of shared linear memory this session's code made the module grow by, and its cap. */
   #grownBytes = 0;
+  #growthRefused = false;
   readonly #memoryLimitBytes: number;
-  output: { stdout: OutputBuffer; stderr: OutputBuffer } | undefined;
 
   constructor(shared: SharedModule, options: QuickJSSandboxOptions) {
     this.#shared = shared;
@@ -98,7 +98,10 @@ export class QuickJSSandbox implements SandboxDriver {
 
   /** Record `bytes` of module growth for this session; false when that would pass its limit. */
   chargeGrowth(bytes: number): boolean {
-    if (this.#grownBytes + bytes > this.#memoryLimitBytes) return false;
+    if (this.#grownBytes + bytes > this.#memoryLimitBytes) {
+      this.#growthRefused = true;
+      return false;
+    }
     this.#grownBytes += bytes;
     return true;
   }
@@ -115,17 +118,10 @@ export class QuickJSSandbox implements SandboxDriver {
       const check = checkSyntaxDepthWith(options.acorn, ctx.getString(sourceHandle), options.maxSyntaxDepth);
       return ctx.newString(check.ok ? '' : check.message.replace(/^SyntaxError: /, ''));
     });
-    // The only host function session code can reach. Its arguments are hostile: read a string
-    // only when it is one, and not at all once the stream is already cut.
-    using emit = ctx.newFunction('emit', (streamHandle, textHandle) => {
-      const output = this.output;
-      if (output === undefined || ctx.typeof(textHandle) !== 'string') return;
-      const buffer = ctx.typeof(streamHandle) === 'number' && ctx.getNumber(streamHandle) === 2 ? output.stderr : output.stdout;
-      if (!buffer.truncated) buffer.write(ctx.getString(textHandle));
-    });
     using factory = ctx.unwrapResult(ctx.evalCode(SANDBOX_PRELUDE, 'sandpool-prelude.js', { type: 'global' }));
     // `true`: QuickJS needs the JavaScript JSON.stringify (the native one recurses unchecked).
-    using api = ctx.unwrapResult(ctx.callFunction(factory, ctx.undefined, emit, ctx.true, checkSource));
+    using loadExtras = ctx.newFunction('loadExtras', () => ctx.newString(SANDBOX_EXTRAS));
+    using api = ctx.unwrapResult(ctx.callFunction(factory, ctx.undefined, loadExtras, ctx.true, checkSource));
     for (const name of API_FUNCTIONS) this.#api.set(name, ctx.getProp(api, name));
   }
 
@@ -133,13 +129,16 @@ export class QuickJSSandbox implements SandboxDriver {
   #classify(error: QuickJSHandle): Fault | undefined {
     const ctx = this.#context;
     let message: string | undefined;
+    let unreadable = false;
     if (ctx.typeof(error) === 'object') {
       using m = ctx.getProp(error, 'message');
+      // A runtime at its memory limit cannot even read a property: the read itself fails.
+      unreadable = ctx.typeof(m) === 'unknown';
       if (ctx.typeof(m) === 'string') message = ctx.getString(m);
     }
     // The interrupt raises an uncatchable InternalError("interrupted"); trust it only past the deadline.
     if (message === 'interrupted' && performance.now() >= this.#deadline) return { kind: 'timeout' };
-    if (message === 'out of memory' || ctx.typeof(error) === 'null') {
+    if (this.#growthRefused || unreadable || message === 'out of memory' || ctx.typeof(error) === 'null') {
       return { kind: 'memory', text: 'the session ran out of memory' };
     }
     return undefined;
