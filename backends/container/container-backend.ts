@@ -159,9 +159,9 @@ export class ContainerBackend implements Backend {
     const suffix = randomBytes(4).toString('hex');
     const hostDir = join(this.#ownerDir, `${spec.sessionId}-${suffix}`);
     mkdirSync(hostDir, { recursive: true, mode: 0o700 });
-    // The agent (uid 1000 in the container, same uid on the host without a user namespace)
+    // The agent (options.uid in the container, the same uid on the host without a user namespace)
     // creates its socket here; the parent dirs stay root-only, so no other host user reaches it.
-    if (!custom) chownSync(hostDir, 1000, 1000);
+    if (!custom) chownSync(hostDir, this.options.uid, this.options.uid);
     const networkMode = spec.network.egress === 'EgressEnabled' ? await this.#network(docker, spec.poolName) : 'none';
     const ctx: SpecContext = {
       backendName: this.name,
@@ -170,6 +170,7 @@ export class ContainerBackend implements Backend {
       runtime: this.options.runtime,
       networkMode,
       podman: this.#connected?.podman ?? true,
+      uid: this.options.uid,
       nofile: this.options.nofile,
       nproc: this.options.nproc,
       hostDir: custom ? undefined : hostDir,
@@ -225,6 +226,7 @@ export class ContainerBackend implements Backend {
       const secrets = (spec.customContainer?.env ?? []).map((e) => e.value).filter((v) => v.length >= 4);
       const logs = custom && container !== undefined ? redact(await containerLogTail(container), secrets) : '';
       await this.#teardown(live, container).catch(() => {});
+      this.#sessions.delete(spec.sessionId);
       if (SandpoolError.is(error) && error.code === ErrorCode.ABORTED) throw error;
       const base = reason ?? (error instanceof Error ? error.message : String(error));
       throw new BackendError(`could not start a ${custom ? 'custom' : 'code-interpreter'} container session: ${base}${logs}`, {

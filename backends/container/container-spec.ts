@@ -22,6 +22,8 @@ export interface SpecContext {
   readonly runtime: string | undefined;
   /** `none`, or the pool's egress network. */
   readonly networkMode: string;
+  /** Uid/gid of code-interpreter sessions. */
+  readonly uid: number;
   /** nofile and nproc ulimits (soft = hard). */
   readonly nofile: number;
   readonly nproc: number;
@@ -56,7 +58,7 @@ function resourceLimits(memoryMb: number, cpus: number, pids: number, ctx: SpecC
     NanoCpus: Math.round(cpus * 1e9),
     PidsLimit: pids,
     // Explicit ulimits: podman's defaults exceed this kind of host's hard limits and runc fails.
-    // nproc is per uid across the whole host (all sessions share uid 1000), so it is only a
+    // nproc is per uid across the whole host (all sessions share one uid), so it is only a
     // backstop; the pids cgroup above is the real per-session cap.
     Ulimits: [
       { Name: 'nofile', Soft: ctx.nofile, Hard: ctx.nofile },
@@ -73,7 +75,7 @@ export function codeInterpreterSpec(spec: SessionSpec, ctx: SpecContext): Docker
     Image: ctx.image,
     Cmd: ['--listen-unix', `${AGENT_DIR_IN_CONTAINER}/${AGENT_SOCKET_NAME}`, '--data-dir', '/mnt/data', ...ctx.agentArgs],
     Labels: baseLabels(spec, ctx, 'code-interpreter'),
-    User: '1000:1000',
+    User: `${ctx.uid}:${ctx.uid}`,
     WorkingDir: '/mnt/data',
     NetworkDisabled: ctx.networkMode === 'none',
     HostConfig: {
@@ -85,7 +87,7 @@ export function codeInterpreterSpec(spec: SessionSpec, ctx: SpecContext): Docker
       // on ext4), and its pages count against the memory limit, so a disk bomb stays bounded.
       Tmpfs: {
         '/tmp': 'rw,nosuid,nodev,size=64m,mode=1777',
-        '/mnt/data': `rw,nosuid,nodev,size=${limits.diskMb}m,mode=0755,${ctx.podman ? 'U' : 'uid=1000,gid=1000'}`,
+        '/mnt/data': `rw,nosuid,nodev,size=${limits.diskMb}m,mode=0755,${ctx.podman ? 'U' : `uid=${ctx.uid},gid=${ctx.uid}`}`,
       },
       Binds: ctx.hostDir === undefined ? [] : [`${ctx.hostDir}:${AGENT_DIR_IN_CONTAINER}:rw`],
       CapDrop: ['ALL'],

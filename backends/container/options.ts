@@ -32,6 +32,13 @@ export const ContainerBackendOptionsSchema = z
      * Must not exceed the engine's own hard limit. @default 4096
      */
     nproc: z.number().int().min(64).max(1_048_576).default(4096),
+    /**
+     * Uid (and gid) code-interpreter sessions run as. Without a user namespace it is the same uid on
+     * the host, so it should be one no host account uses (on this project's hosts uid 1000 is a real
+     * user): then a container escape is nobody, and the per-uid nproc limit counts sessions only.
+     * @default 61000
+     */
+    uid: z.number().int().min(1).max(4_000_000_000).default(61_000),
     /** Pull custom-container images missing from the engine's store. @default true */
     pullImages: z.boolean().default(true),
     /** Custom containers: read-only root filesystem (with a /tmp tmpfs). @default false */

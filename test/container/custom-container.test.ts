@@ -10,7 +10,7 @@ import WebSocket from 'ws';
 import { ContainerBackend } from '../../backends/container/index.js';
 import type { SessionExit } from '../../src/backend.js';
 import { ErrorCode, SandpoolError } from '../../src/errors.js';
-import { buildEchoImage, containersOf, echoTemplate, LIMITS, newOwnerId, NO_EGRESS, noExit, podmanAvailable, spec } from './helpers.js';
+import { buildEchoImage, containersOf, echoTemplate, LIMITS, newOwnerId, NO_EGRESS, noExit, podman, podmanAvailable, spec } from './helpers.js';
 
 const available = podmanAvailable();
 
@@ -167,6 +167,24 @@ describe.skipIf(!available)('container backend: custom containers', () => {
     expect(e.message).toMatch(/crashing on purpose/);
     expect(e.message).not.toContain('never-in-errors');
     expect(containersOf(owner)).toEqual([]);
+  });
+
+  it('applies the template resources and the hardening to the container', async () => {
+    const session = await backend.create(custom(echoTemplate({ memoryMb: 192, cpu: 0.5 })), { onExit: noExit });
+    try {
+      const host = JSON.parse(podman('inspect', '-f', '{{json .HostConfig}}', session.etag!)) as Record<string, unknown>;
+      expect(host.Memory).toBe(192 * 1024 * 1024);
+      expect(host.MemorySwap).toBe(192 * 1024 * 1024);
+      expect(host.NanoCpus).toBe(5e8);
+      expect(host.PidsLimit).toBe(LIMITS.pids);
+      expect(host.NetworkMode).toBe('none');
+      expect(host.SecurityOpt).toContain('no-new-privileges');
+      expect(podman('inspect', '-f', '{{json .EffectiveCaps}}', session.etag!)).toMatch(/^(null|\[\])$/);
+      const labels = JSON.parse(podman('inspect', '-f', '{{json .Config.Labels}}', session.etag!)) as Record<string, string>;
+      expect(labels).toMatchObject({ 'sandpool.owner': owner, 'sandpool.pool': 'ctest', 'sandpool.owner-pid': String(process.pid) });
+    } finally {
+      await backend.destroy(session, { reason: 'stopped' });
+    }
   });
 
   it('rejects a port that never listens once the create timeout passes', async () => {
