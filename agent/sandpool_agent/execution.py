@@ -105,9 +105,11 @@ class Executor:
         for kernel in list(self.kernels.values()):
             kernel.shutdown()
 
-    def run(self, request, cancel):
-        """(outcome, stdout text, stderr text). Raises BadRequest for requests that cannot run."""
+    def run(self, request, cancel, on_start=lambda: None):
+        """(outcome, stdout text, stderr text). Raises BadRequest for requests that cannot run.
+        `on_start` is called when the time limit starts: after queueing and any kernel (re)start."""
         if request["language"] == "shell":
+            on_start()
             return self._run_shell(request, cancel)
         kernel = self.python_kernel() if request["language"] == "python" else self.js_kernel()
         with self.queue_lock:
@@ -116,12 +118,12 @@ class Executor:
             kernel.waiting += 1
         try:
             with kernel.lock:
-                return self._run_kernel(kernel, request, cancel)
+                return self._run_kernel(kernel, request, cancel, on_start)
         finally:
             with self.queue_lock:
                 kernel.waiting -= 1
 
-    def _run_kernel(self, kernel, request, cancel):
+    def _run_kernel(self, kernel, request, cancel, on_start):
         if cancel.is_set():
             return self._outcome("Failed", "", [], 0, False, "kept"), "", "Execution cancelled before it started.\n"
         self.running += 1
@@ -132,6 +134,7 @@ class Executor:
             except KernelStartError as error:
                 return self._outcome("Failed", "", [], 0, False, "lost"), "", "%s\n" % error
             payload = {"code": request["code"], "timeoutMs": request["timeoutMs"]}
+            on_start()
             started = time.monotonic()
             answer, sink, note, timed_out, state = kernel.execute(
                 payload, request["timeoutMs"] / 1000.0, request["outputMaxBytes"], cancel,

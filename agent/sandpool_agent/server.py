@@ -207,7 +207,9 @@ class Agent:
     def _execute(self, state, rid, request, cancel):
         conn = state.conn
         try:
-            outcome, stdout, stderr = self.executor.run(request, cancel)
+            outcome, stdout, stderr = self.executor.run(
+                request, cancel, lambda: conn.send({"type": "started", "id": rid})
+            )
         except BadRequest as error:
             conn.send(_error(rid, error.code, error.message))
             return

@@ -123,8 +123,9 @@ export class AgentClient implements FileTransport {
     if (signal?.aborted) throw new AbortedError('execution aborted before it started');
     const output = new OutputCollector(request.outputMaxBytes);
     const started = Date.now();
+    const runLimit = request.timeoutMs + (this.#options.executeGraceMs ?? 10_000);
     return await new Promise<ExecutionOutcome>((resolve, reject) => {
-      const deadline = setTimeout(() => {
+      const onDeadline = (): void => {
         cleanup();
         resolve(output.finish({
           status: 'Failed',
@@ -134,7 +135,10 @@ export class AgentClient implements FileTransport {
           executionTimeInMilliseconds: Date.now() - started,
         }, 'sandpool: the session agent did not answer after the time limit; the session is lost\n'));
         this.#fail(new BackendError('agent did not answer an execution within its deadline'));
-      }, request.timeoutMs + (this.#options.executeGraceMs ?? 10_000));
+      };
+      // Until the agent says the execution started, it may be waiting for a kernel restart: allow
+      // a request timeout for that on top. From `started` on, only the time limit plus grace.
+      let deadline = setTimeout(onDeadline, runLimit + (this.#options.requestTimeoutMs ?? 60_000));
       const onAbort = (): void => {
         cleanup();
         if (!this.closed) this.#send({ op: 'execute.cancel', id });
@@ -150,6 +154,11 @@ export class AgentClient implements FileTransport {
         onFrame: (frame) => {
           if (frame.type === 'output') {
             output.add(frame.stream, frame.data);
+            return false;
+          }
+          if (frame.type === 'started') {
+            clearTimeout(deadline);
+            deadline = setTimeout(onDeadline, runLimit);
             return false;
           }
           cleanup();

@@ -53,6 +53,7 @@ export type AgentFrame =
   | { readonly type: 'file'; readonly id: FrameId; readonly file: FileInfo }
   | { readonly type: 'chunk'; readonly id: FrameId; readonly data: string }
   | { readonly type: 'end'; readonly id: FrameId }
+  | { readonly type: 'started'; readonly id: FrameId }
   | { readonly type: 'error'; readonly id: FrameId | null; readonly code: string; readonly message: string };
 
 export type FrameId = number;
@@ -234,6 +235,8 @@ export function parseAgentFrame(line: Buffer): AgentFrame {
       return { type: 'chunk', id: frameId(value), data: str(value, 'data', 1 << 20) };
     case 'end':
       return { type: 'end', id: frameId(value) };
+    case 'started':
+      return { type: 'started', id: frameId(value) };
     case 'error':
       return {
         type: 'error',

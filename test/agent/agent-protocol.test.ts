@@ -101,7 +101,7 @@ describe('agent protocol robustness', () => {
   });
 
   it('gives up on an agent that hangs, reporting the session as lost', async () => {
-    agent = await startAgent({ transport: 'stdio', client: { executeGraceMs: 300 } });
+    agent = await startAgent({ transport: 'stdio', client: { executeGraceMs: 300, requestTimeoutMs: 500 } });
     const child = agent.child;
     child.kill('SIGSTOP');
     cleanups.push(() => child.kill('SIGCONT'));
@@ -111,6 +111,18 @@ describe('agent protocol robustness', () => {
     expect(outcome.stderr).toContain('did not answer');
     expect(Date.now() - started).toBeLessThan(5000);
     expect(agent.client.closed).toBe(true);
+  });
+
+  it('does not count a kernel restart against the next execution\'s deadline', async () => {
+    // The preload is missing at start; once the session writes it, the kernel's restart imports it
+    // and takes two seconds, far beyond the 200 ms limit plus 300 ms grace of the next execution.
+    agent = await startAgent({ transport: 'stdio', preload: ['sandpool_slow_preload'], client: { executeGraceMs: 300 } });
+    await agent.client.execute(run('open("sandpool_slow_preload.py", "w").write("import time\\ntime.sleep(2)\\n")'));
+    const crash = await agent.client.execute(run('import os\nos._exit(1)'));
+    expect(crash.sessionState).toBe('restarted');
+    const next = await agent.client.execute(run('"after restart"', { timeoutMs: 200 }));
+    expect(next).toMatchObject({ status: 'Succeeded', result: 'after restart', sessionState: 'kept' });
+    expect(agent.client.closed).toBe(false);
   });
 
   it('reports versions and installed packages', async () => {
