@@ -35,11 +35,16 @@ def capture_open_figures(images):
     plt = sys.modules.get("matplotlib.pyplot")
     if plt is None:
         return
-    for number in plt.get_fignums():
-        figure = plt.figure(number)
-        images.append(render_figure(figure))
-        images_rendered.add(id(figure))
-    plt.close("all")
+    try:
+        for number in plt.get_fignums():
+            figure = plt.figure(number)
+            images_rendered.add(id(figure))
+            try:
+                images.append(render_figure(figure))
+            except Exception as error:  # noqa: BLE001 - one broken figure must not lose the cell
+                sys.stderr.write("[sandpool: figure %s could not be rendered: %s]\n" % (number, error))
+    finally:
+        plt.close("all")
 
 
 images_rendered = set()

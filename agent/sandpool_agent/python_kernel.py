@@ -174,7 +174,10 @@ class Kernel:
             in_user_code = False
             answer["status"] = "Failed"
             answer["interrupted"] = isinstance(error, KeyboardInterrupt)
-            answer["result"], answer["images"], _ = display.finish(display.NO_VALUE, images, figures_only=True)
+            try:
+                answer["result"], answer["images"], _ = display.finish(display.NO_VALUE, images, figures_only=True)
+            except BaseException:  # noqa: BLE001 - never let reporting take the kernel down
+                answer["result"], answer["images"] = "", []
             if isinstance(error, SystemExit) and error.code in (None, 0):
                 answer["status"] = "Succeeded"  # exit() / sys.exit(0) in a cell is not a failure
             else:

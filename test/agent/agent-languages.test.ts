@@ -151,6 +151,14 @@ describe.skipIf(!HAS_MATPLOTLIB)('agent matplotlib figures (host Python has matp
     expect(outcome.images).toHaveLength(1);
   });
 
+  it('survives a figure that cannot be rendered', async () => {
+    const code = 'import matplotlib.pyplot as plt\nfig = plt.figure()\nfig.savefig = None\n"still here"';
+    const outcome = await agent.client.execute(run(code));
+    expect(outcome).toMatchObject({ status: 'Succeeded', result: 'still here', sessionState: 'kept' });
+    expect(outcome.stderr).toContain('could not be rendered');
+    expect((await agent.client.execute(run('1 + 1'))).result).toBe(2);
+  });
+
   it('returns a DataFrame as its text repr when pandas is installed', async () => {
     const probe = await agent.client.execute(run('import importlib.util\nimportlib.util.find_spec("pandas") is not None'));
     if (probe.result !== true) return;
