@@ -41,6 +41,8 @@ export interface SnapshotMeta {
   readonly saveMs: number;
   readonly memoryBytes: number;
   readonly qemuVersion: string;
+  /** The guest image it was made from (setup prunes snapshots of images it removed). */
+  readonly imageHash: string;
 }
 
 export function snapshotKey(parts: { image: GuestImage; machine: MachineSettings; diskMb: number; qemuVersion: string }): string {
@@ -211,6 +213,7 @@ async function buildLocked(options: BuildSnapshotOptions, key: string): Promise<
       saveMs,
       memoryBytes: statSync(memory).size,
       qemuVersion: options.qemuVersion,
+      imageHash: options.image.hash,
     };
     // Only the stream, the frozen disk and the meta file are kept (sockets and state go).
     for (const leftover of ['agent.sock', 'qmp.sock']) rmSync(join(dir, leftover), { force: true });

@@ -158,6 +158,39 @@ function buildInitrd({ root, kernel, out }) {
 }
 
 /**
+ * Keep the current image and the one before it (a process started before this build may still use
+ * it); remove older images, the snapshots made from removed images, and base disks no kept image
+ * refers to. Snapshots are ~250 MB each, so they would otherwise pile up with every agent change.
+ */
+function pruneOldImages(cacheDir, keepHash, log) {
+  const vmDir = join(cacheDir, 'vm');
+  const images = readdirSync(vmDir)
+    .filter((n) => /^image-[0-9a-f]+$/.test(n) && existsSync(join(vmDir, n, 'manifest.json')))
+    .map((n) => ({ name: n, hash: n.slice('image-'.length), mtime: statSync(join(vmDir, n, 'manifest.json')).mtimeMs }))
+    .sort((a, b) => b.mtime - a.mtime);
+  const keep = new Set([keepHash, ...images.filter((i) => i.hash !== keepHash).slice(0, 1).map((i) => i.hash)]);
+  const bases = new Set();
+  for (const image of images) {
+    if (keep.has(image.hash)) {
+      bases.add(JSON.parse(readFileSync(join(vmDir, image.name, 'manifest.json'), 'utf8')).base);
+      continue;
+    }
+    log(`removing old guest image ${image.hash}`);
+    rmSync(join(vmDir, image.name), { recursive: true, force: true });
+  }
+  const snapshots = join(vmDir, 'snapshots');
+  for (const name of existsSync(snapshots) ? readdirSync(snapshots) : []) {
+    const meta = join(snapshots, name, 'meta.json');
+    if (!existsSync(meta)) continue;
+    const { imageHash } = JSON.parse(readFileSync(meta, 'utf8'));
+    if (!keep.has(imageHash)) rmSync(join(snapshots, name), { recursive: true, force: true });
+  }
+  for (const name of readdirSync(vmDir).filter((n) => /^base-[0-9a-f]+\.sqfs$/.test(n))) {
+    if (!bases.has(join(vmDir, name))) rmSync(join(vmDir, name), { force: true });
+  }
+}
+
+/**
  * Ensure the guest image exists for the current recipe; returns its manifest. Idempotent and fast
  * (hashing only) when nothing changed.
  */
@@ -204,6 +237,7 @@ export async function ensureVmImage({ root, log = () => {}, cacheDir = DEFAULT_C
     rmSync(dir, { recursive: true, force: true });
     renameSync(tmp, dir);
   }
+  pruneOldImages(cacheDir, imageHash, log);
   const current = join(cacheDir, 'vm', 'current.json');
   const pointer = `${JSON.stringify({ manifest: manifestPath }, null, 2)}\n`;
   if (!existsSync(current) || readFileSync(current, 'utf8') !== pointer) {
