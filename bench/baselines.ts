@@ -7,9 +7,10 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
+import { NetworkPolicySchema, SessionLimitsSchema } from '../src/options.js';
 import { collectGarbage } from './pool-helpers.js';
 import { summarize } from './stats.js';
-import type { BenchTarget } from './targets.js';
+import { construct, type BenchTarget } from './targets.js';
 import type { Measurement, Skipped } from './types.js';
 
 export interface BaselineOptions {
@@ -122,6 +123,38 @@ const BASELINES: readonly Baseline[] = [
     },
   },
   {
+    // The vm backend normally restores a warm snapshot; with snapshots off it boots, which is the
+    // cost a pool hides. Under TCG that is about a minute, so very few iterations.
+    name: 'qemu-boot',
+    metric: 'QEMU boot to agent ready (VMBackend, snapshots off)',
+    forTargets: ['vm:python'],
+    iterations: { full: 2, quick: 1 },
+    warmup: 0,
+    async setup() {
+      const backend = await construct('../backends/vm/index.ts', 'VMBackend', { snapshots: false });
+      const prepare = {
+        poolName: 'bench-boot',
+        ownerId: `${process.pid}-bench-boot`,
+        containerType: 'PythonLTS' as const,
+        limits: SessionLimitsSchema.parse({}),
+        network: NetworkPolicySchema.parse({}),
+      };
+      await backend.prepare?.(prepare);
+      let n = 0;
+      return {
+        async step() {
+          n += 1;
+          const t0 = performance.now();
+          const session = await backend.create({ ...prepare, sessionId: `bench-boot-${process.pid}-${n}` }, { onExit: () => {} });
+          const elapsed = performance.now() - t0;
+          await backend.destroy(session, { reason: 'stopped' });
+          return elapsed;
+        },
+        teardown: () => backend.close(),
+      };
+    },
+  },
+  {
     name: 'python3',
     metric: 'python3 -c pass',
     forTargets: ['container:python', 'vm:python'],
@@ -143,6 +176,36 @@ const BASELINES: readonly Baseline[] = [
   },
 ];
 
+/**
+ * What a bare QuickJS runtime+context holds while idle, against which the backend's per-session
+ * memory (prelude, limits, handles) is judged. Measured on a module of its own: growth of its
+ * WebAssembly memory and of RSS, per runtime, over `count` runtimes.
+ */
+async function bareQuickJSMemory(count: number): Promise<Measurement[]> {
+  const { newQuickJSWASMModule, RELEASE_SYNC } = await import('quickjs-emscripten');
+  const module = await newQuickJSWASMModule(RELEASE_SYNC);
+  const held: { dispose(): void }[] = [];
+  try {
+    const hold = () => {
+      const runtime = module.newRuntime();
+      held.push(runtime.newContext(), runtime);
+    };
+    hold(); // the module's own start-up is not a per-runtime cost
+    collectGarbage();
+    const wasm0 = module.getWasmMemory().buffer.byteLength;
+    const rss0 = process.memoryUsage().rss;
+    for (let i = 0; i < count; i += 1) hold();
+    collectGarbage();
+    const detail = { runtimes: count };
+    return [
+      { target: 'baseline', scenario: 'bare-quickjs', metric: 'WebAssembly memory per idle runtime+context', unit: 'bytes', value: (module.getWasmMemory().buffer.byteLength - wasm0) / count, detail },
+      { target: 'baseline', scenario: 'bare-quickjs', metric: 'RSS per idle runtime+context', unit: 'bytes', value: (process.memoryUsage().rss - rss0) / count, detail },
+    ];
+  } finally {
+    for (const h of held) h.dispose();
+  }
+}
+
 /** Run the baselines the selected targets compare against. */
 export async function runBaselines(
   targets: readonly BenchTarget[],
@@ -163,6 +226,7 @@ export async function runBaselines(
         const n = options.quick ? baseline.iterations.quick : baseline.iterations.full;
         for (let i = 0; i < n; i += 1) samples.push(await step());
         measurements.push({ target: 'baseline', scenario: baseline.name, metric: baseline.metric, unit: 'ms', stats: summarize(samples) });
+        if (baseline.name === 'bare-quickjs') measurements.push(...(await bareQuickJSMemory(options.quick ? 500 : 2000)));
       } finally {
         await teardown?.();
       }

@@ -90,6 +90,17 @@ const CONTAINER_QUICK: Sizes = {
   loopTimeLimitMs: 30_000,
 };
 
+// container:javascript shares the create path with container:python (same image, same agent):
+// it gets the scenarios' shape at smaller counts, enough to show what differs (the JS kernel).
+const CONTAINER_JS_FULL: Sizes = {
+  ...CONTAINER_FULL,
+  warm: { batch: 3, rounds: 2, warmupRounds: 0 },
+  cold: { iterations: 3, warmup: 0 },
+  burst: { size: 30, ready: 10, rounds: 1 },
+  refill: { count: 8, concurrency: [4] },
+  memory: { sessions: 4 },
+};
+
 // QEMU under TCG boots in tens of seconds on two cores: a handful of VMs is all a run can afford.
 const VM_FULL: Sizes = {
   warm: { batch: 2, rounds: 2, warmupRounds: 0 },
@@ -120,7 +131,7 @@ const pythonCheck = (r: ExecutionResult): boolean => r.status === 'Succeeded' &&
  * Import `modulePath` (relative to this file) and construct its `exportName` class. The path is a
  * variable on purpose: a backend that has not landed yet must not break type-checking of the bench.
  */
-async function construct(modulePath: string, exportName: string, ...args: unknown[]): Promise<Backend> {
+export async function construct(modulePath: string, exportName: string, ...args: unknown[]): Promise<Backend> {
   let module: Record<string, unknown>;
   try {
     module = (await import(new URL(modulePath, import.meta.url).href)) as Record<string, unknown>;
@@ -186,7 +197,7 @@ export const TARGETS: readonly BenchTarget[] = [
     check: jsCheck,
     inProcess: false,
     explicitOnly: false,
-    sizes: { full: CONTAINER_FULL, quick: CONTAINER_QUICK },
+    sizes: { full: CONTAINER_JS_FULL, quick: CONTAINER_QUICK },
     load: () => construct('../backends/container/index.ts', 'ContainerBackend'),
   },
   {

@@ -31,7 +31,10 @@ const BASELINES_OF: Record<string, readonly { scenario: string; what: string }[]
     { scenario: 'podman-run', what: '`podman run --rm IMAGE true`' },
     { scenario: 'node', what: 'a bare `node -e 0`' },
   ],
-  'vm:python': [{ scenario: 'python3', what: 'a bare `python3 -c pass`' }],
+  'vm:python': [
+    { scenario: 'qemu-boot', what: 'a QEMU boot to agent ready' },
+    { scenario: 'python3', what: 'a bare `python3 -c pass`' },
+  ],
 };
 
 export function computeRatios(measurements: readonly Measurement[]): Ratio[] {
@@ -48,7 +51,7 @@ export function computeRatios(measurements: readonly Measurement[]): Ratio[] {
     for (const b of BASELINES_OF[target] ?? []) add(p50(find(measurements, 'baseline', b.scenario, metricOf(b.scenario))), b.what);
     const cold = p50(find(measurements, target, 'cold-miss', 'acquire+execute'));
     // Under the vm backend a cold miss is a QEMU boot: the baseline the pool hides.
-    add(cold, target.startsWith('vm') ? 'a cold miss, i.e. a QEMU boot + first execute' : 'a cold miss (created on demand)');
+    add(cold, target.startsWith('vm') ? 'a cold miss (snapshot restore or boot + first execute)' : 'a cold miss (created on demand)');
     for (const peer of PEERS) add(peer.p50, `${peer.name} p50 (peers.md §3.1)`);
     // backend-direct interleaves each direct call with its pooled twin: the difference is the pool's.
     const split = (pooledMetric: string, directMetric: string, what: string): void => {
@@ -75,6 +78,7 @@ const METRIC_OF: Record<string, string> = {
   'podman-run': 'podman run --rm IMAGE true',
   python3: 'python3 -c pass',
   node: 'node -e 0',
+  'qemu-boot': 'QEMU boot to agent ready (VMBackend, snapshots off)',
 };
 function metricOf(scenario: string): string {
   return METRIC_OF[scenario] ?? scenario;
