@@ -21,6 +21,7 @@ PROTOCOL = 1
 OUTPUT_FRAME_CHARS = 65536  # ≤ 256 KiB of UTF-8 per output frame
 DOWNLOAD_CHUNK = 256 << 10
 MAX_PACKAGES = 2000
+MAX_TRANSFERS = 64  # per connection and direction: each holds file descriptors (and a thread)
 
 
 class Download(threading.Thread):
@@ -260,6 +261,8 @@ class Agent:
     def op_upload(self, state, rid, frame):
         if rid in state.uploads:
             raise BadRequest("an upload with this id is already in progress")
+        if len(state.uploads) >= MAX_TRANSFERS:
+            raise BadRequest("too many uploads in progress", "BUSY")
         limit = min(int_field(frame, "maxBytes", 0, 2**53 - 1), self.config.max_upload_bytes)
         state.uploads[rid] = self.data.begin_upload(path_field(frame), limit)
 
@@ -293,6 +296,8 @@ class Agent:
     def op_download(self, state, rid, frame):
         if rid in state.downloads:
             raise BadRequest("a download with this id is already in progress")
+        if len(state.downloads) >= MAX_TRANSFERS:
+            raise BadRequest("too many downloads in progress", "BUSY")
         window = int_field(frame, "window", 1, 64, 16)
         fd, info = self.data.open_read(path_field(frame))
         state.conn.send({"type": "file", "id": rid, "file": info})
