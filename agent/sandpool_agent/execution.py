@@ -130,7 +130,7 @@ class Executor:
         started = time.monotonic()
         try:
             try:
-                kernel.ensure_started()
+                idle_death = kernel.ensure_started()
             except KernelStartError as error:
                 return self._outcome("Failed", "", [], 0, False, "lost"), "", "%s\n" % error
             payload = {"code": request["code"], "timeoutMs": request["timeoutMs"]}
@@ -161,6 +161,9 @@ class Executor:
         outcome["stdoutTruncated"] = out.truncated
         outcome["stderrTruncated"] = err.truncated
         stderr = note + err.text() if state == "restarted" else err.text() + note
+        if idle_death:
+            stderr = idle_death + stderr
+            outcome["sessionState"] = "restarted"
         return outcome, out.text(), stderr
 
     def _run_shell(self, request, cancel):

@@ -185,16 +185,22 @@ class Kernel:
         return message
 
     def ensure_started(self):
-        """Start the kernel unless a live one exists. Serialised, so a background restart and an
+        """Start the kernel unless a live one exists; returns a note when it replaced a dead one. Serialised, so a background restart and an
         execution arriving meanwhile never start two kernels: the execution waits for the restart."""
         with self.state_lock:
             current = self.current
             if current is not None and current.proc.poll() is None:
-                return
+                return None
+            note = None
             if current is not None:
-                current.kill()  # died while idle: release its pipes before replacing it
+                # It died between executions (a background thread, an OOM kill): say so, since
+                # the next execution runs in a fresh kernel without the session's state.
+                note = "Kernel restarted: the %s kernel %s while idle; its state (variables, imports) was lost.\n" % (
+                    self.label, describe_exit(current.proc.returncode))
+                current.kill()
                 self.current = None
             self.start()
+            return note
 
     def restart_in_background(self):
         def run():

@@ -112,6 +112,15 @@ describe('agent python kernel (stdio)', () => {
     expect((await agent.client.execute(run('"alive"'))).result).toBe('alive');
   });
 
+  it('reports a kernel that died between executions on the next one', async () => {
+    await agent.client.execute(run('idle_state = 1'));
+    await agent.client.execute(run('import os, threading, time\nthreading.Thread(target=lambda: (time.sleep(0.3), os._exit(9))).start()'));
+    await new Promise((r) => setTimeout(r, 1000));
+    const next = await agent.client.execute(run('"fresh kernel"'));
+    expect(next).toMatchObject({ status: 'Succeeded', result: 'fresh kernel', sessionState: 'restarted' });
+    expect(next.stderr).toMatch(/^Kernel restarted: .*exited with code 9 while idle/);
+  });
+
   it('caps each output stream at the source and marks the cut', async () => {
     const code = 'import sys\nprint("é" * 100000)\nsys.stderr.write("e" * 50000)\n"done"';
     const outcome = await agent.client.execute(run(code, { outputMaxBytes: 1001 }));
