@@ -65,6 +65,9 @@ function receiveUploads(
     let failure: unknown;
     let chain: Promise<void> = Promise.resolve();
     parser.on('file', (_field, stream, info) => {
+      // A truncated body errors the part stream too; the reader (capped) or the parser's own error
+      // handler reports it, and an unlistened 'error' event must never take the process down.
+      stream.on('error', () => {});
       chain = chain.then(async () => {
         if (failure !== undefined) {
           stream.resume();

@@ -13,7 +13,13 @@ let h: Harness;
 let ep: string;
 
 beforeAll(async () => {
-  h = await startServer({ pools: [jsPool('js', { maxConcurrentSessions: 100 }), jsPool('tiny', { readySessionInstances: 0, maxConcurrentSessions: 1 })] });
+  h = await startServer({
+    pools: [
+      jsPool('js', { maxConcurrentSessions: 100 }),
+      jsPool('tiny', { readySessionInstances: 0, maxConcurrentSessions: 1 }),
+      jsPool('noqueue', { readySessionInstances: 1, limits: { maxQueuedExecutions: 0 } }),
+    ],
+  });
   ep = `${h.url}/pools/js`;
 });
 afterAll(async () => {
@@ -224,6 +230,17 @@ describe('limits', () => {
     expect(r.status).toBe(429);
     expect(Number(r.headers.get('retry-after'))).toBeGreaterThan(0);
     expect((await json(r))['error'].code).toBe('SessionPoolCapacityExceeded');
+  });
+
+  test('a full session queue: 429 SessionBusy with Retry-After; the running execution is unharmed', async () => {
+    const url = `${h.url}/pools/noqueue/executions?identifier=${newIdentifier()}`;
+    const slow = post(url, { code: 'await new Promise((resolve) => setTimeout(resolve, 1500)); "done"' });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const busy = await post(url, { code: '1' });
+    expect(busy.status).toBe(429);
+    expect(busy.headers.get('retry-after')).not.toBeNull();
+    expect((await json(busy))['error'].code).toBe('SessionBusy');
+    expect((await json(await slow))['result'].executionResult).toBe('done');
   });
 
   test('every response carries a request id', async () => {

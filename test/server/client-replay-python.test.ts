@@ -156,6 +156,22 @@ describe.skipIf(!available)('clients against Python and Shell container sessions
     expect(list['value']).toEqual([]);
   }, 120_000);
 
+  test('malformed multipart: bad framing, no boundary, no file part → 400/415, nothing written', async () => {
+    const id = newIdentifier();
+    const q = `identifier=${id}&api-version=2025-02-02-preview`;
+    const send = (contentType: string, body: string): Promise<Response> =>
+      fetch(`${py}/files?${q}`, { method: 'POST', headers: { ...bearer, 'content-type': contentType }, body });
+    const truncated = await send('multipart/form-data; boundary=XYZ', '--XYZ\r\nContent-Disposition: form-data; name="file"; filename="t.txt"\r\n\r\nunterminated');
+    expect(truncated.status).toBe(400);
+    expect((await json(truncated))['error'].code).toBe('InvalidRequestContent');
+    const noBoundary = await send('multipart/form-data', 'whatever');
+    expect(noBoundary.status).toBe(400);
+    const fieldOnly = await send('multipart/form-data; boundary=XYZ', '--XYZ\r\nContent-Disposition: form-data; name="note"\r\n\r\nhi\r\n--XYZ--\r\n');
+    expect((await json(fieldOnly))['error'].message).toMatch(/no file part/);
+    expect((await send('application/json', '{}')).status).toBe(415);
+    expect((await json(await fetch(`${py}/files?${q}`, { headers: bearer })))['value']).toEqual([]);
+  }, 120_000);
+
   test('LangChain SessionsBashTool: shellCommand only; status is the exit code; files under /mnt/data', async () => {
     const id = newIdentifier();
     const q = `identifier=${encodeURIComponent(id)}&api-version=2025-02-02-preview`;
