@@ -132,6 +132,22 @@ describe.skipIf(!available)('container backend: code-interpreter sessions throug
     expect((await other.execute({ code: '1 + 1' })).result).toBe(2);
   }, 120_000);
 
+  it('fails an execution at once when the container dies under it, and replaces the session', async () => {
+    const identifier = SessionPool.generateIdentifier();
+    const session = await pool.acquire(identifier);
+    await session.execute({ code: 'marker = 1' });
+    const started = Date.now();
+    // Kill the agent (the kernel's parent): the container ends mid-execution.
+    const outcome = await session.execute({ code: 'import os, signal, time\nos.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(60)' });
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(outcome.status).toBe('Failed');
+    expect(outcome.sessionState).toBe('replaced');
+    expect(outcome.stderr).toMatch(/session died during the execution/);
+    const again = await pool.acquire(identifier);
+    expect(again.id).not.toBe(session.id);
+    expect((await again.execute({ code: "'marker' in globals()" })).result).toBe(false);
+  }, 120_000);
+
   it('caps /mnt/data at the disk limit', async () => {
     const session = await pool.acquire(SessionPool.generateIdentifier());
     const fill = await session.execute({
