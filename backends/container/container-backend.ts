@@ -85,6 +85,8 @@ export class ContainerBackend implements Backend {
   #connected: EngineConnection | undefined;
   readonly #sessions = new Map<string, LiveSession>();
   readonly #networks = new Map<string, Promise<string>>();
+  /** Creates in flight: close() waits for them, so none can finish after it and leak. */
+  readonly #creating = new Set<Promise<unknown>>();
   #closed = false;
   readonly #log: (message: string) => void;
   /** This process's directory of per-session host dirs: `<runDir>/sessions/<pid>.<start>`. */
@@ -151,6 +153,22 @@ export class ContainerBackend implements Backend {
   }
 
   async create(spec: SessionSpec, options: CreateOptions): Promise<BackendSession> {
+    if (this.#closed) throw new BackendError('the container backend is closed');
+    const creating = this.#create(spec, options);
+    this.#creating.add(creating);
+    try {
+      const session = await creating;
+      if (this.#closed) {
+        await this.destroy(session, { reason: 'poolClosed' });
+        throw new BackendError('the container backend was closed while the session was being created');
+      }
+      return session;
+    } finally {
+      this.#creating.delete(creating);
+    }
+  }
+
+  async #create(spec: SessionSpec, options: CreateOptions): Promise<BackendSession> {
     if (!SESSION_ID.test(spec.sessionId)) throw new BackendError(`invalid session id ${JSON.stringify(spec.sessionId)}`);
     if (this.#sessions.has(spec.sessionId)) throw new BackendError(`session ${spec.sessionId} already exists`);
     const docker = await this.engine();
@@ -311,6 +329,7 @@ export class ContainerBackend implements Backend {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await Promise.allSettled(this.#creating);
     await Promise.allSettled([...this.#sessions.values()].map((s) => this.destroy({ id: s.id }, { reason: 'poolClosed' })));
     const connection = this.#connected ?? (await this.#connection?.catch(() => undefined));
     if (connection !== undefined) {

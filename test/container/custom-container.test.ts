@@ -4,6 +4,8 @@
  * OnContainerExit reporting, and a container that crashes before it is Ready.
  */
 
+import { spawnSync } from 'node:child_process';
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 
@@ -27,6 +29,9 @@ describe.skipIf(!available)('container backend: custom containers', () => {
   afterAll(async () => {
     await backend.close();
     expect(containersOf(owner)).toEqual([]);
+    // No port forwarder (socat) of this process survives close().
+    const forwarders = spawnSync('pgrep', ['-f', `UNIX-LISTEN:/run/sandpool/container/sessions/${process.pid}\\.`], { encoding: 'utf8' });
+    expect(forwarders.stdout.trim()).toBe('');
   });
 
   it('is Ready when the port listens, forwards requests and passes env (secrets) through', async () => {
@@ -185,6 +190,15 @@ describe.skipIf(!available)('container backend: custom containers', () => {
     } finally {
       await backend.destroy(session, { reason: 'stopped' });
     }
+  });
+
+  it('close() during a create leaves no container behind', async () => {
+    const other = new ContainerBackend();
+    const creating = other.create(custom(), { onExit: noExit });
+    await new Promise((r) => setTimeout(r, 150));
+    await other.close();
+    await expect(creating).rejects.toMatchObject({ code: ErrorCode.BACKEND_FAILED });
+    expect(containersOf(owner)).toEqual([]);
   });
 
   it('rejects a port that never listens once the create timeout passes', async () => {
