@@ -37,6 +37,8 @@ export interface CreateServerOptions {
   readonly maxJsonBytes?: number | undefined;
   /** Largest request header section (Node answers 431 beyond). @default 16 KiB */
   readonly maxHeaderSize?: number | undefined;
+  /** A client that has not sent its whole header section by then is disconnected (slowloris). @default 30 000 */
+  readonly headersTimeoutMs?: number | undefined;
   /** Gen 2 `executionResult` as a string: `auto` does it for Semantic Kernel .NET only. @default 'auto' */
   readonly stringifyExecutionResult?: 'auto' | 'always' | 'never' | undefined;
   /** Base URL reported in `poolManagementEndpoint` and `Operation-Location`. @default from the Host header */
@@ -167,7 +169,16 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
         );
       }
       if (httpServer !== undefined) throw new InvalidOptionsError('the server is already listening');
-      const serverOptions = { maxHeaderSize: options.maxHeaderSize ?? 16 * 1024, headersTimeout: 30_000, requestTimeout: 0, keepAliveTimeout: 5_000 };
+      const headersTimeout = options.headersTimeoutMs ?? 30_000;
+      // requestTimeout stays 0: uploads of large files may legitimately take long once headers are in.
+      const serverOptions = {
+        maxHeaderSize: options.maxHeaderSize ?? 16 * 1024,
+        headersTimeout,
+        requestTimeout: 0,
+        keepAliveTimeout: 5_000,
+        // Node checks headersTimeout on this interval; keep it fine enough for short timeouts.
+        connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(headersTimeout / 2))),
+      };
       const server =
         options.tls === undefined
           ? createHttpServer(serverOptions, handler)
