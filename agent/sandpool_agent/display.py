@@ -63,6 +63,27 @@ def _is_artifact(value):
     return False
 
 
+def as_image(value):
+    """An image for `display(value)`: a matplotlib figure (rendered and closed, so it is not shown
+    again at the end of the cell) or an object with `_repr_png_` (PIL); None for anything else."""
+    figure_cls = getattr(sys.modules.get("matplotlib.figure"), "Figure", None)
+    if figure_cls is not None and isinstance(value, figure_cls):
+        image = render_figure(value)
+        images_rendered.add(id(value))
+        plt = sys.modules.get("matplotlib.pyplot")
+        if plt is not None:
+            plt.close(value)
+        return image
+    if value is None or isinstance(value, type) or _is_matplotlib(value):
+        return None
+    repr_png = getattr(value, "_repr_png_", None)
+    if callable(repr_png):
+        png = repr_png()
+        if isinstance(png, (bytes, bytearray)):
+            return _image(bytes(png))
+    return None
+
+
 def _cap_text(text):
     data = text.encode("utf-8", "replace")
     if len(data) <= MAX_RESULT_BYTES:

@@ -39,6 +39,7 @@ def _load_helper(name, filename):
 
 
 display = _load_helper("sandpool_agent_display", "display.py")
+notebook_compat = _load_helper("sandpool_agent_notebook_compat", "notebook_compat.py")
 MPL_BACKEND = "module://sandpool_mpl_backend"
 
 
@@ -107,6 +108,8 @@ class Kernel:
         main.__dict__["__builtins__"] = builtins
         sys.modules["__main__"] = main
         self.ns = main.__dict__
+        self.images = None  # the running cell's images, for display()
+        notebook_compat.install(builtins, display, lambda: self.images)
 
     def send(self, message):
         data = (json.dumps(message, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8", "replace")
@@ -129,7 +132,18 @@ class Kernel:
     def compile_cell(self, code, filename):
         """Compile a cell; the last statement, if an expression, is compiled to return its value."""
         flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
-        tree = ast.parse(code, filename, "exec")
+        try:
+            tree = ast.parse(code, filename, "exec")
+        except SyntaxError:
+            # Notebook lines (`!pip install`, `%matplotlib inline`) are rewritten only when the
+            # cell is not valid Python as it is; the original error stands if that does not help.
+            rewritten = notebook_compat.rewrite(code)
+            if rewritten is None:
+                raise
+            try:
+                tree = ast.parse(rewritten, filename, "exec")
+            except SyntaxError:
+                tree = ast.parse(code, filename, "exec")
         last = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
             last = ast.Expression(tree.body.pop().value)
@@ -155,6 +169,7 @@ class Kernel:
         answer = {"type": "result", "status": "Succeeded", "interrupted": False}
         images = []
         display.show_hook = lambda: display.capture_open_figures(images)
+        self.images = images
         value = display.NO_VALUE
         install_sigint()  # session code may have replaced it; timeouts must keep working
         try:
@@ -185,11 +200,12 @@ class Kernel:
         finally:
             in_user_code = False
             display.show_hook = None
+            self.images = None
         self.end_streams(marker)
         self.send(answer)
 
     def report(self, error):
-        hidden = (KERNEL_FILE, os.path.abspath(display.__file__), ast.__file__)
+        hidden = (KERNEL_FILE, os.path.abspath(display.__file__), os.path.abspath(notebook_compat.__file__), ast.__file__)
         try:
             exc = traceback.TracebackException(type(error), error, error.__traceback__, compact=True)
             # Hide the kernel's own frames (the cell runner, the SIGINT handler): only the cell matters.

@@ -145,6 +145,14 @@ describe.skipIf(!HAS_MATPLOTLIB)('agent matplotlib figures (host Python has matp
     expect(isPng(outcome.images?.[0])).toBe(true);
   });
 
+  it('turns display(fig) into an image, shown once', async () => {
+    const code = 'import matplotlib.pyplot as plt\nfig = plt.figure()\nplt.plot([1, 2])\ndisplay(fig)\n"value"';
+    const outcome = await agent.client.execute(run(code));
+    expect(outcome.result).toBe('value');
+    expect(outcome.images).toHaveLength(1);
+    expect(isPng(outcome.images?.[0])).toBe(true);
+  });
+
   it('keeps a real value as the result and puts figures in images', async () => {
     const outcome = await agent.client.execute(run('import matplotlib.pyplot as plt\nplt.plot([3, 1])\n6 * 7'));
     expect(outcome.result).toBe(42);

@@ -56,6 +56,21 @@ describe('agent python kernel (stdio)', () => {
     expect(String(outcome.result).split(',\n')).toHaveLength(30);
   });
 
+  it('accepts notebook lines: !shell, %pip, %matplotlib, and refuses other magics clearly', async () => {
+    const outcome = await agent.client.execute(run('!echo from the shell\n%matplotlib inline\nn = 3\nn * 2'));
+    expect(outcome).toMatchObject({ status: 'Succeeded', stdout: 'from the shell\n', result: 6 });
+    const magic = await agent.client.execute(run('%timeit 1 + 1'));
+    expect(magic.status).toBe('Failed');
+    expect(magic.stderr).toContain("UsageError: IPython magic '%timeit 1 + 1' is not supported");
+    // Valid Python that merely looks like a magic is left alone.
+    expect((await agent.client.execute(run('(7\n%3)'))).result).toBe(1);
+  });
+
+  it('has display() print the text repr of values', async () => {
+    const outcome = await agent.client.execute(run('display({"a": 1}, "plain")\n"done"'));
+    expect(outcome).toMatchObject({ stdout: "{'a': 1}\nplain\n", result: 'done' });
+  });
+
   it('supports top-level await', async () => {
     const outcome = await agent.client.execute(run('import asyncio\nawait asyncio.sleep(0.01)\n"awaited"'));
     expect(outcome.result).toBe('awaited');
