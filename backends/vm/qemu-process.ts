@@ -38,9 +38,17 @@ export class QemuProcess {
   #console = '';
   #stderr = '';
 
-  constructor(qemu: string, args: readonly string[], options: { incomingFd?: number | undefined } = {}) {
+  constructor(
+    qemu: string,
+    args: readonly string[],
+    options: { incomingFd?: number | undefined; runAs?: { uid: number; gid: number } | undefined } = {},
+  ) {
     const setpriv = findSetpriv();
-    const [command, argv] = setpriv === null ? [qemu, [...args]] : [setpriv, ['--pdeathsig', 'KILL', '--', qemu, ...args]];
+    // setpriv applies the parent-death signal after switching user, so both hold.
+    const drop = options.runAs === undefined ? [] : [`--reuid=${options.runAs.uid}`, `--regid=${options.runAs.gid}`, '--clear-groups'];
+    const [command, argv] =
+      setpriv === null ? [qemu, [...args]] : [setpriv, [...drop, '--pdeathsig', 'KILL', '--', qemu, ...args]];
+    if (options.runAs !== undefined && setpriv === null) throw new Error('running QEMU as another user needs util-linux setpriv');
     const stdio: ('pipe' | 'ignore' | number)[] = ['ignore', 'pipe', 'pipe'];
     if (options.incomingFd !== undefined) stdio.push(options.incomingFd);
     this.#child = spawn(command, argv, { stdio, detached: false });

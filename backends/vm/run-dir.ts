@@ -9,7 +9,7 @@
  */
 
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -22,6 +22,15 @@ export interface SessionState {
   readonly poolName: string;
   qemuPid?: number;
   readonly createdAt: string;
+}
+
+/**
+ * A uid for one session's QEMU when the backend runs as root: unique per session directory, in a
+ * range no distribution allocates (0x70000000 + 24 bits of the directory hash), so no file on the
+ * host belongs to it and no two sessions share it.
+ */
+export function sessionUid(dirName: string): number {
+  return 0x70000000 + (Number.parseInt(dirName.slice(2, 8), 16) & 0xffffff);
 }
 
 export function defaultRunDir(): string {
@@ -61,7 +70,9 @@ export function createSessionDir(runDir: string, state: Omit<SessionState, 'vers
   dir: string;
   state: SessionState;
 } {
-  mkdirSync(runDir, { recursive: true, mode: 0o700 });
+  // 0711: an unprivileged QEMU must traverse it to reach its own session directory, never list it.
+  mkdirSync(runDir, { recursive: true, mode: 0o711 });
+  chmodSync(runDir, 0o711);
   const dir = join(runDir, sessionDirName(state.ownerId, state.sessionId));
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { mode: 0o700 });

@@ -5,7 +5,8 @@
  * available (about a second under TCG), and cold-booted otherwise.
  */
 
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
+import { basename } from 'node:path';
 
 import { AgentClient } from '../agent-client/index.js';
 import type {
@@ -24,8 +25,8 @@ import { BackendError, InvalidOptionsError, SessionNotFoundError, toSandpoolErro
 import type { NetworkPolicy, SessionLimits } from '../../src/types.js';
 import type { Accelerator } from './accelerator.js';
 import type { MachineSettings } from './qemu-command.js';
-import { createSessionDir, defaultRunDir, reapDeadOwners, writeState, type SessionState } from './run-dir.js';
-import { VmEnvironment } from './vm-environment.js';
+import { createSessionDir, defaultRunDir, reapDeadOwners, sessionUid, writeState, type SessionState } from './run-dir.js';
+import { assertReadableByOthers, VmEnvironment } from './vm-environment.js';
 import { launchVm, type LaunchedVm } from './vm-launcher.js';
 
 /** Smallest guest RAM that runs the kernel, the agent and a Python kernel with its preloads. */
@@ -58,6 +59,11 @@ export interface VMBackendOptions {
   readonly probeTimeoutMs?: number | undefined;
   /** QEMU seccomp sandbox for session VMs. @default true */
   readonly sandbox?: boolean | undefined;
+  /**
+   * When the backend runs as root on Linux, run each session's QEMU as its own unprivileged uid
+   * (see run-dir.ts sessionUid). @default true
+   */
+  readonly unprivilegedQemu?: boolean | undefined;
   /** Diagnostics (accelerator choice, TCG warning, snapshot fallbacks). @default warnings to stderr */
   readonly onLog?: ((event: VmLogEvent) => void) | undefined;
 }
@@ -103,10 +109,12 @@ export class VMBackend implements Backend {
   readonly #runDir: string;
   readonly #useSnapshots: boolean;
   readonly #sandbox: boolean;
+  readonly #dropPrivileges: boolean;
   readonly #log: (event: VmLogEvent) => void;
   readonly #sessions = new Map<string, VmSession>();
   #closed = false;
   #warnedTcg = false;
+  #checkedPermissions = false;
   #lastStart: VmStartRecord | undefined;
 
   constructor(options: VMBackendOptions = {}) {
@@ -127,6 +135,7 @@ export class VMBackend implements Backend {
     this.#runDir = options.runDir ?? defaultRunDir();
     this.#useSnapshots = options.snapshots ?? true;
     this.#sandbox = options.sandbox ?? true;
+    this.#dropPrivileges = (options.unprivilegedQemu ?? true) && process.platform === 'linux' && process.getuid?.() === 0;
     this.#log =
       options.onLog ??
       ((event) => {
@@ -242,6 +251,11 @@ export class VMBackend implements Backend {
 
   async #environment() {
     const env = await this.#env.environment();
+    if (this.#dropPrivileges && !this.#checkedPermissions) {
+      mkdirSync(`${this.#env.options.cacheDir}/vm`, { recursive: true });
+      assertReadableByOthers([env.image.kernel, env.image.initrd, env.image.base, `${this.#env.options.cacheDir}/vm`]);
+      this.#checkedPermissions = true;
+    }
     if (env.accelerator.accelerator === 'tcg' && !this.#warnedTcg) {
       this.#warnedTcg = true;
       this.#log({
@@ -279,6 +293,7 @@ export class VMBackend implements Backend {
       sandbox: this.#sandbox,
       readyTimeoutMs: this.#env.options.readyTimeoutMs,
       signal,
+      runAs: this.#dropPrivileges ? { uid: sessionUid(basename(dir)), gid: sessionUid(basename(dir)) } : undefined,
       onSpawn: (pid: number) => {
         state.qemuPid = pid;
         writeState(dir, state);

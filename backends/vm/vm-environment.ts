@@ -4,7 +4,7 @@
  * every create() that needs it.
  */
 
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 
 import { BackendError, ErrorCode } from '../../src/errors.js';
@@ -58,6 +58,37 @@ export function loadImage(manifestPath: string): GuestImage {
       `the VM guest image is not available (${manifestPath}): ${(error as Error).message}. Run \`npm run setup\` to build it.`,
       error,
     );
+  }
+}
+
+/**
+ * An unprivileged QEMU (a uid of its own) must read the image and the snapshot cache: every
+ * directory above them must be searchable and every file readable by "others". Checked up front so
+ * that a private cache directory (mode 0700) gives this message instead of QEMU's "permission denied".
+ */
+export function assertReadableByOthers(paths: readonly string[]): void {
+  for (const path of paths) {
+    let current = path;
+    for (;;) {
+      let mode: number;
+      try {
+        const stat = statSync(current);
+        mode = stat.mode;
+        const needed = stat.isDirectory() ? 0o001 : 0o004;
+        if ((mode & needed) === 0) {
+          throw unavailable(
+            `${current} (mode ${(mode & 0o777).toString(8)}) is not readable by the unprivileged QEMU user; ` +
+              `make it world-${stat.isDirectory() ? 'searchable (chmod o+x)' : 'readable (chmod o+r)'} or pass unprivilegedQemu: false`,
+          );
+        }
+      } catch (error) {
+        if (error instanceof BackendError) throw error;
+        break; // A missing path is reported by whoever needs it.
+      }
+      const parent = dirname(current);
+      if (parent === current) break;
+      current = parent;
+    }
   }
 }
 

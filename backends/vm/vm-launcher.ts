@@ -6,7 +6,7 @@
  */
 
 import { execFile } from 'node:child_process';
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { chownSync, closeSync, existsSync, openSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { promisify } from 'node:util';
 
@@ -32,6 +32,11 @@ export interface LaunchOptions {
   readonly sandbox: boolean;
   readonly readyTimeoutMs: number;
   readonly signal?: AbortSignal | undefined;
+  /**
+   * Run QEMU as this unprivileged user (the session directory and overlay are handed to it): a
+   * guest that escapes into QEMU lands in a process that owns nothing but its own session.
+   */
+  readonly runAs?: { readonly uid: number; readonly gid: number } | undefined;
   /** Called for each started QEMU, before waiting for it (to record its pid for crash recovery). */
   readonly onSpawn?: ((pid: number) => void) | undefined;
 }
@@ -104,6 +109,10 @@ export async function launchVm(options: LaunchOptions): Promise<LaunchedVm> {
   if (options.signal?.aborted) throw new AbortedError('VM start aborted');
   const scratch = `${options.dir}/disk.qcow2`;
   await createOverlay(options.qemuImg, options.backing, scratch);
+  if (options.runAs !== undefined) {
+    chownSync(options.dir, options.runAs.uid, options.runAs.gid);
+    chownSync(scratch, options.runAs.uid, options.runAs.gid);
+  }
 
   let incomingFd: number | undefined;
   if (options.incoming !== undefined) {
@@ -121,7 +130,7 @@ export async function launchVm(options: LaunchOptions): Promise<LaunchedVm> {
     sandbox: options.sandbox,
     incomingFd: incomingFd === undefined ? undefined : 3,
   });
-  const qemu = new QemuProcess(options.qemu, args, { incomingFd });
+  const qemu = new QemuProcess(options.qemu, args, { incomingFd, runAs: options.runAs });
   if (incomingFd !== undefined) closeSync(incomingFd); // the child has its own copy
   if (qemu.pid !== undefined) options.onSpawn?.(qemu.pid);
 

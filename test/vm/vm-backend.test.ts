@@ -92,10 +92,20 @@ describe('VMBackend on QEMU', () => {
       expect(cmdline).not.toContain('-netdev');
       expect(cmdline.some((a) => /virtfs|9p|vhost-user|virtiofs/.test(a))).toBe(false);
       expect(cmdline).toContain('-nodefaults');
+      expect(cmdline).toContain('-sandbox');
+      const uidOf = (pid: number | undefined): number =>
+        Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? -1);
       // Clones of one snapshot must not share random state.
       const other = await backend.create(vmSpec(ownerId), { onExit: () => undefined });
       try {
         const code = python("import random, os\n(random.random(), os.urandom(8).hex())");
+        if (process.getuid?.() === 0) {
+          // Each QEMU runs as its own unprivileged uid, not as the root backend.
+          const [otherInfo] = backend.sessionsInfo().filter((s) => s.id === other.id);
+          expect(uidOf(info?.pid)).toBeGreaterThan(0);
+          expect(uidOf(otherInfo?.pid)).toBeGreaterThan(0);
+          expect(uidOf(info?.pid)).not.toBe(uidOf(otherInfo?.pid));
+        }
         const [a, b] = await Promise.all([backend.execute(session, code), backend.execute(other, code)]);
         expect(a.status).toBe('Succeeded');
         expect(a.result).not.toEqual(b.result);
@@ -113,6 +123,13 @@ describe('VMBackend on QEMU', () => {
       const files = backend.files;
       const info = await files.upload(session, 'dir/hello.txt', chunks('hello ', 'vm'), { maxBytes: 1 << 20 });
       expect(info).toMatchObject({ name: 'hello.txt', path: 'dir/hello.txt', type: 'file', sizeInBytes: 8 });
+      // Session code is an unprivileged user inside the guest: it cannot take the VM down.
+      const unprivileged = await backend.execute(
+        session,
+        python("import os\ndef denied(f):\n    try:\n        f()\n        return False\n    except PermissionError:\n        return True\n" +
+          "(os.getuid() != 0, denied(lambda: os.kill(1, 9)), denied(lambda: open('/dev/ttyS0', 'w')))"),
+      );
+      expect(unprivileged.result).toBe('(True, True, True)');
       const seen = await backend.execute(session, python("open('/mnt/data/dir/hello.txt').read()"));
       expect(seen.result).toBe('hello vm');
       await backend.execute(session, python("open('/mnt/data/out.csv', 'w').write('a,b\\n1,2\\n')\nimport os\nos.symlink('/etc/shadow', '/mnt/data/link')"));

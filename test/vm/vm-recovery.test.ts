@@ -6,7 +6,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -87,6 +87,14 @@ describe('VM crash recovery', () => {
     // A private cache whose snapshot for these settings is garbage.
     const privateCache = mkdtempSync(join(tmpdir(), 'sp-vmcache-'));
     cleanup.push(privateCache);
+    if (process.getuid?.() === 0) {
+      // mkdtemp makes it 0700; a private cache is refused with a clear message while QEMU runs
+      // as its own uid...
+      const refused = makeVmBackend({ cacheDir: privateCache, imageManifest: join(cacheDir, 'vm', 'current.json'), accelerator: 'tcg' });
+      await expect(refused.create(vmSpec(`refused-${randomUUID()}`), { onExit: () => undefined })).rejects.toThrow(/not readable by the unprivileged QEMU user/);
+      await refused.close();
+      chmodSync(privateCache, 0o755); // ...and accepted once QEMU may read it.
+    }
     const manifest = join(cacheDir, 'vm', 'current.json');
     const image = loadImage(manifest);
     const limits = SessionLimitsSchema.parse({ memoryMb: 384, cpus: 2, diskMb: 256 });
