@@ -149,7 +149,7 @@ export class ContainerBackend implements Backend {
     if (reaped.containers + reaped.directories > 0) {
       this.#log(`removed leftovers of dead owners: ${reaped.containers} containers, ${reaped.directories} directories`);
     }
-    if (context.network.egress === 'EgressEnabled') await this.#network(docker, context.poolName);
+    if (context.network.egress === 'EgressEnabled') await this.#network(docker, context.poolName, context.network.allow);
   }
 
   async create(spec: SessionSpec, options: CreateOptions): Promise<BackendSession> {
@@ -180,7 +180,7 @@ export class ContainerBackend implements Backend {
     // The agent (options.uid in the container, the same uid on the host without a user namespace)
     // creates its socket here; the parent dirs stay root-only, so no other host user reaches it.
     if (!custom) chownSync(hostDir, this.options.uid, this.options.uid);
-    const networkMode = spec.network.egress === 'EgressEnabled' ? await this.#network(docker, spec.poolName) : 'none';
+    const networkMode = spec.network.egress === 'EgressEnabled' ? await this.#network(docker, spec.poolName, spec.network.allow) : 'none';
     const ctx: SpecContext = {
       backendName: this.name,
       containerName: `sandpool-${spec.poolName}-${spec.sessionId}-${suffix}`.slice(0, 120),
@@ -380,10 +380,10 @@ export class ContainerBackend implements Backend {
     return { pid: live.pid, socketFor: (port) => this.#forwarderSocket(live, port) };
   }
 
-  async #network(docker: Docker, poolName: string): Promise<string> {
+  async #network(docker: Docker, poolName: string, allow: readonly string[]): Promise<string> {
     let network = this.#networks.get(poolName);
     if (network === undefined) {
-      network = ensureEgressNetwork(docker, poolName, this.#log);
+      network = ensureEgressNetwork(docker, poolName, allow, this.#log);
       this.#networks.set(poolName, network);
       network.catch(() => this.#networks.delete(poolName));
     }

@@ -2,11 +2,13 @@
  * Per-pool network for EgressEnabled pools: a bridge network `sandpool-egress-<pool>`, plus host
  * firewall rules (iptables, when available and we are root) so sessions on it can reach the
  * outside but neither the host's own services (INPUT from the bridge is dropped, except DNS to
- * the gateway) nor each other (bridge-to-bridge forwarding is dropped). Podman 4.3 with CNI has
- * no per-network isolation option that does this, hence the rules. Gaps: docs/CONTAINER.md.
+ * the gateway) nor each other (bridge-to-bridge forwarding is dropped); with `network.allow`, only
+ * the listed networks. Podman 4.3 with CNI has no per-network isolation option that does this,
+ * hence the rules. Gaps: docs/CONTAINER.md.
  */
 
 import { execFile } from 'node:child_process';
+import { lookup } from 'node:dns/promises';
 import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
 
@@ -41,26 +43,83 @@ async function bridgeInterface(network: NetworkInspect): Promise<string | undefi
   }
 }
 
-async function ensureRule(table: string[], rule: string[]): Promise<void> {
+async function iptables(...args: string[]): Promise<void> {
+  await run('iptables', ['-w', ...args]);
+}
+
+async function ensureRule(rule: string[]): Promise<void> {
   try {
-    await run('iptables', ['-w', ...table, '-C', ...rule]);
+    await iptables('-C', ...rule);
   } catch {
-    await run('iptables', ['-w', ...table, '-I', ...rule]);
+    await iptables('-I', ...rule);
   }
 }
 
-/** The isolation rules of one bridge, in insertion order (-I puts each on top, so the last wins first). */
-function isolationRules(iface: string, gateway: string | undefined): string[][] {
-  const rules = [['INPUT', '-i', iface, '-j', 'DROP']];
-  // DNS to the gateway (podman's dnsname resolver) stays reachable.
-  if (gateway !== undefined) rules.push(['INPUT', '-i', iface, '-d', gateway, '-p', 'udp', '--dport', '53', '-j', 'ACCEPT']);
-  rules.push(['FORWARD', '-i', iface, '-o', iface, '-j', 'DROP'], ['FORWARD', '-i', iface, '-d', '169.254.0.0/16', '-j', 'DROP']);
-  return rules;
+const IPV4_CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(\/(\d{1,2}))?$/;
+const HOSTNAME = /^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
+
+/**
+ * The allow-list as IPv4 CIDRs: CIDRs and addresses as given, DNS names resolved now (a
+ * snapshot: names whose addresses change later need a pool restart). Rejects anything else.
+ */
+export async function resolveAllowList(allow: readonly string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of allow) {
+    const m = IPV4_CIDR.exec(entry);
+    if (m !== null) {
+      const octetsOk = [m[1], m[2], m[3], m[4]].every((o) => Number(o) <= 255);
+      const prefix = m[6] === undefined ? 32 : Number(m[6]);
+      if (!octetsOk || prefix > 32) throw new BackendError(`network.allow: invalid IPv4 address or CIDR "${entry}"`);
+      out.push(`${m[1]}.${m[2]}.${m[3]}.${m[4]}/${prefix}`);
+    } else if (HOSTNAME.test(entry)) {
+      let addresses: { address: string }[];
+      try {
+        addresses = await lookup(entry, { all: true, family: 4 });
+      } catch (error) {
+        throw new BackendError(`network.allow: cannot resolve "${entry}": ${(error as Error).message}`, { cause: error });
+      }
+      out.push(...addresses.map((a) => `${a.address}/32`));
+    } else {
+      throw new BackendError(`network.allow: "${entry}" is neither an IPv4 address/CIDR nor a DNS name (IPv6 is not supported)`);
+    }
+  }
+  return [...new Set(out)];
 }
 
-async function isolate(iface: string, gateway: string | undefined): Promise<void> {
+const chainOf = (iface: string) => `SANDPOOL-${iface}`;
+
+/**
+ * Rules for one bridge. INPUT: nothing from the bridge reaches the host except DNS to the
+ * gateway. FORWARD: traffic from the bridge goes through a chain of ours that drops
+ * session-to-session traffic and link-local (cloud metadata) addresses, then either lets
+ * everything out or, with an allow-list, only the listed networks.
+ */
+async function isolate(iface: string, gateway: string | undefined, allowed: readonly string[] | undefined): Promise<void> {
   if (!/^[a-zA-Z0-9_.-]{1,15}$/.test(iface)) throw new Error(`unexpected bridge name ${iface}`);
-  for (const rule of isolationRules(iface, gateway)) await ensureRule([], rule);
+  const chain = chainOf(iface);
+  await iptables('-N', chain).catch(() => {});
+  await iptables('-F', chain);
+  await iptables('-A', chain, '-o', iface, '-j', 'DROP');
+  await iptables('-A', chain, '-d', '169.254.0.0/16', '-j', 'DROP');
+  if (allowed === undefined) {
+    await iptables('-A', chain, '-j', 'RETURN');
+  } else {
+    for (const cidr of allowed) await iptables('-A', chain, '-d', cidr, '-j', 'RETURN');
+    await iptables('-A', chain, '-j', 'DROP');
+  }
+  await ensureRule(['FORWARD', '-i', iface, '-j', chain]);
+  // -I puts each rule on top: the DNS exception goes in after the drop, so it is checked first.
+  await ensureRule(['INPUT', '-i', iface, '-j', 'DROP']);
+  if (gateway !== undefined) await ensureRule(['INPUT', '-i', iface, '-d', gateway, '-p', 'udp', '--dport', '53', '-j', 'ACCEPT']);
+}
+
+async function unisolate(iface: string, gateway: string | undefined): Promise<void> {
+  const chain = chainOf(iface);
+  const rules = [['FORWARD', '-i', iface, '-j', chain], ['INPUT', '-i', iface, '-j', 'DROP']];
+  if (gateway !== undefined) rules.push(['INPUT', '-i', iface, '-d', gateway, '-p', 'udp', '--dport', '53', '-j', 'ACCEPT']);
+  for (const rule of rules) await iptables('-D', ...rule).catch(() => {});
+  await iptables('-F', chain).catch(() => {});
+  await iptables('-X', chain).catch(() => {});
 }
 
 /**
@@ -81,13 +140,17 @@ export async function removeEgressNetwork(docker: Docker, name: string): Promise
     return; // in use, or already gone
   }
   if (iface === undefined || process.getuid?.() !== 0) return;
-  for (const rule of isolationRules(iface, info.IPAM?.Config?.[0]?.Gateway)) {
-    await run('iptables', ['-w', '-D', ...rule]).catch(() => {});
-  }
+  await unisolate(iface, info.IPAM?.Config?.[0]?.Gateway);
 }
 
 /** Create (or reuse) the pool's egress network and its isolation rules; returns its name. */
-export async function ensureEgressNetwork(docker: Docker, poolName: string, log: (m: string) => void): Promise<string> {
+export async function ensureEgressNetwork(
+  docker: Docker,
+  poolName: string,
+  allow: readonly string[],
+  log: (m: string) => void,
+): Promise<string> {
+  const allowed = allow.length === 0 ? undefined : await resolveAllowList(allow);
   const name = egressNetworkName(poolName);
   let info: NetworkInspect;
   try {
@@ -114,11 +177,14 @@ export async function ensureEgressNetwork(docker: Docker, poolName: string, log:
   const iface = await bridgeInterface(info);
   const hasIptables = existsSync('/usr/sbin/iptables') || existsSync('/sbin/iptables');
   if (iface === undefined || !hasIptables || process.getuid?.() !== 0) {
+    if (allowed !== undefined) {
+      throw new BackendError(`network.allow needs iptables and root to be enforced (bridge ${iface ?? 'unknown'}); refusing to run unrestricted`);
+    }
     log(`egress network ${name}: no host isolation rules (bridge ${iface ?? 'unknown'}, iptables ${hasIptables}, root ${process.getuid?.() === 0})`);
     return name;
   }
   try {
-    await isolate(iface, info.IPAM?.Config?.[0]?.Gateway);
+    await isolate(iface, info.IPAM?.Config?.[0]?.Gateway, allowed);
   } catch (error) {
     throw new BackendError(`cannot install isolation rules for network ${name}: ${(error as Error).message}`, { cause: error });
   }

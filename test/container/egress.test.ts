@@ -5,7 +5,9 @@
  * code-interpreter.test.ts: no interface but loopback.)
  */
 
-import { createServer, type Server } from 'node:net';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { connect, createServer, type Server } from 'node:net';
 import { networkInterfaces } from 'node:os';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -79,4 +81,89 @@ describe.skipIf(!available)('container backend: egress-enabled network isolation
     expect(await run(a, tryConnect(ipOf(a), 9000))).toBe('connected');
     expect(await run(b, tryConnect(ipOf(a), 9000))).not.toBe('connected');
   }, 60_000);
+});
+
+/**
+ * A stand-in for the internet: a network namespace made by the test, reached from the host
+ * through a veth pair, with TCP listeners on two addresses. The pool allows one of them.
+ */
+describe.skipIf(!available)('container backend: egress allow-list', () => {
+  const owner = newOwnerId();
+  const backend = new ContainerBackend();
+  const tag = randomBytes(3).toString('hex');
+  const ns = `sp-inet-${tag}`;
+  const hostVeth = `sph${tag}`;
+  const nsVeth = `spn${tag}`;
+  const octet = 100 + (parseInt(tag.slice(0, 2), 16) % 100);
+  const allowedIp = `198.18.${octet}.2`;
+  const deniedIp = `198.18.${octet}.3`;
+  let listener: ChildProcess | undefined;
+  let session: BackendSession;
+  const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
+
+  beforeAll(async () => {
+    ip('netns', 'add', ns);
+    ip('link', 'add', hostVeth, 'type', 'veth', 'peer', 'name', nsVeth);
+    ip('link', 'set', nsVeth, 'netns', ns);
+    ip('addr', 'add', `198.18.${octet}.1/24`, 'dev', hostVeth);
+    ip('link', 'set', hostVeth, 'up');
+    for (const cmd of [
+      ['addr', 'add', `${allowedIp}/24`, 'dev', nsVeth],
+      ['addr', 'add', `${deniedIp}/24`, 'dev', nsVeth],
+      ['link', 'set', nsVeth, 'up'],
+      ['link', 'set', 'lo', 'up'],
+      ['route', 'add', 'default', 'via', `198.18.${octet}.1`],
+    ]) {
+      ip('netns', 'exec', ns, 'ip', ...cmd);
+    }
+    listener = spawn('ip', ['netns', 'exec', ns, 'python3', '-c', [
+      'import socket, threading',
+      'def serve(addr):',
+      '    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((addr, 8000)); s.listen()',
+      '    while True:',
+      '        c, _ = s.accept(); c.sendall(b"internet\\n"); c.close()',
+      `threading.Thread(target=serve, args=("${deniedIp}",), daemon=True).start()`,
+      `serve("${allowedIp}")`,
+    ].join('\n')], { stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 500));
+    const network = { egress: 'EgressEnabled' as const, allow: [`${allowedIp}/32`] };
+    await backend.prepare({ poolName: 'ctest-allow', ownerId: owner, containerType: 'PythonLTS', limits: LIMITS, network });
+    session = await backend.create(spec(owner, { poolName: 'ctest-allow', network }), { onExit: noExit });
+  }, 180_000);
+
+  afterAll(async () => {
+    await backend.close();
+    listener?.kill('SIGKILL');
+    spawnSync('ip', ['link', 'del', hostVeth]);
+    spawnSync('ip', ['netns', 'del', ns]);
+    expect(containersOf(owner)).toEqual([]);
+    expect(spawnSync('iptables', ['-S'], { encoding: 'utf8' }).stdout).not.toMatch(/SANDPOOL-/);
+  });
+
+  const run = async (code: string) => (await backend.execute(session, { language: 'python', code, timeoutMs: 20_000, outputMaxBytes: 10_000 })).result;
+
+  it('reaches an allowed address and nothing else', async () => {
+    // Both listeners answer from the host, so a refusal below is the allow-list, not the stand-in.
+    for (const address of [allowedIp, deniedIp]) {
+      const socket = await new Promise<string>((resolve) => {
+        const c = connect(8000, address);
+        c.once('data', (d) => { resolve(String(d)); c.destroy(); });
+        c.once('error', (e) => resolve(e.message));
+      });
+      expect(socket).toBe('internet\n');
+    }
+    expect(await run(tryConnect(allowedIp, 8000))).toBe('connected');
+    expect(await run(tryConnect(deniedIp, 8000))).not.toBe('connected');
+  }, 60_000);
+
+  it('rejects allow-list entries that are neither CIDRs nor DNS names', async () => {
+    const other = new ContainerBackend();
+    try {
+      await expect(
+        other.prepare({ poolName: 'ctest-allow-bad', ownerId: owner, containerType: 'PythonLTS', limits: LIMITS, network: { egress: 'EgressEnabled', allow: ['10.0.0.0/33'] } }),
+      ).rejects.toMatchObject({ message: expect.stringMatching(/invalid IPv4 address or CIDR "10.0.0.0\/33"/) });
+    } finally {
+      await other.close();
+    }
+  });
 });
