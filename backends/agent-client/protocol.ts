@@ -54,6 +54,8 @@ export type AgentFrame =
   | { readonly type: 'chunk'; readonly id: FrameId; readonly data: string }
   | { readonly type: 'end'; readonly id: FrameId }
   | { readonly type: 'started'; readonly id: FrameId }
+  /** A frame type of a newer agent: ignored (the protocol allows additions within a version). */
+  | { readonly type: 'unknown'; readonly id: null }
   | { readonly type: 'error'; readonly id: FrameId | null; readonly code: string; readonly message: string };
 
 export type FrameId = number;
@@ -245,6 +247,7 @@ export function parseAgentFrame(line: Buffer): AgentFrame {
         message: str(value, 'message', 16_384),
       };
     default:
-      return fail(`unknown frame type ${JSON.stringify(String(value.type)).slice(0, 64)}`);
+      if (typeof value.type !== 'string') fail('frame type must be a string');
+      return { type: 'unknown', id: null };
   }
 }

@@ -168,9 +168,31 @@ describe('agent client against a hostile agent', () => {
 
   it('closes on frames that are not the protocol', async () => {
     const client = await hostile((socket) => {
-      socket.on('data', () => socket.write('{"type":"surprise","id":1}\n'));
+      socket.on('data', () => socket.write('{"type":42,"id":1}\n'));
     });
     await expect(client.ping(5000)).rejects.toThrow(/protocol violation/);
+  });
+
+  it('ignores frame types of a newer agent', async () => {
+    const client = await hostile((socket) => {
+      socket.on('data', (data: Buffer) => {
+        const id = (JSON.parse(data.toString()) as { id: number }).id;
+        socket.write(`${JSON.stringify({ type: 'progress', id, percent: 50 })}\n`);
+        socket.write(`${JSON.stringify({ type: 'pong', id, busy: false })}\n`);
+      });
+    });
+    await expect(client.ping(5000)).resolves.toBeTypeOf('number');
+    client.close();
+  });
+
+  it('closes when an answer has the wrong shape for its request', async () => {
+    const client = await hostile((socket) => {
+      socket.on('data', (data: Buffer) => {
+        const id = (JSON.parse(data.toString()) as { id: number }).id;
+        socket.write(`${JSON.stringify({ type: 'result', id, outcome: { status: 'Maybe' } })}\n`);
+      });
+    });
+    await expect(client.execute(run('1'))).rejects.toThrow(/protocol violation.*status/);
   });
 
   it('refuses file info that points outside the data dir', async () => {
