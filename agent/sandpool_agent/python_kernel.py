@@ -84,10 +84,13 @@ class AgentImports:
 sys.meta_path.insert(0, AgentImports())
 
 in_user_code = False
+interrupt_seen = False  # a SIGINT reached this cell (even if the session caught the KeyboardInterrupt)
 
 
 def on_sigint(signum, frame):
+    global interrupt_seen
     if in_user_code:
+        interrupt_seen = True
         raise KeyboardInterrupt()
 
 
@@ -162,7 +165,7 @@ class Kernel:
         return result
 
     def run_cell(self, code, marker):
-        global in_user_code
+        global in_user_code, interrupt_seen
         self.cell += 1
         filename = "<cell-%d>" % self.cell
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
@@ -172,6 +175,7 @@ class Kernel:
         self.images = images
         value = display.NO_VALUE
         install_sigint()  # session code may have replaced it; timeouts must keep working
+        interrupt_seen = False
         try:
             in_user_code = True
             body, expr = self.compile_cell(code, filename)
@@ -200,6 +204,8 @@ class Kernel:
         finally:
             in_user_code = False
             display.show_hook = None
+            # A cell that caught the KeyboardInterrupt and finished was still cut short by the limit.
+            answer["interrupted"] = answer["interrupted"] or interrupt_seen
             self.images = None
         self.end_streams(marker)
         self.send(answer)

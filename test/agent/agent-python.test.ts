@@ -104,6 +104,12 @@ describe('agent python kernel (stdio)', () => {
     expect((await agent.client.execute(run('kept'))).result).toBe('yes');
   });
 
+  it('still reports a timeout when the cell catches the KeyboardInterrupt', async () => {
+    const code = 'import time\ntry:\n    time.sleep(30)\nexcept KeyboardInterrupt:\n    print("caught")\n"finished"';
+    const outcome = await agent.client.execute(run(code, { timeoutMs: 300 }));
+    expect(outcome).toMatchObject({ status: 'Failed', timedOut: true, sessionState: 'kept', stdout: 'caught\n' });
+  });
+
   it('restarts a kernel that ignores the interrupt, and says the state was lost', async () => {
     await agent.client.execute(run('lost = 1'));
     const code = 'import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass';
