@@ -1,7 +1,8 @@
 /**
  * The heavier half of the sandbox prelude, loaded lazily INSIDE a sandbox the first time it is
- * needed (a console call with non-string arguments, an object result, an error, JSON.stringify on
- * QuickJS). An idle session never compiles it, which keeps pre-warmed QuickJS sessions small.
+ * needed (the first touch of console, a timer function or queueMicrotask, an object result, an
+ * error, JSON.stringify on QuickJS). An idle session never compiles it, which keeps pre-warmed
+ * QuickJS sessions small.
  *
  * It evaluates to a function taking the built-ins the core prelude captured at start-up (`K`), so
  * session code that replaced built-ins before the first load changes nothing here.
@@ -16,8 +17,9 @@ var symToString = K.symToString, dateISO = K.dateISO, dateTime = K.dateTime, reT
 var isFinite_ = K.isFinite_, isView = K.isView, MapProto = K.MapProto, SetProto = K.SetProto;
 var mapForEach = K.mapForEach, setForEach = K.setForEach, mapSize = K.mapSize, setSize = K.setSize;
 var Map = K.Map, Set = K.Set, RegExp = K.RegExp, Error = K.Error, Boolean = K.Boolean;
+var emit = K.emit, fail = K.fail, now = K.now, create = K.create, slice = K.slice;
 var IDENT = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
-var MAX_ITEMS = 100, MAX_DEPTH = 2;
+var MAX_ITEMS = 100, MAX_DEPTH = 2, MAX_TIMERS = 10000;
 
 // With safeJson (QuickJS), JSON.stringify is replaced by this JavaScript version: the native one
 // recurses in C without a stack check, and deep nesting would overflow the host's stack through
@@ -185,7 +187,62 @@ function format(args) {
   return apply(join, out, [' ']) + '\n';
 }
 
+function writer(stream) {
+  return function () { emit(stream, format(arguments)); };
+}
+var log = writer(1), error = writer(2);
+var console = {
+  log: log, info: log, debug: log, dir: function (v) { emit(1, safeInspect(v, 1) + '\n'); },
+  error: error, warn: error, trace: function () { emit(2, 'Trace: ' + format(arguments)); },
+  assert: function (ok) { if (!ok) emit(2, 'Assertion failed' + (arguments.length > 1 ? ': ' + format(apply(slice, arguments, [1])) : '\n')); },
+};
+
+// Timers live entirely in the sandbox. The host asks for the next due time, sleeps, then runs one
+// due timer per call, draining microtasks in between, so nothing here blocks the host.
+var timers = create(null), timerCount = 0, nextId = 1, seq = 0;
+function addTimer(fn, ms, args, repeat) {
+  if (typeof fn !== 'function') throw new TypeError('The "callback" argument must be of type function');
+  if (timerCount >= MAX_TIMERS) throw new RangeError('too many pending timers (limit ' + MAX_TIMERS + ')');
+  var delay = N(ms);
+  if (!(delay >= 1 && delay <= 2147483647)) delay = 1;
+  var id = nextId++;
+  timers[id] = { fn: fn, args: args, due: now() + delay, seq: seq++, repeat: repeat ? delay : -1 };
+  timerCount++;
+  return id;
+}
+function clearTimer(id) { if (typeof id === 'number' && timers[id]) { delete timers[id]; timerCount--; } }
+function rest(args, from) { return apply(slice, args, [from]); }
+function earliest() {
+  var best = null, ids = keysOf(timers);
+  for (var i = 0; i < ids.length; i++) {
+    var t = timers[ids[i]];
+    if (best === null || t.due < best.t.due || (t.due === best.t.due && t.seq < best.t.seq)) best = { id: ids[i], t: t };
+  }
+  return best;
+}
+var clearTimeout = function clearTimeout(id) { clearTimer(id); };
+
 return {
+  globals: {
+    console: console,
+    setTimeout: function setTimeout(fn, ms) { return addTimer(fn, ms, rest(arguments, 2), false); },
+    setInterval: function setInterval(fn, ms) { return addTimer(fn, ms, rest(arguments, 2), true); },
+    clearTimeout: clearTimeout,
+    clearInterval: clearTimeout,
+    queueMicrotask: function queueMicrotask(fn) {
+      if (typeof fn !== 'function') throw new TypeError('The "callback" argument must be of type function');
+      apply(K.promiseThen, K.resolvedPromise, [function () { try { fn(); } catch (e) { fail(e); } }]);
+    },
+  },
+  nextTimer: function () { var b = earliest(); return b === null ? -1 : b.t.due - now() > 0 ? b.t.due - now() : 0; },
+  runTimer: function () {
+    var b = earliest();
+    if (b === null || b.t.due > now()) return 0;
+    if (b.t.repeat >= 0) { b.t.due = now() + b.t.repeat; b.t.seq = seq++; } else { delete timers[b.id]; timerCount--; }
+    try { apply(b.t.fn, undefined, b.t.args); } catch (e) { fail(e); }
+    return 1;
+  },
+  clearTimers: function () { timers = create(null); timerCount = 0; },
   jsonStringify: jsonStringify,
   format: format,
   safeInspect: safeInspect,

@@ -23,7 +23,6 @@ var G = globalThis, O = Object, S = String, N = Number, R = Reflect, P = Promise
 var apply = R.apply, keysOf = O.keys, create = O.create, getProto = O.getPrototypeOf, now = D.now, sliceStr = S.prototype.slice;
 var join = Array.prototype.join, promiseThen = P.prototype.then, promiseResolve = P.resolve;
 var isFinite_ = N.isFinite, nativeStringify = JSON.stringify, realEval = G.eval, slice = Array.prototype.slice;
-var MAX_TIMERS = 10000;
 var MapProto = typeof Map === 'function' ? Map.prototype : null, SetProto = typeof Set === 'function' ? Set.prototype : null;
 // Everything the extras need, captured now: they load later, maybe after session code tampered.
 var K = {
@@ -102,60 +101,23 @@ function emit(stream, text) {
   outChars[stream] += text.length;
 }
 
-// console: plain strings take a fast path; anything else is formatted by the extras.
-function format(args) {
-  var n = args.length, out = '';
-  for (var i = 0; i < n; i++) {
-    var a = args[i];
-    if (typeof a !== 'string' || (i === 0 && n > 1 && apply(S.prototype.indexOf, a, ['%']) >= 0)) return extras().format(args);
-    out += (i === 0 ? '' : ' ') + a;
-  }
-  return out + '\n';
-}
-function writer(stream) {
-  return function () { emit(stream, format(arguments)); };
-}
-var log = writer(1), error = writer(2);
-G.console = {
-  log: log, info: log, debug: log, dir: function (v) { emit(1, extras().safeInspect(v, 1) + '\n'); },
-  error: error, warn: error, trace: function () { emit(2, 'Trace: ' + format(arguments)); },
-  assert: function (ok) { if (!ok) emit(2, 'Assertion failed' + (arguments.length > 1 ? ': ' + format(apply(slice, arguments, [1])) : '\n')); },
-};
-
-// due timer per call, draining microtasks in between, so nothing here blocks the host.
-var timers = create(null), timerCount = 0, nextId = 1, seq = 0;
-function addTimer(fn, ms, args, repeat) {
-  if (typeof fn !== 'function') throw new TypeError('The "callback" argument must be of type function');
-  if (timerCount >= MAX_TIMERS) throw new RangeError('too many pending timers (limit ' + MAX_TIMERS + ')');
-  var delay = N(ms);
-  if (!(delay >= 1 && delay <= 2147483647)) delay = 1;
-  var id = nextId++;
-  timers[id] = { fn: fn, args: args, due: now() + delay, seq: seq++, repeat: repeat ? delay : -1 };
-  timerCount++;
-  return id;
-}
-function clearTimer(id) { if (typeof id === 'number' && timers[id]) { delete timers[id]; timerCount--; } }
-function rest(args, from) { return apply(slice, args, [from]); }
-G.setTimeout = function setTimeout(fn, ms) { return addTimer(fn, ms, rest(arguments, 2), false); };
-G.setInterval = function setInterval(fn, ms) { return addTimer(fn, ms, rest(arguments, 2), true); };
-G.clearTimeout = G.clearInterval = function clearTimeout(id) { clearTimer(id); };
-
 var state = { status: 'fulfilled', value: undefined, error: undefined, token: null };
 function fail(e) { if (state.status !== 'uncaught' && state.status !== 'rejected') { state.status = 'uncaught'; state.error = e; } }
-var resolvedPromise = apply(promiseResolve, P, [undefined]);
-G.queueMicrotask = function queueMicrotask(fn) {
-  if (typeof fn !== 'function') throw new TypeError('The "callback" argument must be of type function');
-  apply(promiseThen, resolvedPromise, [function () { try { fn(); } catch (e) { fail(e); } }]);
-};
-function earliest() {
-  var best = null, ids = keysOf(timers);
-  for (var i = 0; i < ids.length; i++) {
-    var t = timers[ids[i]];
-    if (best === null || t.due < best.t.due || (t.due === best.t.due && t.seq < best.t.seq)) best = { id: ids[i], t: t };
-  }
-  return best;
-}
+K.emit = emit; K.fail = fail; K.now = now; K.create = create; K.slice = slice; K.promiseThen = promiseThen;
+K.resolvedPromise = apply(promiseResolve, P, [undefined]);
 
+// console, timers and queueMicrotask live in the extras; these globals load them on first touch
+// and then become plain data properties. Session code may overwrite or delete them as usual.
+function lazyGlobal(name) {
+  var settle = function (value) { O.defineProperty(G, name, { value: value, writable: true, configurable: true }); };
+  O.defineProperty(G, name, {
+    configurable: true,
+    get: function () { var value = extras().globals[name]; settle(value); return value; },
+    set: settle,
+  });
+}
+var LAZY = ['console', 'setTimeout', 'setInterval', 'clearTimeout', 'clearInterval', 'queueMicrotask'];
+for (var i = 0; i < LAZY.length; i++) lazyGlobal(LAZY[i]);
 
 return {
   begin: function (cap) {
@@ -186,15 +148,10 @@ return {
   },
   fail: function (e) { state.status = 'rejected'; state.error = e; },
   status: function () { return state.status; },
-  nextTimer: function () { var b = earliest(); return b === null ? -1 : b.t.due - now() > 0 ? b.t.due - now() : 0; },
-  runTimer: function () {
-    var b = earliest();
-    if (b === null || b.t.due > now()) return 0;
-    if (b.t.repeat >= 0) { b.t.due = now() + b.t.repeat; b.t.seq = seq++; } else { delete timers[b.id]; timerCount--; }
-    try { apply(b.t.fn, undefined, b.t.args); } catch (e) { fail(e); }
-    return 1;
-  },
-  clearTimers: function () { timers = create(null); timerCount = 0; },
+  // Without the extras loaded, no timer can exist.
+  nextTimer: function () { return X === null ? -1 : X.nextTimer(); },
+  runTimer: function () { return X === null ? 0 : X.runTimer(); },
+  clearTimers: function () { if (X !== null) X.clearTimers(); },
   render: function (maxChars) {
     var v = state.value;
     switch (typeof v) {

@@ -24,9 +24,11 @@ export interface IsolateAttack {
   readonly testMs?: number;
 }
 
-const failed = (o: ExecutionOutcome): void => expect(o.status).toBe('Failed');
-const timedOut = (o: ExecutionOutcome): void => expect(o).toMatchObject({ status: 'Failed', timedOut: true });
-const result = (value: unknown) => (o: ExecutionOutcome) => expect(o).toMatchObject({ status: 'Succeeded', result: value });
+/** The whole outcome, cut, as the assertion message: a failing attack shows what happened. */
+const show = (o: ExecutionOutcome): string => JSON.stringify(o).slice(0, 2000);
+const failed = (o: ExecutionOutcome): void => expect(o.status, show(o)).toBe('Failed');
+const timedOut = (o: ExecutionOutcome): void => expect(o, show(o)).toMatchObject({ status: 'Failed', timedOut: true });
+const result = (value: unknown) => (o: ExecutionOutcome) => expect(o, show(o)).toMatchObject({ status: 'Succeeded', result: value });
 
 export const ISOLATE_ATTACKS: readonly IsolateAttack[] = [
   {
