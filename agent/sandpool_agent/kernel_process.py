@@ -3,10 +3,11 @@ start with readiness handshake, captured output, time limit with SIGINT then kil
 detection, restart. The agent keeps one `Kernel` per language; executions on it run one at a time.
 """
 
+import collections
 import json
 import os
-import queue
 import secrets
+import select
 import signal
 import subprocess
 import threading
@@ -18,6 +19,7 @@ from output_capture import ExecutionSink, PipeReader
 MAX_CONTROL_LINE = 40 << 20
 MARKER_WAIT_S = 1.0
 START_STDERR_CAP = 16384
+TIMEOUT = object()
 
 
 class KernelStartError(Exception):
@@ -48,49 +50,72 @@ def describe_exit(code):
 
 
 class Incarnation:
-    """One process of a kernel: its control channel and output readers."""
+    """One process of a kernel: its control channel and output readers. The control channel is read
+    by the waiting execution itself (no thread in between: one scheduling hop less per execution)."""
 
     def __init__(self, proc, ctl_w, ctl_r, out_r, err_r, owner):
         self.proc = proc
         self.ctl_w = ctl_w
-        self.messages = queue.Queue()
+        self.ctl_r = ctl_r
+        self.buf = bytearray()
+        self.pending = collections.deque()
+        self.eof = False
+        self.poller = select.poll()
+        self.poller.register(ctl_r, select.POLLIN)
         self.sink = None
         self.readers = [PipeReader(out_r, "stdout", self), PipeReader(err_r, "stderr", self)]
         for reader in self.readers:
             reader.start()
-        threading.Thread(target=self._read_control, args=(ctl_r,), daemon=True, name="kernel-control").start()
 
     def current_sink(self):
         return self.sink
 
-    def _read_control(self, fd):
-        buf = b""
-        try:
+    def read_message(self, timeout):
+        """The next control message; None once the channel ended; TIMEOUT if none came in time."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.pending:
+                return self.pending.popleft()
+            if self.eof:
+                return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return TIMEOUT
+            if not self.poller.poll(max(1, int(remaining * 1000))):
+                continue
+            try:
+                chunk = os.read(self.ctl_r, 1 << 20)
+            except InterruptedError:
+                continue
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self._close_control()
+                continue
+            self.buf += chunk
             while True:
+                nl = self.buf.find(b"\n")
+                if nl < 0:
+                    break
+                line = bytes(self.buf[:nl])
+                del self.buf[: nl + 1]
                 try:
-                    chunk = os.read(fd, 1 << 20)
-                except InterruptedError:
-                    continue
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                buf += chunk
-                while True:
-                    nl = buf.find(b"\n")
-                    if nl < 0:
-                        break
-                    line, buf = buf[:nl], buf[nl + 1 :]
-                    try:
-                        message = json.loads(line)
-                    except ValueError:
-                        message = {"type": "garbage"}
-                    self.messages.put(message if isinstance(message, dict) else {"type": "garbage"})
-                if len(buf) > MAX_CONTROL_LINE:
-                    break  # a kernel that writes this much without a newline is broken: treat as dead
-        finally:
-            os.close(fd)
-            self.messages.put(None)
+                    message = json.loads(line)
+                except ValueError:
+                    message = None
+                self.pending.append(message if isinstance(message, dict) else {"type": "garbage"})
+            if len(self.buf) > MAX_CONTROL_LINE:
+                self._close_control()  # this much without a newline: a broken kernel, treat as dead
+
+    def _close_control(self):
+        if not self.eof:
+            self.eof = True
+            self.buf = bytearray()
+            try:
+                self.poller.unregister(self.ctl_r)
+            except (KeyError, ValueError):
+                pass
+            os.close(self.ctl_r)
 
     def send(self, message):
         data = memoryview((json.dumps(message) + "\n").encode("utf-8", "surrogatepass"))
@@ -114,6 +139,7 @@ class Incarnation:
             os.close(self.ctl_w)
         except OSError:
             pass
+        self._close_control()
 
     def exit_code(self, wait_s):
         try:
@@ -168,12 +194,9 @@ class Kernel:
         # Keep the start-up stderr for the error message (its marker never comes).
         startup = ExecutionSink(b"\x00" + secrets.token_hex(16).encode(), START_STDERR_CAP)
         inc.sink = startup
-        try:
-            message = inc.messages.get(timeout=self.start_timeout_s)
-        except queue.Empty:
-            message = None
+        message = inc.read_message(self.start_timeout_s)
         inc.sink = None
-        if not message or message.get("type") != "ready":
+        if message is TIMEOUT or not message or message.get("type") != "ready":
             inc.kill()
             detail = startup.streams["stderr"].text().strip()[-4000:]
             raise KernelStartError(
@@ -274,9 +297,8 @@ class Kernel:
                 return None, "cancel"
             if remaining <= 0:
                 return None, "timeout"
-            try:
-                message = inc.messages.get(timeout=min(remaining, 0.1) if cancel is not None else remaining)
-            except queue.Empty:
+            message = inc.read_message(min(remaining, 0.1) if cancel is not None else remaining)
+            if message is TIMEOUT:
                 continue
             if message is None:
                 return None, None
