@@ -51,9 +51,14 @@ export function qmpSocketPath(dir: string): string {
   return join(dir, 'qmp.sock');
 }
 
-/** CPU model: the host's own under hardware acceleration, QEMU's portable default under TCG. */
+/**
+ * CPU model: the host's own under hardware acceleration; under TCG `max`, every feature TCG
+ * emulates. Not QEMU's default `qemu64`: it advertises an AMD-flavoured feature set (3dnowprefetch,
+ * svm) for which OpenBLAS picks kernels that die with SIGILL under TCG (numpy `@`, matplotlib).
+ */
 function cpuModel(accelerator: Accelerator): string[] {
   if (accelerator === 'kvm' || accelerator === 'hvf') return ['-cpu', 'host'];
+  if (accelerator === 'tcg') return ['-cpu', 'max'];
   return [];
 }
 

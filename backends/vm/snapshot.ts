@@ -22,7 +22,7 @@ import { launchVm } from './vm-launcher.js';
 const execFileAsync = promisify(execFile);
 
 /** Bump when the way snapshots are made changes. */
-const SNAPSHOT_RECIPE = 2;
+const SNAPSHOT_RECIPE = 3;
 
 export interface SnapshotInfo {
   readonly key: string;

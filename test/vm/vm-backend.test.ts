@@ -117,6 +117,20 @@ describe('VMBackend on QEMU', () => {
     }
   }, TEST_TIMEOUT_MS);
 
+  it('runs the scientific stack: BLAS through numpy and a matplotlib figure as an image result', async () => {
+    // Under TCG with QEMU's default CPU model OpenBLAS picked kernels that died with SIGILL.
+    const session = await backend.create(vmSpec(ownerId), { onExit: () => undefined });
+    try {
+      const matmul = await backend.execute(session, python('import numpy as np\nint((np.ones((200, 200)) @ np.ones((200, 200)))[0, 0])'));
+      expect(matmul).toMatchObject({ status: 'Succeeded', result: 200, sessionState: 'kept' });
+      const figure = await backend.execute(session, python('import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()'));
+      expect(figure.status).toBe('Succeeded');
+      expect(figure.result).toMatchObject({ type: 'image', format: 'png' });
+    } finally {
+      await backend.destroy(session, { reason: 'stopped' });
+    }
+  }, TEST_TIMEOUT_MS);
+
   it('moves files under /mnt/data through the agent, and refuses a planted symlink', async () => {
     const session = await backend.create(vmSpec(ownerId), { onExit: () => undefined });
     try {
