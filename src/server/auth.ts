@@ -55,9 +55,10 @@ export interface AuthOptions {
   /**
    * Allow requests without credentials, with every role. Only for development on loopback: the
    * server's `listen()` refuses a non-loopback address when no credential kind is configured.
+   * A function is asked on every request (e.g. "until the first API key exists").
    * @default true when no credential kind is configured, false otherwise
    */
-  readonly anonymous?: boolean | undefined;
+  readonly anonymous?: boolean | (() => boolean) | undefined;
 }
 
 export const DEFAULT_AUDIENCE = 'https://dynamicsessions.io';
@@ -119,7 +120,7 @@ type KeyResolver = ReturnType<typeof createLocalJWKSet> | ReturnType<typeof crea
 /** Verifies credentials of incoming requests. One per server. */
 export class Authenticator {
   readonly #options: AuthOptions;
-  readonly #anonymous: boolean;
+  readonly #anonymous: boolean | (() => boolean);
   /** Static keys first, then the JWKS URL: a development key and an identity provider can coexist. */
   readonly #keys: KeyResolver[] = [];
   readonly #audiences: string[];
@@ -145,7 +146,7 @@ export class Authenticator {
 
   /** Whether unauthenticated requests are let in (development mode). */
   get anonymous(): boolean {
-    return this.#anonymous;
+    return typeof this.#anonymous === 'function' ? this.#anonymous() : this.#anonymous;
   }
 
   /**
@@ -155,7 +156,7 @@ export class Authenticator {
   async authenticate(authorization: string | undefined): Promise<Principal> {
     const token = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '')?.[1];
     if (token === undefined) {
-      if (this.#anonymous) return { kind: 'anonymous', name: 'anonymous', roles: new Set(ROLES) };
+      if (this.anonymous) return { kind: 'anonymous', name: 'anonymous', roles: new Set(ROLES) };
       throw unauthorized(authorization === undefined ? 'no credential: send Authorization: Bearer <token>' : 'malformed Authorization header');
     }
     const admin = this.#options.adminKey;
@@ -169,7 +170,7 @@ export class Authenticator {
       if (found !== undefined) return { kind: 'apiKey', name: `key:${found.name}`, roles: new Set(found.roles) };
     }
     if (this.#keys.length > 0 && token.split('.').length === 3) return this.#verifyJwt(token);
-    if (this.#anonymous) return { kind: 'anonymous', name: 'anonymous', roles: new Set(ROLES) };
+    if (this.anonymous) return { kind: 'anonymous', name: 'anonymous', roles: new Set(ROLES) };
     throw unauthorized('invalid credential');
   }
 

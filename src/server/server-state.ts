@@ -1,6 +1,6 @@
 /** What handlers share: the pools, the execution records, the logger and the server's settings. */
 
-import { assertIdentifier } from '../identifier.js';
+import { assertIdentifier, isValidIdentifier } from '../identifier.js';
 import type { Session } from '../session.js';
 import type { SessionPool } from '../session-pool.js';
 import type { ExecutionStore } from './execution-store.js';
@@ -40,6 +40,14 @@ export function identifierOf(ctx: RequestContext, fromBody?: string): string {
   const value = ctx.url.searchParams.get('identifier') ?? fromBody;
   if (value === undefined || value === null || value === '') {
     throw new HttpError(400, 'SessionRequestValidationFailed', 'the identifier query parameter is required');
+  }
+  const valid: boolean = isValidIdentifier(value);
+  if (!valid && value.includes('\uFFFD')) {
+    // Clients that send the identifier raw (SK, AutoGen) may send a "%" that was never an escape
+    // ("%b1" is not UTF-8): when decoding broke it, the undecoded spelling is what the caller meant.
+    // A valid escape ("%20") was meant as one, and its result is judged as is.
+    const raw = /(?:^|&)identifier=([^&]*)/.exec(ctx.url.search.slice(1))?.[1];
+    if (raw !== undefined && isValidIdentifier(raw)) return raw;
   }
   return assertIdentifier(value);
 }

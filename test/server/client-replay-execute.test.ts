@@ -115,6 +115,20 @@ describe('Semantic Kernel Python SessionsPythonTool (Gen 1)', () => {
   });
 });
 
+describe('raw identifiers with "%" (SK, AutoGen do not encode)', () => {
+  test('a "%" that is not an escape is taken literally; a valid escape is decoded', async () => {
+    const raw = `raw%b1-${newIdentifier().slice(0, 8)}`;
+    const r = await json(await post(`${ep}/code/execute?identifier=${raw}&api-version=2024-02-02-preview`, { properties: { code: '1' } }));
+    expect(r['properties'].status).toBe('Success');
+    const listed = await json(await fetch(`${ep}/listSessions`, { headers: bearer }));
+    expect(listed['value'].map((s: { identifier: string }) => s.identifier)).toContain(raw);
+    const encoded = `enc|${newIdentifier().slice(0, 8)}`;
+    await post(`${ep}/code/execute?identifier=${encodeURIComponent(encoded)}`, { properties: { code: '1' } });
+    const again = await json(await fetch(`${ep}/session?identifier=${encoded}`, { headers: bearer }));
+    expect(again['identifier']).toBe(encoded);
+  });
+});
+
 describe('Semantic Kernel .NET SessionsPythonPlugin', () => {
   test('current (2024-10-02-preview executions): flat body, Inline/Synchronous, executionResult as a string', async () => {
     const id = `skn-${newIdentifier()}`;

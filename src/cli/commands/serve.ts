@@ -5,7 +5,8 @@ import { mkdirSync } from 'node:fs';
 import type { JSONWebKeySet } from 'jose';
 import { readFileSync } from 'node:fs';
 
-import { createServer } from '../../server/create-server.js';
+import { InvalidOptionsError } from '../../errors.js';
+import { createServer, isLoopback } from '../../server/create-server.js';
 import { jsonLinesLogger, type LogLevel } from '../../server/logging.js';
 import type { BackendFactory } from '../../server/pool-registry.js';
 import { COMMON_OPTIONS, UsageError, parse, stringOption, type OptionSpec } from '../args.js';
@@ -89,12 +90,20 @@ export async function serve(argv: readonly string[]): Promise<number> {
   const audiences = parsed.values['jwt-audience'] as string[] | undefined;
   const jwtConfigured = jwksUrl !== undefined || staticKeys.keys.length > 0;
 
+  const adminKey = process.env['SANDPOOL_ADMIN_KEY'];
+  const apiKeys = watchApiKeys(dataDir);
+  const credentialConfigured = (): boolean => (adminKey !== undefined && adminKey !== '') || jwtConfigured || apiKeys().length > 0;
+  if (!isLoopback(host) && !credentialConfigured()) {
+    throw new InvalidOptionsError(
+      `refusing to listen on ${host} without authentication: set SANDPOOL_ADMIN_KEY, create an API key (sandpool keys create) or configure JWTs, or listen on 127.0.0.1`,
+    );
+  }
+
   const backends: Record<string, BackendFactory> = {};
   for (const name of BACKEND_NAMES) backends[name] = () => createBackend(name);
   const poolsArg = stringOption(parsed, 'pools') ?? 'python,javascript,shell';
   const wanted = new Set(poolsArg === 'none' ? [] : poolsArg.split(',').map((s) => s.trim()).filter(Boolean));
   const builtins = wanted.size === 0 ? [] : await builtinPools(log, wanted);
-  const adminKey = process.env['SANDPOOL_ADMIN_KEY'];
 
   const server = createServer({
     pools: builtins,
@@ -104,7 +113,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
     logger: log,
     auth: {
       adminKey: adminKey === '' ? undefined : adminKey,
-      apiKeys: watchApiKeys(dataDir),
+      apiKeys,
       ...(jwtConfigured
         ? {
             jwt: {
@@ -117,8 +126,9 @@ export async function serve(argv: readonly string[]): Promise<number> {
             },
           }
         : {}),
-      // API keys are read from a file that may appear later; only other credentials count as "configured".
-      anonymous: !(adminKey !== undefined && adminKey !== '') && !jwtConfigured && (await hasKeys(dataDir)) === false,
+      // Open only on loopback, and only until a credential exists (the first `sandpool keys create`
+      // closes it). On any other address a server whose last key was removed fails closed.
+      anonymous: () => isLoopback(host) && !credentialConfigured(),
     },
     tls: certFile === undefined || keyFile === undefined ? undefined : { certFile, keyFile },
     publicUrl: stringOption(parsed, 'public-url'),
@@ -152,8 +162,4 @@ export async function serve(argv: readonly string[]): Promise<number> {
     throw error;
   }
   return -1; // keep running until a signal
-}
-
-async function hasKeys(dataDir: string): Promise<boolean> {
-  return watchApiKeys(dataDir)().length > 0;
 }
