@@ -48,7 +48,9 @@ async function firstUsable(choice: Choice, log: Logger): Promise<SessionPool | u
 
 /** Build the built-in pools that can run on this host (not started). */
 export async function builtinPools(log: Logger, only?: ReadonlySet<string>): Promise<SessionPool[]> {
-  const accel = await hardwareAcceleration();
+  // The probe boots a guest (seconds); skip it when no VM-capable pool is wanted.
+  const needsOs = only === undefined || only.has('python') || only.has('shell');
+  const accel = needsOs ? await hardwareAcceleration() : { available: false, reason: 'not probed' };
   const vmFirst = accel.available;
   const pythonWhy = vmFirst
     ? `hardware virtualisation works (${accel.reason}): microVMs are the strongest isolation and fast here`
