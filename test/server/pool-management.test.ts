@@ -63,6 +63,12 @@ describe('pool management', () => {
       expect(again.status).toBe(200);
       expect((await json(await h.request(`/pools/calc/session?identifier=${id}`)))['identifier']).toBe(id);
 
+      // What GET returns can be PUT back as it is (read-only fields are ignored): a replace.
+      const resource = await json(await h.request('/pools/calc'));
+      const replaced = await h.request('/pools/calc', { method: 'PUT', body: JSON.stringify(resource) });
+      expect(replaced.status).toBe(200);
+      expect((await json(replaced))['properties'].scaleConfiguration).toEqual(resource['properties'].scaleConfiguration);
+
       const list = await json(await h.request('/pools'));
       expect(list['value'].map((p: { name: string }) => p.name)).toEqual(['calc']);
       expect(await readdir(join(dataDir, 'pools'))).toEqual(['calc.json']);
