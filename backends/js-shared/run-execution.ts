@@ -134,8 +134,10 @@ export async function runJsExecution(
       state = String(unwrap(await driver.call('status', [], left())));
       // An uncaught error ends the execution at once, like an uncaught exception ends a Node script.
       if (state === 'uncaught' || state === 'rejected') break;
-      const next = Number(unwrap(await driver.call('nextTimer', [], left())));
-      if (!(next >= 0)) break;
+      const reported = Number(unwrap(await driver.call('nextTimer', [], left())));
+      // -1 means no timer is pending; anything else is a wait in milliseconds (never negative).
+      if (reported === -1 || !Number.isFinite(reported)) break;
+      const next = Math.max(0, reported);
       if (next >= left()) {
         await sleep(left(), context.signal);
         if (context.signal?.aborted) throw new AbortedError('the execution was aborted');

@@ -234,7 +234,9 @@ return {
       apply(K.promiseThen, K.resolvedPromise, [function () { try { fn(); } catch (e) { fail(e); } }]);
     },
   },
-  nextTimer: function () { var b = earliest(); return b === null ? -1 : b.t.due - now() > 0 ? b.t.due - now() : 0; },
+  // -1: no timer; else milliseconds until the earliest is due (read the clock once: two reads
+  // could straddle the due time and return a negative wait, which would read as "no timer").
+  nextTimer: function () { var b = earliest(); if (b === null) return -1; var wait = b.t.due - now(); return wait > 0 ? wait : 0; },
   runTimer: function () {
     var b = earliest();
     if (b === null || b.t.due > now()) return 0;
