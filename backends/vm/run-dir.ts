@@ -29,8 +29,11 @@ export interface SessionState {
  * range no distribution allocates (0x70000000 + 24 bits of the directory hash), so no file on the
  * host belongs to it and no two sessions share it.
  */
+export const SESSION_UID_FIRST = 0x70000000;
+export const SESSION_UID_LAST = SESSION_UID_FIRST + 0xffffff;
+
 export function sessionUid(dirName: string): number {
-  return 0x70000000 + (Number.parseInt(dirName.slice(2, 8), 16) & 0xffffff);
+  return SESSION_UID_FIRST + (Number.parseInt(dirName.slice(2, 8), 16) & 0xffffff);
 }
 
 export function defaultRunDir(): string {

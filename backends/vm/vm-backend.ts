@@ -26,6 +26,7 @@ import type { NetworkPolicy, SessionLimits } from '../../src/types.js';
 import type { Accelerator } from './accelerator.js';
 import type { MachineSettings } from './qemu-command.js';
 import { createSessionDir, defaultRunDir, reapDeadOwners, sessionUid, writeState, type SessionState } from './run-dir.js';
+import { ensureEgressFirewall } from './egress-firewall.js';
 import { assertReadableByOthers, VmEnvironment } from './vm-environment.js';
 import { launchVm, type LaunchedVm } from './vm-launcher.js';
 
@@ -64,6 +65,12 @@ export interface VMBackendOptions {
    * (see run-dir.ts sessionUid). @default true
    */
   readonly unprivilegedQemu?: boolean | undefined;
+  /**
+   * EgressEnabled sessions are confined by a host firewall (egress-firewall.ts: no host services,
+   * private networks or metadata service), which needs Linux, root and iptables. Where it cannot be
+   * installed, EgressEnabled is refused unless this is true. @default false
+   */
+  readonly allowUnconfinedEgress?: boolean | undefined;
   /** Diagnostics (accelerator choice, TCG warning, snapshot fallbacks). @default warnings to stderr */
   readonly onLog?: ((event: VmLogEvent) => void) | undefined;
 }
@@ -110,6 +117,7 @@ export class VMBackend implements Backend {
   readonly #useSnapshots: boolean;
   readonly #sandbox: boolean;
   readonly #dropPrivileges: boolean;
+  readonly #allowUnconfinedEgress: boolean;
   readonly #log: (event: VmLogEvent) => void;
   readonly #sessions = new Map<string, VmSession>();
   #closed = false;
@@ -135,6 +143,7 @@ export class VMBackend implements Backend {
     this.#runDir = options.runDir ?? defaultRunDir();
     this.#useSnapshots = options.snapshots ?? true;
     this.#sandbox = options.sandbox ?? true;
+    this.#allowUnconfinedEgress = options.allowUnconfinedEgress ?? false;
     this.#dropPrivileges = (options.unprivilegedQemu ?? true) && process.platform === 'linux' && process.getuid?.() === 0;
     this.#log =
       options.onLog ??
@@ -274,12 +283,26 @@ export class VMBackend implements Backend {
       throw new UnsupportedError('the vm backend cannot enforce an egress allow-list (user-mode networking); see docs/VM.md');
     }
     const env = await this.#environment();
+    if (network.egress === 'EgressEnabled') await this.#confineEgress();
     return {
       accelerator: env.accelerator.accelerator,
       memoryMb: limits.memoryMb,
       cpus: Math.max(1, Math.ceil(limits.cpus)),
       egress: network.egress === 'EgressEnabled',
     };
+  }
+
+  async #confineEgress(): Promise<void> {
+    try {
+      if (!this.#dropPrivileges) throw new Error('session QEMUs do not run as their own uids (backend not root)');
+      await ensureEgressFirewall();
+    } catch (error) {
+      const reason = (error as Error).message;
+      if (!this.#allowUnconfinedEgress) {
+        throw new UnsupportedError(`EgressEnabled VM sessions need the host egress firewall, which is unavailable: ${reason} (see docs/VM.md)`);
+      }
+      this.#log({ level: 'warn', message: `EgressEnabled VMs are NOT confined (they can reach host services): ${reason}` });
+    }
   }
 
   async #start(spec: SessionSpec, machine: MachineSettings, dir: string, state: SessionState, signal: AbortSignal | undefined) {

@@ -7,7 +7,8 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { createServer, type AddressInfo } from 'node:net';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -126,6 +127,34 @@ describe('VM crash recovery', () => {
       expect(memMb).toBeGreaterThan(300); // MemTotal excludes what the kernel reserves for itself
       expect(memMb).toBeLessThanOrEqual(384);
       expect(nics).toEqual(['eth0', 'lo']);
+      if (process.getuid?.() === 0) {
+        // Egress is confined: the host's own services are unreachable, through slirp's host alias
+        // (10.0.2.2 = the host's loopback) and through the host's real addresses.
+        const accepted: string[] = [];
+        const listener = createServer((socket) => {
+          accepted.push(String(socket.remoteAddress));
+          socket.destroy();
+        });
+        await new Promise<void>((resolve) => listener.listen(0, '0.0.0.0', resolve));
+        const port = (listener.address() as AddressInfo).port;
+        const hostIp = Object.values(networkInterfaces()).flat().find((a) => a?.family === 'IPv4' && !a.internal)?.address;
+        try {
+          const probe = await backend.execute(session, {
+            language: 'python',
+            code:
+              'import socket\ndef reach(host):\n    try:\n        socket.create_connection((host, ' + port + '), timeout=5).close()\n' +
+              "        return 'connected'\n    except OSError as e:\n        return type(e).__name__\n" +
+              `[reach('10.0.2.2'), reach('${hostIp ?? '10.0.2.2'}')]`,
+            timeoutMs: 120_000,
+            outputMaxBytes: 4096,
+          });
+          expect(probe.status).toBe('Succeeded');
+          expect(String(probe.result)).not.toContain('connected');
+          expect(accepted).toEqual([]);
+        } finally {
+          listener.close();
+        }
+      }
       await backend.destroy(session, { reason: 'stopped' });
     } finally {
       await backend.close();
