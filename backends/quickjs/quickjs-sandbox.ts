@@ -14,6 +14,9 @@ import { SANDBOX_EXTRAS } from '../js-shared/sandbox-extras.js';
 import { SANDBOX_PRELUDE } from '../js-shared/sandbox-prelude.js';
 import { checkSyntaxDepth, checkSyntaxDepthWith, type loadAcorn } from '../js-shared/syntax-depth.js';
 
+/** Largest source `eval`/`Function` may compile inside a QuickJS session (checked on the host). */
+const MAX_RUNTIME_SOURCE_CHARS = 4 * 1024 * 1024;
+
 const API_FUNCTIONS = ['begin', 'drain', 'settle', 'fail', 'status', 'nextTimer', 'runTimer', 'clearTimers', 'render', 'renderError'] as const;
 type ApiFunction = (typeof API_FUNCTIONS)[number];
 
@@ -114,8 +117,13 @@ export class QuickJSSandbox implements SandboxDriver {
     const ctx = this.#context;
     // Runtime compiles (eval, Function) are parsed by acorn on the host first; see syntax-depth.ts.
     using checkSource = ctx.newFunction('checkSource', (sourceHandle) => {
-      if (ctx.typeof(sourceHandle) !== 'string') return ctx.newString('SyntaxError: source must be a string');
-      const check = checkSyntaxDepthWith(options.acorn, ctx.getString(sourceHandle), options.maxSyntaxDepth);
+      if (ctx.typeof(sourceHandle) !== 'string') return ctx.newString('source must be a string');
+      const source = ctx.getString(sourceHandle);
+      // The host parse is synchronous and outside the deadline's reach: bound its size.
+      if (source.length > MAX_RUNTIME_SOURCE_CHARS) {
+        return ctx.newString(`source too large to compile at run time (limit ${MAX_RUNTIME_SOURCE_CHARS} characters)`);
+      }
+      const check = checkSyntaxDepthWith(options.acorn, source, options.maxSyntaxDepth);
       return ctx.newString(check.ok ? '' : check.message.replace(/^SyntaxError: /, ''));
     });
     using factory = ctx.unwrapResult(ctx.evalCode(SANDBOX_PRELUDE, 'sandpool-prelude.js', { type: 'global' }));

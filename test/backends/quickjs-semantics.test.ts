@@ -50,6 +50,9 @@ describe('QuickJSBackend', () => {
     expect(await run('['.repeat(20) + ']'.repeat(20) + '.length')).toMatchObject({ status: 'Succeeded', result: 1 });
     const viaEval = await run("eval('['.repeat(60) + ']'.repeat(60))");
     expect(viaEval.stderr).toMatch(/SyntaxError: the code nests too deeply/);
+    const huge = await run("eval('1;'.repeat(2_200_000))");
+    expect(huge.stderr).toMatch(/SyntaxError: source too large to compile at run time/);
+    expect(await run("eval('20 + 22')")).toMatchObject({ status: 'Succeeded', result: 42 });
     await backend.close();
   });
 
