@@ -164,7 +164,7 @@ export class AgentClient implements FileTransport {
           cleanup();
           if (frame.type === 'result' && frame.outcome) resolve(output.finish(frame.outcome));
           else if (frame.type === 'error') reject(agentError(frame.code, frame.message, 'execution refused by the agent'));
-          else this.#protocolViolation(`unexpected ${frame.type} frame for an execution`);
+          else reject(this.#violation(`unexpected ${frame.type} frame for an execution`));
           return true;
         },
         onClose: (error) => {
@@ -318,8 +318,9 @@ export class AgentClient implements FileTransport {
     if (!this.closed) this.#send(frame);
   }
 
-  protocolViolation(message: string): never {
-    return this.#protocolViolation(message);
+  /** Fail the whole connection: the agent broke the protocol. Never throws. */
+  protocolViolation(message: string): void {
+    this.#violation(message);
   }
 
   #register(pending: Pending): FrameId {
@@ -342,7 +343,10 @@ export class AgentClient implements FileTransport {
     try {
       frames = this.#reader.push(chunk);
     } catch (error) {
-      if (error instanceof FrameTooLargeError) return this.#protocolViolation(error.message, false);
+      if (error instanceof FrameTooLargeError) {
+        this.#violation(error.message);
+        return;
+      }
       throw error;
     }
     for (const line of frames) {
@@ -352,7 +356,10 @@ export class AgentClient implements FileTransport {
       try {
         frame = parseAgentFrame(line);
       } catch (error) {
-        if (error instanceof ProtocolError) return this.#protocolViolation(error.message, false);
+        if (error instanceof ProtocolError) {
+          this.#violation(error.message);
+          return;
+        }
         throw error;
       }
       this.#dispatch(frame);
@@ -362,7 +369,8 @@ export class AgentClient implements FileTransport {
   #dispatch(frame: AgentFrame): void {
     if (frame.type === 'ready') {
       if (frame.ready.protocol !== PROTOCOL_VERSION) {
-        return this.#protocolViolation(`agent speaks protocol ${frame.ready.protocol}, expected ${PROTOCOL_VERSION}`, false);
+        this.#violation(`agent speaks protocol ${frame.ready.protocol}, expected ${PROTOCOL_VERSION}`);
+        return;
       }
       this.#ready = frame.ready;
       for (const waiter of [...this.#readyWaiters]) waiter(frame.ready);
@@ -375,11 +383,16 @@ export class AgentClient implements FileTransport {
     if (pending && pending.onFrame(frame)) this.#pending.delete(frame.id);
   }
 
-  #protocolViolation(message: string, throwIt = true): never {
+  /** Fails the connection (rejecting every pending call) and returns the error. Never throws. */
+  #violation(message: string): BackendError {
     const error = new BackendError(`session agent protocol violation: ${message}`);
     this.#fail(error);
-    if (throwIt) throw error;
-    return undefined as never;
+    return error;
+  }
+
+  /** For async methods: fail the connection and throw. */
+  #protocolViolation(message: string): never {
+    throw this.#violation(message);
   }
 
   #fail(error: SandpoolError): void {

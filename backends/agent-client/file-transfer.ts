@@ -16,7 +16,8 @@ export interface FileTransport {
   forget(id: FrameId): void;
   send(frame: Record<string, unknown>): void;
   sendAndDrain(frame: Record<string, unknown>): Promise<void>;
-  protocolViolation(message: string): never;
+  /** Fail the whole connection (never throws). */
+  protocolViolation(message: string): void;
   /** How long a transfer may wait for the agent's next frame. */
   readonly idleTimeoutMs: number;
 }

@@ -136,16 +136,18 @@ describe('agent protocol robustness', () => {
 });
 
 describe('agent client against a hostile agent', () => {
-  let dir: string;
-  let server: Server;
+  const dirs: string[] = [];
+  const servers: Server[] = [];
 
   async function hostile(script: (socket: Socket) => void, requestTimeoutMs?: number): Promise<AgentClient> {
-    dir = mkdtempSync(path.join(tmpdir(), 'sandpool-hostile-'));
+    const dir = mkdtempSync(path.join(tmpdir(), 'sandpool-hostile-'));
+    dirs.push(dir);
     const socketPath = path.join(dir, 's');
-    server = createServer((socket) => {
+    const server = createServer((socket) => {
       socket.on('error', () => undefined); // the client hangs up on us; that is the point
       script(socket);
     });
+    servers.push(server);
     server.listen(socketPath);
     await once(server, 'listening');
     const socket = connect(socketPath);
@@ -153,9 +155,9 @@ describe('agent client against a hostile agent', () => {
     return new AgentClient(socket, { maxFrameBytes: 1 << 20, requestTimeoutMs });
   }
 
-  afterEach(async () => {
-    server?.close();
-    rmSync(dir, { recursive: true, force: true });
+  afterEach(() => {
+    for (const server of servers.splice(0)) server.close();
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
   });
 
   it('closes on a frame over the size limit instead of buffering it', async () => {
@@ -171,6 +173,28 @@ describe('agent client against a hostile agent', () => {
       socket.on('data', () => socket.write('{"type":42,"id":1}\n'));
     });
     await expect(client.ping(5000)).rejects.toThrow(/protocol violation/);
+  });
+
+  it('rejects (never throws out of the stream) on a wrong frame for an execution or a download', async () => {
+    const client = await hostile((socket) => {
+      socket.on('data', (data: Buffer) => {
+        for (const line of data.toString().split('\n').filter(Boolean)) {
+          const { id } = JSON.parse(line) as { id: number };
+          socket.write(`${JSON.stringify({ type: 'chunk', id, data: 'AAAA' })}\n`);
+        }
+      });
+    });
+    await expect(client.execute(run('1'))).rejects.toThrow(/protocol violation.*unexpected chunk/);
+    expect(client.closed).toBe(true);
+    const other = await hostile((socket) => {
+      socket.on('data', (data: Buffer) => {
+        const { id } = JSON.parse(data.toString()) as { id: number };
+        socket.write(`${JSON.stringify({ type: 'chunk', id, data: 'AAAA' })}\n`);
+      });
+    });
+    await expect(other.download('f')).rejects.toThrow(/chunk before file/);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(other.closed).toBe(true);
   });
 
   it('ignores frame types of a newer agent', async () => {
