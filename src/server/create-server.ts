@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 
 import { InvalidOptionsError } from '../errors.js';
 import type { ContainerType } from '../options.js';
@@ -20,6 +21,7 @@ import { ServerMetrics } from './metrics.js';
 import { PoolRegistry, type BackendFactory } from './pool-registry.js';
 import type { ServerState } from './server-state.js';
 import { createStatusPage } from './status-page.js';
+import { createUpgradeHandler } from './upgrade.js';
 
 export interface CreateServerOptions {
   /** Pools made in code. They are served as they are and are not persisted. */
@@ -61,6 +63,8 @@ export interface ListenOptions {
 /** The running server. `handler` is a plain `(req, res)` listener for any Node HTTP stack. */
 export interface SandpoolServer extends AsyncDisposable {
   readonly handler: (req: IncomingMessage, res: ServerResponse) => void;
+  /** `upgrade` listener (WebSocket to CustomContainer sessions); `listen()` installs it. */
+  readonly upgradeHandler: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
   /** Resolves when persisted pools are loaded. */
   readonly ready: Promise<void>;
   readonly registry: PoolRegistry;
@@ -131,6 +135,10 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     void dispatch(req, res);
   };
+  const upgrade = createUpgradeHandler(state, auth);
+  const upgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    void upgrade(req, socket, head);
+  };
   const ready = registry.loadPersisted();
 
   let httpServer: Server | undefined;
@@ -153,6 +161,7 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
 
   return {
     handler,
+    upgradeHandler,
     ready,
     registry,
     metrics,
@@ -184,6 +193,7 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
           ? createHttpServer(serverOptions, handler)
           : createHttpsServer({ ...serverOptions, cert: readFileSync(options.tls.certFile), key: readFileSync(options.tls.keyFile) }, handler);
       httpServer = server;
+      server.on('upgrade', upgradeHandler);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(port, host, () => {

@@ -7,6 +7,7 @@
 import { execFileSync } from 'node:child_process';
 
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import WebSocket from 'ws';
 
 import { ContainerBackend } from '../../backends/container/index.js';
 import { QuickJSBackend } from '../../backends/quickjs/index.js';
@@ -51,6 +52,19 @@ describe.skipIf(!available)('custom-container forwarding', () => {
     });
     expect(put.status).toBe(201);
     ep = (await json(put))['properties'].poolManagementEndpoint;
+    // The echo image's own server (HTTP + WebSocket echo) for upgrades.
+    const ws = await h.request('/pools/wsecho', {
+      method: 'PUT',
+      body: JSON.stringify({
+        backend: 'container',
+        properties: {
+          containerType: 'CustomContainer',
+          scaleConfiguration: { readySessionInstances: 1, maxConcurrentSessions: 2 },
+          customContainerTemplate: { containers: [{ name: 'main', image }], ingress: { targetPort: 8080 } },
+        },
+      }),
+    });
+    expect(ws.status).toBe(201);
   }, 180_000);
 
   afterAll(async () => {
@@ -79,6 +93,28 @@ describe.skipIf(!available)('custom-container forwarding', () => {
     await fetch(`${ep}/again?identifier=${id}`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } });
     const b = await json(await h.request(`/pools/reflect/.management/getSession?identifier=${id}`, { method: 'POST' }));
     expect(b['etag']).toBe(a['etag']);
+  }, 120_000);
+
+  test('WebSocket upgrades reach the container through session.connect()', async () => {
+    const url = `${h.url.replace('http', 'ws')}/pools/wsecho/ws?identifier=${newIdentifier()}`;
+    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+    const replies: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      ws.on('open', () => ws.send('ping through sandpool'));
+      ws.on('message', (data) => {
+        replies.push(String(data));
+        resolve();
+      });
+      ws.on('error', reject);
+    });
+    expect(replies).toEqual(['echo: ping through sandpool']);
+    ws.close();
+    const refused = new WebSocket(url);
+    const status = await new Promise<number>((resolve) => {
+      refused.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      refused.on('error', () => resolve(-1));
+    });
+    expect(status).toBe(401);
   }, 120_000);
 
   test('forwarding still needs a credential and an identifier', async () => {
