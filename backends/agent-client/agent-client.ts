@@ -403,6 +403,10 @@ export class AgentClient implements FileTransport {
     for (const p of pending) p.onClose(error);
     this.#readyWaiters.clear();
     this.#stream.destroy();
-    this.#options.onClose?.(error);
+    try {
+      this.#options.onClose?.(error);
+    } catch {
+      // A failing callback must not escape into the stream's event handlers (and crash the host).
+    }
   }
 }
