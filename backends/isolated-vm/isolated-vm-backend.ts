@@ -60,8 +60,9 @@ function loadIsolatedVM(modulePath: string | undefined): Promise<Ivm> {
 
 async function requireIvm(specifier: string): Promise<Ivm> {
   try {
-    // The CJS build has `require`; the ESM build makes one. Either loads the addon synchronously.
-    const load = typeof require === 'function' ? require : createRequire(import.meta.url);
+    // createRequire in both builds (tsup shims import.meta.url in CJS); a bare `require` would become
+    // the bundler's "dynamic require is not supported" stub in the ESM build.
+    const load = createRequire(import.meta.url);
     const loaded = load(specifier) as Ivm | { default: Ivm };
     const ivm = 'Isolate' in loaded ? loaded : loaded.default;
     if (typeof ivm.Isolate !== 'function') throw new Error('the module does not export Isolate');
