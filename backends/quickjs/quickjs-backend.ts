@@ -135,23 +135,36 @@ export class QuickJSBackend implements Backend {
     if (options.signal?.aborted) throw new AbortedError('session creation was aborted');
     if (this.#sessions.has(spec.sessionId)) throw new BackendError(`session ${spec.sessionId} already exists`);
     await this.prepare();
-    const shared = await this.#loadModule();
     const acorn = await loadAcorn();
-    if (options.signal?.aborted) throw new AbortedError('session creation was aborted');
-    this.#assertOpen();
-    let sandbox: QuickJSSandbox;
-    try {
-      sandbox = new QuickJSSandbox(shared, {
-        memoryLimitMb: spec.limits.memoryMb,
-        maxStackSizeBytes: this.#options.maxStackSizeBytes,
-        maxSyntaxDepth: this.#options.maxSyntaxDepth,
-        acorn,
-      });
-    } catch (error) {
-      // An engine failure while creating a runtime poisons the module; load a fresh one next time.
-      shared.poisoned = true;
-      shared.poisonReason = error instanceof Error ? error.message : String(error);
-      throw toSandpoolError(error, 'could not create a QuickJS session');
+    let sandbox: QuickJSSandbox | undefined;
+    // Two attempts: a full module is retired by the first, and the second runs on a fresh one.
+    for (let attempt = 1; sandbox === undefined; attempt++) {
+      const shared = await this.#loadModule();
+      if (options.signal?.aborted) throw new AbortedError('session creation was aborted');
+      this.#assertOpen();
+      try {
+        sandbox = new QuickJSSandbox(shared, {
+          memoryLimitMb: spec.limits.memoryMb,
+          maxStackSizeBytes: this.#options.maxStackSizeBytes,
+          maxSyntaxDepth: this.#options.maxSyntaxDepth,
+          acorn,
+        });
+      } catch (error) {
+        const name = error instanceof Error ? error.name : '';
+        if (name === 'RuntimeError' || name === 'RangeError') {
+          // The engine itself failed (WebAssembly abort, host stack): every session on it is in doubt.
+          shared.poisoned = true;
+          shared.poisonReason = error instanceof Error ? error.message : String(error);
+        } else if (this.#module !== undefined && (await this.#module.catch(() => undefined)) === shared) {
+          // Most likely the module is full: its sessions carry on, new ones get a fresh module.
+          this.#module = undefined;
+        }
+        if (attempt >= 2) throw toSandpoolError(error, 'could not create a QuickJS session');
+      }
+    }
+    if (this.#sessions.has(spec.sessionId) || this.#closed) {
+      sandbox.dispose();
+      throw new BackendError(this.#closed ? 'the quickjs backend is closed' : `session ${spec.sessionId} already exists`);
     }
     this.#sessions.set(spec.sessionId, {
       sandbox,

@@ -79,4 +79,22 @@ describe('QuickJSBackend', () => {
     expect(after.result).toBe(42);
     await backend.close();
   }, 60_000);
+
+  it('moves new sessions to a fresh module when the shared one is full, keeping the old sessions', async () => {
+    const backend = new QuickJSBackend({ maxModuleMemoryMb: 64, recycleModuleAboveMb: 2048 });
+    const limits = SessionLimitsSchema.parse({ memoryMb: 16 });
+    const network = NetworkPolicySchema.parse({});
+    const sessions = [];
+    // About 80 KiB each: 64 MiB holds several hundred, so this crosses into a second module.
+    for (let i = 0; i < 1200; i++) {
+      sessions.push(await backend.create({ sessionId: `full-${i}`, poolName: 'p', ownerId: 'o', containerType: 'NodeLTS', limits, network }, { onExit: () => undefined }));
+    }
+    for (const session of [sessions[0]!, sessions[sessions.length - 1]!]) {
+      expect(await backend.execute(session, { language: 'javascript', code: '6 * 7', timeoutMs: 5000, outputMaxBytes: 100 })).toMatchObject({
+        status: 'Succeeded',
+        result: 42,
+      });
+    }
+    await backend.close();
+  }, 120_000);
 });
