@@ -171,7 +171,13 @@ export class PoolRegistry {
       throw new HttpError(400, 'InvalidRequestContent', `unknown backend "${definition.backend}"; available: ${this.backendNames().join(', ')}`);
     }
     const parsedType = ContainerTypeSchema.safeParse(definition.properties['containerType'] ?? 'PythonLTS');
-    const backend = await factory({ poolName: definition.name, containerType: parsedType.success ? parsedType.data : 'PythonLTS' });
+    let backend: Backend;
+    try {
+      backend = await factory({ poolName: definition.name, containerType: parsedType.success ? parsedType.data : 'PythonLTS' });
+    } catch (error) {
+      const reason = (error as Error).message.split('\n')[0] ?? 'unknown error';
+      throw new HttpError(400, 'InvalidRequestContent', `backend "${definition.backend}" is not available on this server: ${reason}`);
+    }
     try {
       return SessionPool.fromSessionPoolProperties(definition.properties, { name: definition.name, backend, ownsBackend: true });
     } catch (error) {

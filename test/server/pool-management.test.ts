@@ -110,6 +110,14 @@ describe('pool management', () => {
       expect(error.message).toContain('readySessionInstances');
       const unknownBackend = await h.request('/pools/x1', { method: 'PUT', body: JSON.stringify({ backend: 'warp', properties: {} }) });
       expect((await json(unknownBackend))['error'].message).toMatch(/unknown backend "warp"; available: quickjs/);
+      const broken = await startServer({ withDefaultPool: false, backends: { flaky: () => Promise.reject(new Error('engine socket missing')) } });
+      try {
+        const r2 = await broken.request('/pools/x2', { method: 'PUT', body: JSON.stringify({ backend: 'flaky', properties: {} }) });
+        expect(r2.status).toBe(400);
+        expect((await json(r2))['error'].message).toBe('backend "flaky" is not available on this server: engine socket missing');
+      } finally {
+        await broken.close();
+      }
       const badName = await h.request('/pools/-bad!', { method: 'PUT', body: JSON.stringify(definition) });
       expect(badName.status).toBe(400);
       expect((await h.request('/pools')).status).toBe(200);
