@@ -196,6 +196,11 @@ export class PoolRegistry {
         entry.provisioningState = 'Failed';
         entry.startError = (error as Error).message;
         this.#options.log({ level: 'error', msg: 'pool failed to start', pool: entry.pool.name, error: entry.startError });
+        // The pool keeps retrying with backoff; once a session comes up it is provisioned after all.
+        entry.pool.once('sessionReady', () => {
+          entry.provisioningState = 'Succeeded';
+          entry.startError = undefined;
+        });
       },
     );
   }
