@@ -58,7 +58,7 @@ export interface VMBackendOptions {
   readonly readyTimeoutMs?: number | undefined;
   /** Budget of each hardware-accelerator probe. @default 8 000 */
   readonly probeTimeoutMs?: number | undefined;
-  /** QEMU seccomp sandbox for session VMs. @default true */
+  /** QEMU seccomp sandbox for session VMs. @default true on Linux */
   readonly sandbox?: boolean | undefined;
   /**
    * When the backend runs as root on Linux, run each session's QEMU as its own unprivileged uid
@@ -142,7 +142,8 @@ export class VMBackend implements Backend {
     });
     this.#runDir = options.runDir ?? defaultRunDir();
     this.#useSnapshots = options.snapshots ?? true;
-    this.#sandbox = options.sandbox ?? true;
+    // QEMU's -sandbox is seccomp: Linux only.
+    this.#sandbox = options.sandbox ?? process.platform === 'linux';
     this.#allowUnconfinedEgress = options.allowUnconfinedEgress ?? false;
     this.#dropPrivileges = (options.unprivilegedQemu ?? true) && process.platform === 'linux' && process.getuid?.() === 0;
     this.#log =
