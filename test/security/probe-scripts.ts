@@ -1,0 +1,132 @@
+/**
+ * Python probes for the out-of-process attack suite. Each probe is written to run many checks in
+ * ONE execution and print one JSON object on its last stdout line, because a VM under TCG makes
+ * every execution expensive. Every check catches its own exception and reports the error class and
+ * errno, so one refused attack never hides the outcome of the next.
+ */
+
+/** Inputs the probes need from the host side of the test. */
+export interface HostFacts {
+  /** A file that exists on the host only (a fresh temporary directory of the test). */
+  readonly hostCanaryFile: string;
+  /** A path inside this repository on the host. */
+  readonly repoFile: string;
+  /** A random string in the environment and command line of a host process the test started. */
+  readonly canary: string;
+  /** Host pid of that process (it must be neither visible nor traceable from the sandbox). */
+  readonly canaryPid: number;
+  /** Host TCP endpoints that must be unreachable: [label, address, port]. */
+  readonly targets: readonly (readonly [string, string, number])[];
+}
+
+const PRELUDE = String.raw`
+import json, os, socket, ctypes, ctypes.util, errno as _errno, hashlib, stat
+R = {}
+def err(e):
+    return type(e).__name__ + (':' + _errno.errorcode.get(e.errno, str(e.errno)) if isinstance(e, OSError) and e.errno else '')
+def check(name, fn):
+    try:
+        R[name] = fn()
+    except BaseException as e:
+        R[name] = 'ERR ' + err(e)
+libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True)
+def libc_call(fn, *args):
+    r = fn(*args)
+    return 'ok' if r >= 0 else 'ERR ' + _errno.errorcode.get(ctypes.get_errno(), str(ctypes.get_errno()))
+def read_hash(path):
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+`;
+
+/** Host files, /proc and mountinfo, privileged operations and devices. */
+export function hostReachProbe(facts: HostFacts): string {
+  return (
+    PRELUDE +
+    String.raw`
+CANARY = ${JSON.stringify(facts.canary)}
+check('hostCanaryExists', lambda: os.path.exists(${JSON.stringify(facts.hostCanaryFile)}))
+check('repoFileExists', lambda: os.path.exists(${JSON.stringify(facts.repoFile)}))
+check('shadowHash', lambda: read_hash('/etc/shadow'))
+check('pid1Cmdline', lambda: open('/proc/1/cmdline', 'rb').read().replace(b'\0', b' ').decode(errors='replace').strip())
+check('pid1Environ', lambda: 'readable' if open('/proc/1/environ', 'rb').read() is not None else '')
+def scan_proc():
+    pids = [p for p in os.listdir('/proc') if p.isdigit()]
+    hits = []
+    for p in pids:
+        for leaf in ('cmdline', 'environ'):
+            try:
+                if CANARY.encode() in open('/proc/%s/%s' % (p, leaf), 'rb').read():
+                    hits.append(p + '/' + leaf)
+            except OSError:
+                pass
+    return {'count': len(pids), 'canaryHits': hits}
+check('proc', scan_proc)
+check('mountinfo', lambda: open('/proc/self/mountinfo').read())
+check('mount', lambda: libc_call(libc.mount, b'none', b'/tmp', b'tmpfs', ctypes.c_ulong(0), None))
+check('umountRoot', lambda: libc_call(libc.umount2, b'/', 2))
+check('ptraceHostPid', lambda: libc_call(libc.ptrace, ctypes.c_long(16), ctypes.c_long(${facts.canaryPid}), None, None))
+check('killHostPid', lambda: os.kill(${facts.canaryPid}, 0) or 'signalled')
+check('unshareUserNs', lambda: libc_call(libc.unshare, 0x10000000))
+check('unshareMountNs', lambda: libc_call(libc.unshare, 0x00020000))
+check('rawIcmp', lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP).close() or 'opened')
+check('packetSocket', lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0).close() or 'opened')
+def load_module():
+    fd = os.open('/dev/null', os.O_RDONLY)
+    try:
+        return libc_call(libc.syscall, ctypes.c_long(313), ctypes.c_int(fd), b'', ctypes.c_int(0))
+    finally:
+        os.close(fd)
+check('finitModule', load_module)
+check('initModule', lambda: libc_call(libc.syscall, ctypes.c_long(175), ctypes.create_string_buffer(64), ctypes.c_ulong(64), b''))
+check('kexecLoad', lambda: libc_call(libc.syscall, ctypes.c_long(246), ctypes.c_ulong(0), ctypes.c_ulong(0), None, ctypes.c_ulong(0)))
+def devices():
+    out = {}
+    for root, dirs, files in os.walk('/dev'):
+        for n in dirs + files:
+            p = os.path.join(root, n)
+            try:
+                st = os.lstat(p)
+            except OSError:
+                continue
+            if stat.S_ISBLK(st.st_mode) or stat.S_ISCHR(st.st_mode):
+                out[p] = ('b' if stat.S_ISBLK(st.st_mode) else 'c') + '%d:%d' % (os.major(st.st_rdev), os.minor(st.st_rdev))
+    return out
+check('devices', devices)
+for name in ('/dev/mem', '/dev/kmem', '/dev/port', '/dev/kmsg', '/dev/sda', '/dev/vda', '/dev/nvme0n1', '/dev/kvm', '/dev/fuse'):
+    check('open ' + name, lambda name=name: os.close(os.open(name, os.O_RDONLY)) or 'opened')
+check('mknodBlock', lambda: os.mknod('/tmp/sandpool-blk', 0o600 | stat.S_IFBLK, os.makedev(8, 0)) or 'created')
+check('sysrq', lambda: open('/proc/sysrq-trigger', 'w').write('h') and 'written')
+check('coreStorePattern', lambda: open('/proc/sys/kernel/core_pattern', 'w').write('|/tmp/x') and 'written')
+check('uid', lambda: os.getuid())
+print(json.dumps(R))
+`
+  );
+}
+
+/** TCP connects to host endpoints (and the metadata address), each with a short timeout. */
+export function networkProbe(facts: HostFacts): string {
+  return (
+    PRELUDE +
+    String.raw`
+def connect(host, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(3)
+    try:
+        s.connect((host, port))
+        s.sendall(b'GET / HTTP/1.0\r\n\r\n')
+        return 'connected ' + s.recv(64).decode(errors='replace')
+    finally:
+        s.close()
+for label, host, port in ${JSON.stringify(facts.targets)}:
+    check(label, lambda host=host, port=port: connect(host, port))
+check('interfaces', lambda: sorted(n for _, n in socket.if_nameindex()))
+print(json.dumps(R))
+`
+  );
+}
+
+/** Parse the JSON object a probe printed as its last stdout line. */
+export function probeResult(stdout: string): Record<string, unknown> {
+  const last = stdout.trim().split('\n').at(-1) ?? '';
+  return JSON.parse(last) as Record<string, unknown>;
+}
