@@ -101,25 +101,26 @@ const CONTAINER_JS_FULL: Sizes = {
   memory: { sessions: 4 },
 };
 
-// QEMU under TCG boots in tens of seconds on two cores: a handful of VMs is all a run can afford.
+// QEMU under TCG: sessions are restored from a warm snapshot (~0.4 s) but every idle guest still
+// holds ~300 MiB and burns CPU on two cores, so a burst of 100 is out of reach: 20 against 5 Ready.
 const VM_FULL: Sizes = {
-  warm: { batch: 2, rounds: 2, warmupRounds: 0 },
-  execute: { iterations: 30, warmup: 3 },
-  cold: { iterations: 2, warmup: 0 },
-  burst: { size: 6, ready: 2, rounds: 1 },
-  refill: { count: 4, concurrency: [2] },
-  memory: { sessions: 2 },
+  warm: { batch: 4, rounds: 3, warmupRounds: 0 },
+  execute: { iterations: 100, warmup: 5 },
+  cold: { iterations: 6, warmup: 0 },
+  burst: { size: 20, ready: 5, rounds: 1 },
+  refill: { count: 8, concurrency: [1, 2, 4] },
+  memory: { sessions: 4 },
   hold: { sessions: 0, timeLimitMs: 0 },
   loopTimeLimitMs: 180_000,
 };
 
 const VM_QUICK: Sizes = {
-  warm: { batch: 1, rounds: 1, warmupRounds: 0 },
-  execute: { iterations: 10, warmup: 1 },
-  cold: { iterations: 1, warmup: 0 },
-  burst: { size: 3, ready: 1, rounds: 1 },
-  refill: { count: 2, concurrency: [2] },
-  memory: { sessions: 1 },
+  warm: { batch: 2, rounds: 1, warmupRounds: 0 },
+  execute: { iterations: 20, warmup: 2 },
+  cold: { iterations: 2, warmup: 0 },
+  burst: { size: 6, ready: 2, rounds: 1 },
+  refill: { count: 4, concurrency: [2] },
+  memory: { sessions: 2 },
   hold: { sessions: 0, timeLimitMs: 0 },
   loopTimeLimitMs: 120_000,
 };

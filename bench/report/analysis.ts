@@ -66,7 +66,7 @@ export function computeRatios(measurements: readonly Measurement[]): Ratio[] {
     const bare = BASELINES_OF[target]?.[0];
     const bareP50 = bare === undefined ? undefined : p50(find(measurements, 'baseline', bare.scenario, metricOf(bare.scenario)));
     if (cold !== undefined && bareP50 !== undefined && bare !== undefined) {
-      ratios.push({ target, value: cold / bareP50, text: `cold miss (${formatMs(cold)}) costs ${formatRatio(cold / bareP50)} ${bare.what} (${formatMs(bareP50)})` });
+      ratios.push({ target, value: cold / bareP50, text: `cold miss (${formatMs(cold)}) costs ${formatRatio(cold / bareP50)}${cold < bareP50 ? ' of' : ''} ${bare.what} (${formatMs(bareP50)})` });
     }
   }
   return ratios;

@@ -5,10 +5,23 @@
  */
 
 import type { Session } from '../../src/session.js';
-import { identifiers, readyTimeoutMs, waitForReady, withPool } from '../pool-helpers.js';
+import { hostMemoryBudget } from '../../src/pool/host-budget.js';
+import { identifiers, readyTimeoutMs, waitForReady, withPool, type TargetContext } from '../pool-helpers.js';
 import { summarize } from '../stats.js';
 import { probe } from './latency.js';
 import { measurementsOf, type Scenario } from './scenario.js';
+
+/**
+ * Out-of-process sessions reserve `limits.memoryMb` each from the process-wide host budget (80% of
+ * RAM): at the 256 MiB default, 100 containers do not fit on a 24 GiB host and the last acquires
+ * would wait for memory, not for the pool. The burst measures the pool, so it sizes the limit to
+ * fit (an idle Python session holds ~75 MiB PSS, so 128 MiB is still a realistic limit).
+ */
+function burstLimits(context: TargetContext, sessions: number): { memoryMb: number } | undefined {
+  if (context.target.inProcess) return undefined;
+  const fits = Math.floor(hostMemoryBudget.capacityMb / sessions / 16) * 16;
+  return fits >= 256 ? undefined : { memoryMb: Math.max(64, fits) };
+}
 
 export const burst: Scenario = {
   name: 'burst',
@@ -24,7 +37,8 @@ export const burst: Scenario = {
     let refillConcurrency = 0;
     const maxConcurrentSessions = Math.max(size, ready);
     const timeoutMs = readyTimeoutMs(context, size);
-    await withPool(context, { readySessionInstances: ready, maxConcurrentSessions }, async (pool) => {
+    const limits = burstLimits(context, maxConcurrentSessions);
+    await withPool(context, { readySessionInstances: ready, maxConcurrentSessions, ...(limits === undefined ? {} : { limits }) }, async (pool) => {
       refillConcurrency = pool.options.refillConcurrency;
       await pool.start();
       for (let round = 0; round < rounds; round += 1) {
@@ -62,6 +76,7 @@ export const burst: Scenario = {
       rounds,
       maxConcurrentSessions,
       refillConcurrency,
+      ...(limits === undefined ? {} : { memoryMb: limits.memoryMb }),
       coldMisses,
       ...(failures.size > 0 ? { failures: [...failures].map(([code, n]) => `${code}×${n}`).join(', ') } : {}),
     };
