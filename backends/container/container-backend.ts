@@ -31,7 +31,7 @@ import type {
   SessionSpec,
 } from '../../src/backend.js';
 import { AbortedError, BackendError, ErrorCode, SandpoolError, SessionNotFoundError, UnsupportedError } from '../../src/errors.js';
-import { connectAgent, containerExitMessage } from './agent-connection.js';
+import { connectAgent } from './agent-connection.js';
 import { codeInterpreterSpec, customContainerSpec, type SpecContext } from './container-spec.js';
 import { connectEngine, type EngineConnection } from './engine-connection.js';
 import { ensureEgressNetwork, removeEgressNetwork } from './egress-network.js';
@@ -40,31 +40,13 @@ import { ensureImage, checkRuntime } from './image-check.js';
 import { ownerIdentity } from './labels.js';
 import { reapDeadOwners } from './leftovers.js';
 import { resolveContainerOptions, type ContainerBackendOptions, type ResolvedContainerOptions } from './options.js';
-import { connectForwarder, forwarderAvailable, startForwarder, type Forwarder } from './port-forwarder.js';
+import { containerLogTail, redact } from './container-logs.js';
+import { exitReason, forwarderSocket, reportExit, teardown, watchExit, type LiveSession } from './live-session.js';
+import { connectForwarder, forwarderAvailable } from './port-forwarder.js';
 import { waitUntilReady, watchLiveness, type ProbeTarget } from './readiness.js';
 
 const SESSION_ID = /^[a-z0-9-]{1,64}$/;
 
-interface LiveSession {
-  readonly id: string;
-  readonly kind: 'code-interpreter' | 'custom';
-  readonly container: Docker.Container;
-  readonly hostDir: string;
-  /** Stops the exit watcher, liveness probes and forwarders. */
-  readonly stop: AbortController;
-  readonly forwarders: Map<number, Promise<Forwarder>>;
-  agent?: AgentClient | undefined;
-  httpAgent?: HttpAgent | undefined;
-  pid: number;
-  targetPort: number;
-  /** Set once the container is known to have stopped (exit message). */
-  exited?: string | undefined;
-  onExit: CreateOptions['onExit'];
-  exitReported: boolean;
-  destroying?: Promise<void> | undefined;
-  /** Tail of this session's execution chain: executions run one at a time, in arrival order. */
-  executions: Promise<unknown>;
-}
 
 export class ContainerBackend implements Backend {
   readonly name = 'container';
@@ -208,6 +190,7 @@ export class ContainerBackend implements Backend {
       pid: 0,
       targetPort: spec.customContainer?.targetPort ?? 0,
       onExit: options.onExit,
+      ready: false,
       exitReported: false,
       executions: Promise.resolve(),
     };
@@ -218,14 +201,14 @@ export class ContainerBackend implements Backend {
       this.#sessions.set(spec.sessionId, live);
       if (options.signal?.aborted) throw new AbortedError('session creation was aborted');
       await container.start();
-      this.#watchExit(live);
+      watchExit(live);
       const inspected = await container.inspect();
       live.pid = inspected.State.Pid;
       if (custom) {
         const template = spec.customContainer!;
         await waitUntilReady({ template, target: this.#probeTarget(live), deadline, stopped: () => live.exited, signal: options.signal });
         live.httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 64 });
-        watchLiveness(template, this.#probeTarget(live), stop.signal, (message) => this.#reportExit(live, { reason: 'failed', message }));
+        watchLiveness(template, this.#probeTarget(live), stop.signal, (message) => reportExit(live, { reason: 'failed', message }));
       } else {
         live.agent = await connectAgent({
           socketPath: join(hostDir, 'agent.sock'),
@@ -233,17 +216,20 @@ export class ContainerBackend implements Backend {
           stopped: () => live.exited,
           signal: options.signal,
           onClose: () => {
-            if (live.destroying === undefined) this.#reportExit(live, { reason: 'failed', message: 'the session agent connection closed' });
+            if (live.destroying === undefined) reportExit(live, { reason: 'failed', message: 'the session agent connection closed' });
           },
         });
       }
+      // An exit seen before this point was not reported (create had not resolved): fail instead.
+      if (live.exited !== undefined) throw new BackendError(live.exited);
+      live.ready = true;
       return { id: spec.sessionId, etag: container.id };
     } catch (error) {
       const reason = live.exited;
       // Read the output before the container is removed; secret values are masked in it.
       const secrets = (spec.customContainer?.env ?? []).map((e) => e.value).filter((v) => v.length >= 4);
       const logs = custom && container !== undefined ? redact(await containerLogTail(container), secrets) : '';
-      await this.#teardown(live, container).catch(() => {});
+      await teardown(live, container).catch(() => {});
       this.#sessions.delete(spec.sessionId);
       if (SandpoolError.is(error) && error.code === ErrorCode.ABORTED) throw error;
       const base = reason ?? (error instanceof Error ? error.message : String(error));
@@ -278,7 +264,7 @@ export class ContainerBackend implements Backend {
     } catch (error) {
       // The container or its agent died mid-execution: that is an outcome, not a rejection.
       if (SandpoolError.is(error) && error.code === ErrorCode.BACKEND_FAILED && agent.closed) {
-        const why = live.exited ?? (await this.#exitReason(live)) ?? 'the session agent connection closed';
+        const why = live.exited ?? (await exitReason(live)) ?? 'the session agent connection closed';
         return {
           status: 'Failed',
           result: '',
@@ -295,7 +281,7 @@ export class ContainerBackend implements Backend {
   async destroy(session: BackendSession, _options: { readonly reason: DestroyReason }): Promise<void> {
     const live = this.#sessions.get(session.id);
     if (live === undefined) return;
-    live.destroying ??= this.#teardown(live, live.container).finally(() => this.#sessions.delete(session.id));
+    live.destroying ??= teardown(live, live.container).finally(() => this.#sessions.delete(session.id));
     await live.destroying;
   }
 
@@ -312,7 +298,7 @@ export class ContainerBackend implements Backend {
 
   async fetch(session: BackendSession, request: Request, options?: { readonly signal?: AbortSignal | undefined }): Promise<Response> {
     const live = this.#customOf(session);
-    const socketPath = await this.#forwarderSocket(live, live.targetPort);
+    const socketPath = await forwarderSocket(live, live.targetPort);
     return await forwardFetch(request, {
       socketPath,
       agent: live.httpAgent ?? new HttpAgent({ keepAlive: false }),
@@ -323,7 +309,7 @@ export class ContainerBackend implements Backend {
 
   async connect(session: BackendSession): Promise<Duplex> {
     const live = this.#customOf(session);
-    return await connectForwarder(await this.#forwarderSocket(live, live.targetPort));
+    return await connectForwarder(await forwarderSocket(live, live.targetPort));
   }
 
   async close(): Promise<void> {
@@ -366,18 +352,8 @@ export class ContainerBackend implements Backend {
     return live;
   }
 
-  #forwarderSocket(live: LiveSession, port: number): Promise<string> {
-    let forwarder = live.forwarders.get(port);
-    if (forwarder === undefined) {
-      forwarder = startForwarder(live.pid, port, join(live.hostDir, `port-${port}.sock`));
-      live.forwarders.set(port, forwarder);
-      forwarder.catch(() => live.forwarders.delete(port));
-    }
-    return forwarder.then((f) => f.socketPath);
-  }
-
   #probeTarget(live: LiveSession): ProbeTarget {
-    return { pid: live.pid, socketFor: (port) => this.#forwarderSocket(live, port) };
+    return { pid: live.pid, socketFor: (port) => forwarderSocket(live, port) };
   }
 
   async #network(docker: Docker, poolName: string, allow: readonly string[]): Promise<string> {
@@ -389,84 +365,4 @@ export class ContainerBackend implements Backend {
     }
     return await network;
   }
-
-  /** Long-poll the engine for the container's end; report it unless we are the ones removing it. */
-  #watchExit(live: LiveSession): void {
-    live.container.wait({ abortSignal: live.stop.signal } as object).then(
-      (result: { StatusCode?: number }) => {
-        if (live.stop.signal.aborted) return;
-        const code = result.StatusCode ?? -1;
-        live.exited = containerExitMessage(code);
-        this.#reportExit(live, { reason: code === 0 ? 'exited' : 'failed', message: live.exited, exitCode: code });
-      },
-      () => {
-        // Aborted by destroy, or the engine went away: the agent connection reports the latter.
-      },
-    );
-  }
-
-  async #exitReason(live: LiveSession): Promise<string | undefined> {
-    try {
-      const state = (await live.container.inspect()).State;
-      if (state.OOMKilled) return 'out of memory: the container was killed';
-      if (!state.Running) return containerExitMessage(state.ExitCode);
-    } catch {
-      return 'the container is gone';
-    }
-    return undefined;
-  }
-
-  #reportExit(live: LiveSession, exit: Parameters<CreateOptions['onExit']>[0]): void {
-    if (live.exitReported || live.destroying !== undefined) return;
-    live.exitReported = true;
-    try {
-      live.onExit(exit);
-    } catch {
-      // The pool's callback must not break the backend.
-    }
-  }
-
-  async #teardown(live: LiveSession, container: Docker.Container | undefined): Promise<void> {
-    live.destroying ??= Promise.resolve();
-    live.stop.abort();
-    live.agent?.close();
-    live.httpAgent?.destroy();
-    const forwarders = await Promise.allSettled(live.forwarders.values());
-    await Promise.allSettled(forwarders.map((f) => (f.status === 'fulfilled' ? f.value.stop() : undefined)));
-    if (container !== undefined) {
-      try {
-        await container.remove({ force: true, v: true });
-      } catch (error) {
-        const status = (error as { statusCode?: number }).statusCode;
-        if (status !== 404) throw new BackendError(`could not remove container ${container.id}: ${(error as Error).message}`, { cause: error });
-      }
-    }
-    rmSync(live.hostDir, { recursive: true, force: true });
-  }
-}
-
-function redact(text: string, secrets: readonly string[]): string {
-  return secrets.reduce((out, secret) => out.split(secret).join('***'), text);
-}
-
-async function containerLogTail(container: Docker.Container): Promise<string> {
-  try {
-    const buffer = (await container.logs({ stdout: true, stderr: true, tail: 20, follow: false })) as unknown as Buffer;
-    const text = demuxLogs(buffer).trim();
-    return text === '' ? '' : `\n--- container output (last lines) ---\n${text.slice(-2000)}`;
-  } catch {
-    return '';
-  }
-}
-
-/** Docker's multiplexed log format: 8-byte headers (stream, size) before each chunk; raw otherwise. */
-function demuxLogs(buffer: Buffer): string {
-  const parts: Buffer[] = [];
-  let offset = 0;
-  while (offset + 8 <= buffer.length && buffer[offset]! <= 2 && buffer.readUInt16BE(offset + 1) === 0) {
-    const size = buffer.readUInt32BE(offset + 4);
-    parts.push(buffer.subarray(offset + 8, offset + 8 + size));
-    offset += 8 + size;
-  }
-  return offset === 0 ? buffer.toString('utf8') : Buffer.concat(parts).toString('utf8');
 }

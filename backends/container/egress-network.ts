@@ -86,7 +86,7 @@ export async function resolveAllowList(allow: readonly string[]): Promise<string
   return [...new Set(out)];
 }
 
-const chainOf = (iface: string) => `SANDPOOL-${iface}`;
+const chainOf = (iface: string) => `SANDPOOL-CT-${iface}`;
 
 /**
  * Rules for one bridge. INPUT: nothing from the bridge reaches the host except DNS to the

@@ -17,13 +17,16 @@ export interface ProbeTarget {
   socketFor(port: number): Promise<string>;
 }
 
+/** Sleep that an abort ends early; the listener is removed either way (long-lived signals). */
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
+    const done = (): void => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
       resolve();
-    }, { once: true });
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
   });
 
 /** One attempt of a probe. */

@@ -137,7 +137,7 @@ describe.skipIf(!available)('container backend: egress allow-list', () => {
     spawnSync('ip', ['link', 'del', hostVeth]);
     spawnSync('ip', ['netns', 'del', ns]);
     expect(containersOf(owner)).toEqual([]);
-    expect(spawnSync('iptables', ['-S'], { encoding: 'utf8' }).stdout).not.toMatch(/SANDPOOL-/);
+    expect(spawnSync('iptables', ['-S'], { encoding: 'utf8' }).stdout).not.toMatch(/SANDPOOL-CT-/);
   });
 
   const run = async (code: string) => (await backend.execute(session, { language: 'python', code, timeoutMs: 20_000, outputMaxBytes: 10_000 })).result;
