@@ -98,6 +98,7 @@ check('mknodBlock', lambda: os.mknod('/tmp/sandpool-blk', 0o600 | stat.S_IFBLK, 
 check('sysrq', lambda: open('/proc/sysrq-trigger', 'w').write('h') and 'written')
 check('coreStorePattern', lambda: open('/proc/sys/kernel/core_pattern', 'w').write('|/tmp/x') and 'written')
 check('uid', lambda: os.getuid())
+check('seccomp', lambda: [l.split()[1] for l in open('/proc/self/status') if l.startswith('Seccomp:')][0])
 print(json.dumps(R))
 `
   );

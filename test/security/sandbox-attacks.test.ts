@@ -99,6 +99,7 @@ describe.skipIf(!available)('container sessions under attack (runc, through a Se
     const run = await session.execute({ code: hostReachProbe(fixtures.facts), timeoutInSeconds: 60 });
     const r = probeResult(run.stdout);
     expect(r['uid']).toBe(61000);
+    expect(r['seccomp']).toBe('2'); // a seccomp filter (the engine's default profile) is in force
     for (const key of ['mount', 'umountRoot', 'unshareMountNs', 'finitModule', 'initModule', 'kexecLoad']) {
       expect(String(r[key]), key).toMatch(/^ERR E(PERM|ACCES|NOSYS)/);
     }
