@@ -82,7 +82,10 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     super();
     this.#options = resolvePoolOptions(options);
     this.backend = this.#options.backend;
-    this.#reserveMb = this.backend.capabilities.inProcess ? 0 : this.#options.limits.memoryMb;
+    // What a session really gets: a custom container's template memory wins over the pool limit.
+    this.#reserveMb = this.backend.capabilities.inProcess
+      ? 0
+      : (resolveCustomContainer(this.#options)?.memoryMb ?? this.#options.limits.memoryMb);
     this.#unsubscribeBudget = hostMemoryBudget.subscribe(() => this.#refill());
     this.#arrivals = new ArrivalRate(this.#options.adaptiveReady?.windowSeconds ?? 10);
     this.#factory = new SessionFactory(this.backend, (sessionId) => ({ sessionId, ...this.#specBase() }), {

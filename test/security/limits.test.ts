@@ -42,9 +42,7 @@ describe.skipIf(!available)('host memory budget and custom-container memory', ()
     expect(Number(podman('inspect', '-f', '{{.HostConfig.Memory}}', container!))).toBe(2048 * 1024 * 1024);
   }, 180_000);
 
-  // Known hole: src/session-pool.ts reserves limits.memoryMb (256 by default), not the 2 GiB the
-  // container was given. Fix: reserve max(limits.memoryMb, the template's memory). See docs/SECURITY.md.
-  it.fails('the budget reserves that memory for the session', () => {
+  it('the budget reserves that memory for the session', () => {
     expect(reservedBySession).toBeGreaterThanOrEqual(2048);
   });
 });
