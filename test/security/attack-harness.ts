@@ -131,6 +131,7 @@ export async function expectHostHealthy(pool: SessionPool): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, 1));
   const stats = pool.stats();
   expect(stats.closed).toBe(false);
+  expect(stats.createFailures).toBe(0); // attacks never broke the creation of new sessions
   expect(stats.allocated + stats.ready + stats.pending).toBeLessThanOrEqual(stats.maxConcurrentSessions);
 }
 
