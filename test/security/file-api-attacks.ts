@@ -107,4 +107,22 @@ export function fileApiAttacks(context: () => FileAttackContext, timeoutMs: numb
     await session.stop();
     await afterAttack();
   }, timeoutMs);
+
+  it("a destroyed session's files and state are unreachable to the next session with the same identifier", async () => {
+    const { pool, afterAttack } = context();
+    const identifier = SessionPool.generateIdentifier();
+    const first = await pool.acquire(identifier);
+    await first.uploadFile('private.txt', 'first tenant');
+    const planted = await first.execute({ code: "left_behind = 'first tenant'\nopen('/tmp/left-behind', 'w').write('x')\nopen('/mnt/data/private.txt').read()" });
+    expect(planted.result).toBe('first tenant');
+    await first.stop();
+    await expect(first.listFiles()).rejects.toMatchObject({ code: 'SANDPOOL_SESSION_NOT_FOUND' });
+    const next = await pool.acquire(identifier);
+    expect(next.id).not.toBe(first.id);
+    expect(await next.listFiles()).toEqual([]);
+    const look = await next.execute({ code: "import os\n['left_behind' in globals(), os.path.exists('/tmp/left-behind'), os.listdir('/mnt/data')]" });
+    expect(look.result).toBe('[False, False, []]');
+    await next.stop();
+    await afterAttack();
+  }, timeoutMs);
 }
