@@ -3,8 +3,9 @@
  * The JavaScript kernel: one node:vm context that lives as long as the process, so `var x = 41`
  * in one execution and `x + 1` in the next gives 42. Same contract as python_kernel.py: requests
  * on the control-in fd, answers on control-out, output on fds 1/2 ended by the cell's marker.
- * SIGINT interrupts the running script (breakOnSigint) or the awaited promise; outside a cell it
- * is ignored, so the kernel survives a late interrupt.
+ * node:vm's timeout stops synchronous code; an `interrupt` control message (tagged with the cell's
+ * marker) rejects an awaited promise. The agent never sends this kernel SIGINT: with breakOnSigint
+ * a signal landing just after a cell ended stays pending and breaks the next, healthy cell.
  */
 
 const fs = require('node:fs');
@@ -80,9 +81,9 @@ sandbox.exports = sandbox.module.exports;
 
 let currentMarker = null;
 let interruptCell = null;
-// SIGINT stops synchronous code (breakOnSigint). A listener must exist so that a SIGINT arriving
-// between cells does not kill the process; interrupting an awaited promise goes through the
-// control channel instead, tagged with the cell's marker, so a late signal cannot hit the next cell.
+// A SIGINT from outside (a terminal's Ctrl-C) must not kill the kernel: ignore it. Interrupting an
+// awaited promise goes through the control channel, tagged with the cell's marker, so a late
+// interrupt cannot hit the next cell.
 process.on('SIGINT', () => undefined);
 
 class InterruptedError extends Error {}
@@ -123,7 +124,7 @@ async function runCell(code, timeoutMs) {
     wrapped = rewritten ? 'repl' : 'plain';
     script = new vm.Script(rewritten ?? `(async () => {\n${code}\n})()`, { filename, lineOffset: rewritten ? 0 : -1 });
   }
-  let value = script.runInContext(context, { timeout: Math.max(1, timeoutMs), breakOnSigint: true });
+  let value = script.runInContext(context, { timeout: Math.max(1, timeoutMs) });
   if (wrapped || (value !== null && typeof value === 'object' && typeof value.then === 'function')) {
     value = await new Promise((resolve, reject) => {
       interruptCell = reject;

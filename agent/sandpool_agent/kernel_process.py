@@ -261,7 +261,12 @@ class Kernel:
             # Time is up (or the host cancelled): interrupt, as Ctrl-C in a notebook would.
             timed_out = interrupted_by == "timeout"
             try:
-                os.kill(inc.proc.pid, signal.SIGINT)
+                # Python stops at SIGINT (KeyboardInterrupt). The JavaScript kernel is never signalled:
+                # node:vm's own timeout stops synchronous code, the control message rejects an awaited
+                # promise, and a SIGINT that lands just after a cell ended would stay pending inside
+                # Node and break the *next* cell (seen as "interrupted by SIGINT" on a healthy cell).
+                if self.label == "Python":
+                    os.kill(inc.proc.pid, signal.SIGINT)
                 inc.send({"type": "interrupt", "marker": marker})
             except (ProcessLookupError, OSError):
                 pass
