@@ -9,6 +9,7 @@
  * VM: see vm-attacks.test.ts (gated on the guest image, like test/vm).
  */
 
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 
@@ -178,6 +179,39 @@ describe.skipIf(!available)('container sessions under attack (runc, through a Se
     await a.stop();
     await b.stop();
     await afterAttack();
+  }, T);
+
+  // Known hole: /run/sandpool is the session's host directory (<runDir>/sessions/…, on the host's
+  // own file system), bind-mounted read-write and owned by the session's uid, so session code can
+  // write there past limits.diskMb, onto the host's disk. backends/container/container-spec.ts:92
+  // (Binds …:rw) and the directory's ownership. Fix: once the agent's socket exists, chown the host
+  // directory to root and chmod it 0755 (the socket stays connectable), or mount a tiny tmpfs there.
+  it.fails('cannot write past its disk cap through the bind-mounted agent directory', async () => {
+    const session = await pool.acquire(SessionPool.generateIdentifier());
+    const marker = `fill-${Date.now()}`;
+    try {
+      const fill = await session.execute({
+        code: [
+          'import os, json',
+          'written, err = 0, None',
+          'try:',
+          `    with open('/run/sandpool/${marker}', 'wb') as f:`,
+          '        while written < 96 * 1024 * 1024:',
+          "            f.write(b'\\0' * (1024 * 1024)); written += 1024 * 1024",
+          'except OSError as e:',
+          '    err = e.errno',
+          'print(json.dumps({"written": written, "errno": err}))',
+        ].join('\n'),
+        timeoutInSeconds: 120,
+      });
+      const r = probeResult(fill.stdout) as { written: number };
+      expect(r.written).toBeLessThanOrEqual(32 * 1024 * 1024);
+    } finally {
+      await session.stop();
+      // Whatever got written is gone with the session's host directory.
+      expect(execFileSync('find', ['/run/sandpool/container/sessions', '-name', marker], { encoding: 'utf8' }).trim()).toBe('');
+      await afterAttack();
+    }
   }, T);
 
   resourceBombs(() => ({ pool, afterAttack, memoryMb: 256, diskMb: 32, outputMaxBytes: 64 << 10, pids: 64 }), T);
