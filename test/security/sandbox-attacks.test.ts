@@ -75,6 +75,10 @@ describe.skipIf(!available)('container sessions under attack (runc, through a Se
     const r = probeResult(run.stdout);
     expect(r['hostCanaryExists']).toBe(false);
     expect(r['repoFileExists']).toBe(false);
+    // No container engine socket (root on the host) is reachable from inside.
+    for (const sock of ['/run/podman/podman.sock', '/var/run/docker.sock', '/run/docker.sock', '/run/containerd/containerd.sock']) {
+      expect(r[`engine ${sock}`], sock).toBe(false);
+    }
     const hostShadow = createHash('sha256').update(readFileSync('/etc/shadow')).digest('hex');
     expect(r['shadowHash']).not.toBe(hostShadow);
     expect(String(r['shadowHash'])).toMatch(/^ERR PermissionError/); // uid 61000 cannot read even its own

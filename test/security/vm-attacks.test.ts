@@ -88,6 +88,10 @@ describe.skipIf(!built)('vm sessions under attack (through a SessionPool)', () =
     const r = probeResult(run.stdout);
     expect(r['hostCanaryExists']).toBe(false);
     expect(r['repoFileExists']).toBe(false);
+    // No container engine socket (root on the host) is reachable from inside.
+    for (const sock of ['/run/podman/podman.sock', '/var/run/docker.sock', '/run/docker.sock', '/run/containerd/containerd.sock']) {
+      expect(r[`engine ${sock}`], sock).toBe(false);
+    }
     const hostShadow = createHash('sha256').update(readFileSync('/etc/shadow')).digest('hex');
     expect(r['shadowHash']).not.toBe(hostShadow);
     expect((r['proc'] as { canaryHits: string[] }).canaryHits).toEqual([]);
