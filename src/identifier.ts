@@ -14,6 +14,8 @@ export function isValidIdentifier(value: unknown): value is string {
 
 /** Throws InvalidIdentifierError with the reason; returns the identifier unchanged otherwise. */
 export function assertIdentifier(value: unknown): string {
+  // Fast path for the common, valid case: one regex test. The scan below only words the error.
+  if (typeof value === 'string' && IDENTIFIER_PATTERN.test(value)) return value;
   if (typeof value !== 'string') {
     throw new InvalidIdentifierError(`identifier must be a string, got ${value === null ? 'null' : typeof value}`);
   }

@@ -60,7 +60,8 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   readonly #stats = new PoolStatistics();
   readonly #arrivals: ArrivalRate;
   readonly #slots = new Map<string, Slot>();
-  readonly #ready: Slot[] = [];
+  /** Ready, unallocated slots in creation order (a Set: O(1) take-oldest and removal). */
+  readonly #ready = new Set<Slot>();
   readonly #byIdentifier = new Map<string, Slot>();
   readonly #acquiring = new Map<string, Promise<Session>>();
   readonly #waiters = new WaiterQueue();
@@ -109,6 +110,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
         return pool.#options;
       },
       emit: (event, payload) => this.#emit(event, payload),
+      listening: (event) => this.listenerCount(event) > 0,
       touch: (slot) => {
         slot.lastAccessedAt = Date.now();
       },
@@ -200,7 +202,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
       backend: this.backend.name,
       closed: this.closed,
       pending: this.#pending,
-      ready: this.#ready.length,
+      ready: this.#ready.size,
       allocated: this.#allocated,
       waiting: this.#waiters.length,
       maxConcurrentSessions: this.#options.maxConcurrentSessions,
@@ -214,7 +216,10 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   update(patch: PoolUpdate): void {
     this.#assertOpen();
     this.#options = applyPoolUpdate(this.#options, patch);
-    while (this.#ready.length > this.#readyTarget()) void this.#destroy(this.#ready[this.#ready.length - 1]!, 'stopped');
+    for (const slot of [...this.#ready].reverse()) {
+      if (this.#ready.size <= this.#readyTarget()) break;
+      void this.#destroy(slot, 'stopped');
+    }
     for (const slot of this.#byIdentifier.values()) this.#armExpiry(slot);
     this.#refill();
   }
@@ -286,8 +291,9 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   async #acquireNew(identifier: string, options: AcquireOptions, startedAt: number): Promise<Session> {
     await this.#ensurePrepared();
     this.#assertOpen();
-    if (this.#ready.length > 0 && this.#waiters.length === 0) {
-      const slot = this.#ready.shift()!;
+    if (this.#ready.size > 0 && this.#waiters.length === 0) {
+      const slot = this.#ready.values().next().value!;
+      this.#ready.delete(slot);
       this.#allocate(slot, identifier, startedAt, 0, false);
       return slot.handleObject as Session;
     }
@@ -343,7 +349,10 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     this.#armExpiry(slot);
     const latency = performance.now() - startedAt;
     this.#stats.recordAllocation(latency, queueMs, coldMiss);
-    this.#emit('sessionAllocated', { ...this.#base(slot), identifier, allocationLatencyMs: latency, queueMs, coldMiss });
+    // The warm path is microseconds long: build event payloads only for someone listening.
+    if (this.listenerCount('sessionAllocated') > 0) {
+      this.#emit('sessionAllocated', { ...this.#base(slot), identifier, allocationLatencyMs: latency, queueMs, coldMiss });
+    }
     this.#refill();
   }
 
@@ -356,7 +365,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
       waiter.resolve(slot);
       return;
     }
-    this.#ready.push(slot);
+    this.#ready.add(slot);
     this.#checkStartWatchers();
   }
 
@@ -371,7 +380,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   }
 
   #startSatisfied(): boolean {
-    return this.#ready.length >= this.#readyTarget();
+    return this.#ready.size >= this.#readyTarget();
   }
 
   #checkStartWatchers(error?: SandpoolError): void {
@@ -393,7 +402,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
       }, wait).unref();
       return;
     }
-    const wanted = this.#readyTarget() + this.#waiters.length - this.#ready.length - this.#pending;
+    const wanted = this.#readyTarget() + this.#waiters.length - this.#ready.size - this.#pending;
     const room = this.#room();
     const budget = this.#options.refillConcurrency - this.#pending;
     const count = Math.min(wanted, room, budget);
@@ -476,8 +485,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
       return slot.destroyed;
     }
     if (previous === 'Ready') {
-      const index = this.#ready.indexOf(slot);
-      if (index !== -1) this.#ready.splice(index, 1);
+      this.#ready.delete(slot);
     } else if (previous === 'Allocated') {
       this.#allocated -= 1;
       if (slot.identifier !== undefined && this.#byIdentifier.get(slot.identifier) === slot) {

@@ -29,6 +29,8 @@ export interface PoolInternals {
   readonly backend: Backend;
   readonly options: ResolvedPoolOptions;
   emit<K extends keyof SessionPoolEvents>(event: K, payload: Parameters<SessionPoolEvents[K]>[0]): void;
+  /** Whether anyone listens to `event` (payloads are built only then). */
+  listening(event: keyof SessionPoolEvents): boolean;
   /** Record activity: restarts the cooldown. */
   touch(slot: Slot): void;
   /** Executions on the slot finished; the pool may now reap it if it expired meanwhile. */
@@ -132,7 +134,9 @@ export function createSessionHost(pool: PoolInternals): SessionHost {
     const identifier = slot.identifier ?? '';
     const started = Date.now();
     const base = { pool: pool.options.name, backend: backend.name, sessionId: slot.id, identifier, executionId: id };
-    pool.emit('executionStarted', { ...base, at: started, language, queueMs: started - queuedAt });
+    if (pool.listening('executionStarted')) {
+      pool.emit('executionStarted', { ...base, at: started, language, queueMs: started - queuedAt });
+    }
     pool.touch(slot);
     let outcome: ExecutionOutcome;
     let replaced = false;
@@ -165,13 +169,15 @@ export function createSessionHost(pool: PoolInternals): SessionHost {
     pool.touch(slot);
     pool.recordExecution(slot, Date.now() - started);
     const result = toResult(id, outcome, replaced, timeoutMs);
-    pool.emit('executionFinished', {
-      ...base,
-      at: Date.now(),
-      status: result.status,
-      durationMs: Date.now() - started,
-      timedOut: outcome.timedOut === true,
-    });
+    if (pool.listening('executionFinished')) {
+      pool.emit('executionFinished', {
+        ...base,
+        at: Date.now(),
+        status: result.status,
+        durationMs: Date.now() - started,
+        timedOut: outcome.timedOut === true,
+      });
+    }
     return result;
   }
 
