@@ -41,6 +41,11 @@ export interface CreateServerOptions {
   readonly maxHeaderSize?: number | undefined;
   /** A client that has not sent its whole header section by then is disconnected (slowloris). @default 30 000 */
   readonly headersTimeoutMs?: number | undefined;
+  /**
+   * A request body that stalls (no bytes) this long is answered 408 and its connection closed.
+   * Only idle time counts: a slow but steady upload is fine. @default headersTimeoutMs
+   */
+  readonly bodyIdleTimeoutMs?: number | undefined;
   /** Gen 2 `executionResult` as a string: `auto` does it for Semantic Kernel .NET only. @default 'auto' */
   readonly stringifyExecutionResult?: 'auto' | 'always' | 'never' | undefined;
   /** Base URL reported in `poolManagementEndpoint` and `Operation-Location`. @default from the Host header */
@@ -132,7 +137,9 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
     startedAt: new Date(),
     ui: options.ui === false ? undefined : createStatusPage(() => metrics!),
   });
+  const bodyIdleMs = options.bodyIdleTimeoutMs ?? options.headersTimeoutMs ?? 30_000;
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    guardStalledBody(req, res, bodyIdleMs);
     void dispatch(req, res);
   };
   const upgrade = createUpgradeHandler(state, auth);
@@ -219,3 +226,27 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
 }
 
 export { authConfigured };
+
+/**
+ * Cut off a client that stalls in the middle of its request body. The socket's idle timer runs only
+ * until the whole request has arrived (`req.complete`): a long execution afterwards, with a quiet
+ * socket, is never cut. Node's requestTimeout stays off so large uploads may take their time.
+ */
+function guardStalledBody(req: IncomingMessage, res: ServerResponse, idleMs: number): void {
+  if (req.complete || idleMs <= 0) return;
+  // req.setTimeout (not socket.setTimeout): with a request-level listener Node hands the timeout to
+  // us instead of destroying the socket before a 408 can be written.
+  const clear = () => req.socket.setTimeout(0);
+  req.setTimeout(idleMs, () => {
+    clear();
+    if (req.complete) return;
+    if (!res.headersSent) {
+      res.writeHead(408, { 'content-type': 'application/json', connection: 'close', 'x-ms-error-code': 'RequestTimeout' });
+      res.end(JSON.stringify({ error: { code: 'RequestTimeout', message: `the request body stalled for ${idleMs} ms` } }));
+    }
+    // Let the 408 flush, then drop the connection whatever the client does.
+    setTimeout(() => req.socket.destroy(), 100).unref();
+  });
+  // Cleared once the body is in. Not on 'finish': Node arms its keep-alive timer on the socket then.
+  req.once('end', clear);
+}
