@@ -10,7 +10,7 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { chownSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, rmSync } from 'node:fs';
 import { Agent as HttpAgent } from 'node:http';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -219,6 +219,12 @@ export class ContainerBackend implements Backend {
             if (live.destroying === undefined) reportExit(live, { reason: 'failed', message: 'the session agent connection closed' });
           },
         });
+      }
+      if (!custom) {
+        // The agent's socket exists now: hand the directory back to root (0755) so session code can
+        // neither fill the host's disk through this bind mount nor replace or remove the socket.
+        chownSync(hostDir, 0, 0);
+        chmodSync(hostDir, 0o755);
       }
       // An exit seen before this point was not reported (create had not resolved): fail instead.
       if (live.exited !== undefined) throw new BackendError(live.exited);

@@ -185,12 +185,9 @@ describe.skipIf(!available)('container sessions under attack (runc, through a Se
     await afterAttack();
   }, T);
 
-  // Known hole: /run/sandpool is the session's host directory (<runDir>/sessions/…, on the host's
-  // own file system), bind-mounted read-write and owned by the session's uid, so session code can
-  // write there past limits.diskMb, onto the host's disk. backends/container/container-spec.ts:92
-  // (Binds …:rw) and the directory's ownership. Fix: once the agent's socket exists, chown the host
-  // directory to root and chmod it 0755 (the socket stays connectable), or mount a tiny tmpfs there.
-  it.fails('cannot write past its disk cap through the bind-mounted agent directory', async () => {
+  // /run/sandpool is the session's host directory (bind-mounted for the agent's socket). Once the
+  // socket exists the backend hands the directory to root (0755): nothing can be written there.
+  it('cannot write past its disk cap through the bind-mounted agent directory', async () => {
     const session = await pool.acquire(SessionPool.generateIdentifier());
     const marker = `fill-${Date.now()}`;
     try {
