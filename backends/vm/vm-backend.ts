@@ -29,6 +29,7 @@ import { createSessionDir, defaultRunDir, reapDeadOwners, sessionUid, writeState
 import { ensureEgressFirewall } from './egress-firewall.js';
 import { assertReadableByOthers, VmEnvironment } from './vm-environment.js';
 import { launchVm, type LaunchedVm } from './vm-launcher.js';
+import { pidsLimitCode, RESEED_CODE } from './guest-setup.js';
 
 /** Smallest guest RAM that runs the kernel, the agent and a Python kernel with its preloads. */
 export const MIN_VM_MEMORY_MB = 192;
@@ -102,11 +103,6 @@ const CAPABILITIES: BackendCapabilities = {
   snapshots: true,
   httpForwarding: false,
 };
-
-// Clones of one snapshot share the Python PRNG state captured in it; the guest kernel's RNG is
-// reseeded through vmgenid, so reseed the interpreter's generators from it right after a restore.
-const RESEED_CODE =
-  "import sys as _s, random as _r\n_r.seed()\nif 'numpy' in _s.modules: _s.modules['numpy'].random.seed()\ndel _s, _r\n";
 
 export class VMBackend implements Backend {
   readonly name = 'vm';
@@ -329,7 +325,7 @@ export class VMBackend implements Backend {
         const snapshot = await this.#env.snapshot(machine, spec.limits.diskMb, signal);
         try {
           const vm = await launchVm({ ...base, backing: { path: snapshot.disk, format: 'qcow2' }, incoming: snapshot.memory });
-          await this.#afterRestore(vm);
+          await this.#afterStart(vm, RESEED_CODE + pidsLimitCode(spec.limits.pids));
           return { vm, mode: 'snapshot' as const, fallbackReason };
         } catch (error) {
           this.#env.invalidateSnapshot(snapshot.key);
@@ -343,16 +339,18 @@ export class VMBackend implements Backend {
     }
     const template = await this.#env.scratchTemplate(spec.limits.diskMb);
     const vm = await launchVm({ ...base, backing: { path: template, format: 'raw' } });
+    await this.#afterStart(vm, pidsLimitCode(spec.limits.pids));
     return { vm, mode: 'boot' as const, fallbackReason };
   }
 
-  async #afterRestore(vm: LaunchedVm): Promise<void> {
-    const outcome = await vm.agent.execute({ language: 'python', code: RESEED_CODE, timeoutMs: 30_000, outputMaxBytes: 4096 });
+  /** Runs the hidden per-session set-up cell; a guest that fails it is killed, never handed out. */
+  async #afterStart(vm: LaunchedVm, code: string): Promise<void> {
+    const outcome = await vm.agent.execute({ language: 'python', code, timeoutMs: 30_000, outputMaxBytes: 4096 });
     if (outcome.status !== 'Succeeded') {
       vm.agent.close();
       vm.qmp.close();
       await vm.process.kill();
-      throw new BackendError(`the restored guest failed its first execution: ${outcome.stderr.slice(0, 500)}`);
+      throw new BackendError(`the guest failed its set-up cell (RNG reseed, pids limit): ${outcome.stderr.slice(0, 500)}`);
     }
   }
 
