@@ -220,6 +220,14 @@ export class ContainerBackend implements Backend {
           },
         });
       }
+      if (spec.containerType === 'NodeLTS' && live.agent !== undefined) {
+        // The agent starts its Node.js kernel on the first JavaScript cell (~150 ms): start it now,
+        // while the session is still Pending, so a Ready JavaScript session answers at once.
+        await live.agent.execute(
+          { language: 'javascript', code: '0', timeoutMs: Math.max(1_000, deadline - Date.now()), outputMaxBytes: 1024 },
+          { signal: options.signal },
+        );
+      }
       if (!custom) {
         // The agent's socket exists now: hand the directory back to root (0755) so session code can
         // neither fill the host's disk through this bind mount nor replace or remove the socket.
