@@ -70,6 +70,8 @@ export interface PoolExhaustedEvent {
   readonly maxConcurrentSessions: number;
   /** Whether the caller chose to wait for a free slot. */
   readonly waiting: boolean;
+  /** What ran out: the pool's own limit, or the process-wide host memory budget. */
+  readonly reason: 'maxConcurrentSessions' | 'hostMemoryBudget';
 }
 
 export interface PoolErrorEvent {

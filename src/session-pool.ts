@@ -307,6 +307,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
         at: Date.now(),
         maxConcurrentSessions: this.#options.maxConcurrentSessions,
         waiting: options.wait === true,
+        reason: byBudget ? 'hostMemoryBudget' : 'maxConcurrentSessions',
       });
       if (options.wait !== true) {
         throw new PoolExhaustedError(
