@@ -25,7 +25,6 @@ export interface BombContext {
   readonly diskFill?: 'write' | 'allocate';
 }
 
-
 export function resourceBombs(context: () => BombContext, timeoutMs: number): void {
   it('memory bomb: a Failed execution, and the pool carries on', async () => {
     const { pool, afterAttack, memoryMb } = context();
