@@ -6,8 +6,8 @@
  * touched.
  */
 
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { processStartTime } from '../shared/process-start-time.js';
 
 export const LABEL = {
   /** Present on everything we create; the value is the backend name. */
@@ -30,17 +30,6 @@ export interface OwnerIdentity {
   readonly host: string;
 }
 
-/** Field 22 of /proc/PID/stat (start time in clock ticks since boot), or undefined if no such process. */
-export function processStartTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return fields[19];
-  } catch {
-    return undefined;
-  }
-}
 
 let self: OwnerIdentity | undefined;
 
@@ -69,3 +58,5 @@ export function ownerIsDead(labels: Readonly<Record<string, string>> | undefined
   const current = processStartTime(pid);
   return current === undefined || current !== start;
 }
+
+export { processStartTime };

@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { processStartTime } from '../shared/process-start-time.js';
 
 export interface SessionState {
   readonly version: 1;
@@ -45,17 +46,6 @@ export function sessionDirName(ownerId: string, sessionId: string): string {
   return `s-${createHash('sha256').update(`${ownerId}\0${sessionId}`).digest('hex').slice(0, 20)}`;
 }
 
-/** Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat), or undefined. */
-export function processStartTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return fields[19];
-  } catch {
-    return undefined;
-  }
-}
 
 export function ownerAlive(state: Pick<SessionState, 'ownerPid' | 'ownerStartTime'>): boolean {
   if (process.platform !== 'linux') {
@@ -156,3 +146,5 @@ export function reapDeadOwners(runDir: string, graceMs = 60_000): ReapReport {
   }
   return { removed, killedQemu };
 }
+
+export { processStartTime };
