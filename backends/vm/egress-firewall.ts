@@ -38,7 +38,7 @@ export const BLOCKED_NETWORKS = [
   '224.0.0.0/3',
 ] as const;
 
-function hostResolvers(): string[] {
+export function hostResolvers(): string[] {
   try {
     return readFileSync('/etc/resolv.conf', 'utf8')
       .split('\n')

@@ -148,3 +148,12 @@ export function reapDeadOwners(runDir: string, graceMs = 60_000): ReapReport {
 }
 
 export { processStartTime };
+
+/** Uids of the session directories currently in `runDir` (their owners may still start or run them). */
+export function liveSessionUids(runDir: string): Set<number> {
+  try {
+    return new Set(readdirSync(runDir).filter((n) => /^s-[0-9a-f]{20}$/.test(n)).map(sessionUid));
+  } catch {
+    return new Set();
+  }
+}

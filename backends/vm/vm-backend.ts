@@ -25,8 +25,9 @@ import { BackendError, InvalidOptionsError, SessionNotFoundError, toSandpoolErro
 import type { NetworkPolicy, SessionLimits } from '../../src/types.js';
 import type { Accelerator } from './accelerator.js';
 import type { MachineSettings } from './qemu-command.js';
-import { createSessionDir, defaultRunDir, reapDeadOwners, sessionUid, writeState, type SessionState } from './run-dir.js';
+import { createSessionDir, defaultRunDir, liveSessionUids, reapDeadOwners, sessionUid, writeState, type SessionState } from './run-dir.js';
 import { ensureEgressFirewall } from './egress-firewall.js';
+import { installAllowList, reapStaleAllowLists, removeAllowList, resolveAllowList } from './egress-allowlist.js';
 import { assertReadableByOthers, VmEnvironment } from './vm-environment.js';
 import { launchVm, type LaunchedVm } from './vm-launcher.js';
 import { pidsLimitCode, RESEED_CODE } from './guest-setup.js';
@@ -81,6 +82,8 @@ interface VmSession extends BackendSession {
   readonly state: SessionState;
   readonly vm: LaunchedVm;
   readonly startedFrom: 'snapshot' | 'boot';
+  /** The uid whose per-session allow-list chain must be removed with the session. */
+  readonly allowListUid: number | undefined;
   destroyed: boolean;
 }
 
@@ -171,6 +174,12 @@ export class VMBackend implements Backend {
     if (reaped.removed.length > 0) {
       this.#log({ level: 'info', message: `removed ${reaped.removed.length} VM(s) left by dead owners (killed QEMU: ${reaped.killedQemu.join(', ') || 'none'})` });
     }
+    if (this.#dropPrivileges) {
+      const stale = await reapStaleAllowLists(liveSessionUids(this.#runDir));
+      if (stale.length > 0) this.#log({ level: 'info', message: `removed ${stale.length} egress allow-list chain(s) of dead VM sessions` });
+    }
+    // Validates (and resolves, once) the allow-list before anything expensive.
+    if (context.network.egress === 'EgressEnabled' && context.network.allow.length > 0) await resolveAllowList(context.network.allow);
     const machine = await this.#machine(context.limits, context.network);
     if (context.containerType === 'CustomContainer') {
       throw new UnsupportedError('the vm backend does not run custom containers yet (see docs/VM.md)');
@@ -188,13 +197,17 @@ export class VMBackend implements Backend {
     if (spec.containerType === 'CustomContainer') {
       throw new UnsupportedError('the vm backend does not run custom containers yet (see docs/VM.md)');
     }
+    const allowed = spec.network.egress === 'EgressEnabled' && spec.network.allow.length > 0 ? await resolveAllowList(spec.network.allow) : undefined;
     const machine = await this.#machine(spec.limits, spec.network);
     const { dir, state } = createSessionDir(this.#runDir, { ownerId: spec.ownerId, sessionId: spec.sessionId, poolName: spec.poolName });
+    const allowListUid = allowed === undefined ? undefined : sessionUid(basename(dir));
     const started = Date.now();
     try {
+      // Before QEMU starts: the guest must never run with more egress than its allow-list.
+      if (allowListUid !== undefined && allowed !== undefined) await installAllowList(allowListUid, allowed);
       const { vm, mode, fallbackReason } = await this.#start(spec, machine, dir, state, options.signal);
       this.#lastStart = { sessionId: spec.sessionId, mode, ms: Date.now() - started, fallbackReason };
-      const session: VmSession = { id: spec.sessionId, etag: `qemu-${vm.process.pid ?? 0}`, dir, state, vm, startedFrom: mode, destroyed: false };
+      const session: VmSession = { id: spec.sessionId, etag: `qemu-${vm.process.pid ?? 0}`, dir, state, vm, startedFrom: mode, allowListUid, destroyed: false };
       if (this.#closed) {
         await this.#teardown(session);
         throw new BackendError('the vm backend was closed while the session was starting');
@@ -207,6 +220,7 @@ export class VMBackend implements Backend {
         session.vm.agent.close();
         session.vm.qmp.close();
         rmSync(dir, { recursive: true, force: true });
+        if (allowListUid !== undefined) void removeAllowList(allowListUid);
         options.onExit({
           reason: 'failed',
           message: `the VM exited unexpectedly (${exit.signal ?? `code ${exit.code}`}): ${vm.process.diagnostics(500)}`,
@@ -216,6 +230,7 @@ export class VMBackend implements Backend {
       return { id: session.id, etag: session.etag };
     } catch (error) {
       rmSync(dir, { recursive: true, force: true });
+      if (allowListUid !== undefined) await removeAllowList(allowListUid);
       throw toSandpoolError(error, 'creating the VM session failed');
     }
   }
@@ -276,11 +291,9 @@ export class VMBackend implements Backend {
     if (limits.memoryMb < MIN_VM_MEMORY_MB) {
       throw new InvalidOptionsError(`vm sessions need at least ${MIN_VM_MEMORY_MB} MiB of memory (limits.memoryMb is ${limits.memoryMb})`);
     }
-    if (network.egress === 'EgressEnabled' && network.allow.length > 0) {
-      throw new UnsupportedError('the vm backend cannot enforce an egress allow-list (user-mode networking); see docs/VM.md');
-    }
+    const allowList = network.egress === 'EgressEnabled' && network.allow.length > 0;
     const env = await this.#environment();
-    if (network.egress === 'EgressEnabled') await this.#confineEgress();
+    if (network.egress === 'EgressEnabled') await this.#confineEgress(allowList);
     return {
       accelerator: env.accelerator.accelerator,
       memoryMb: limits.memoryMb,
@@ -289,12 +302,13 @@ export class VMBackend implements Backend {
     };
   }
 
-  async #confineEgress(): Promise<void> {
+  async #confineEgress(allowList: boolean): Promise<void> {
     try {
       if (!this.#dropPrivileges) throw new Error('session QEMUs do not run as their own uids (backend not root)');
       await ensureEgressFirewall();
     } catch (error) {
       const reason = (error as Error).message;
+      if (allowList) throw new UnsupportedError(`network.allow on VM sessions needs the host egress firewall, which is unavailable: ${reason}`);
       if (!this.#allowUnconfinedEgress) {
         throw new UnsupportedError(`EgressEnabled VM sessions need the host egress firewall, which is unavailable: ${reason} (see docs/VM.md)`);
       }
@@ -359,6 +373,7 @@ export class VMBackend implements Backend {
     session.vm.agent.close();
     session.vm.qmp.close();
     await session.vm.process.kill();
+    if (session.allowListUid !== undefined) await removeAllowList(session.allowListUid);
     // The overlay (the session's whole writable disk, /mnt/data included) goes with the directory.
     rmSync(session.dir, { recursive: true, force: true });
   }
