@@ -77,11 +77,12 @@ async function startPodmanService(runDir: string, log: (m: string) => void): Pro
   const socketPath = join(runDir, `podman-${process.pid}.sock`);
   rmSync(socketPath, { force: true });
   const args = ['system', 'service', '--time=0', `unix://${socketPath}`];
+  // cwd '/': conmon drops an `oom` marker into the service's working directory on an OOM kill.
   // setpriv --pdeathsig: the kernel sends SIGTERM to the service when this process dies.
   const useSetpriv = existsSync('/usr/bin/setpriv');
   const child = useSetpriv
-    ? spawn('/usr/bin/setpriv', ['--pdeathsig', 'SIGTERM', 'podman', ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
-    : spawn('podman', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    ? spawn('/usr/bin/setpriv', ['--pdeathsig', 'SIGTERM', 'podman', ...args], { cwd: '/', stdio: ['ignore', 'ignore', 'pipe'] })
+    : spawn('podman', args, { cwd: '/', stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {
     stderr = (stderr + chunk.toString()).slice(-2000);

@@ -109,7 +109,10 @@ async function ensureEngineSocket(log) {
   mkdirSync('/run/podman', { recursive: true });
   rmSync(PODMAN_SOCKET, { force: true });
   log(`starting podman system service on ${PODMAN_SOCKET}`);
+  // cwd '/': conmon writes an `oom` marker into the service's working directory when a container
+  // is OOM-killed; it must not land in the checkout the setup ran from.
   const child = spawn('podman', ['system', 'service', '--time=0', `unix://${PODMAN_SOCKET}`], {
+    cwd: '/',
     detached: true,
     stdio: 'ignore',
   });
