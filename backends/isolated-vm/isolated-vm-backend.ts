@@ -22,8 +22,7 @@ import type {
 } from '../../src/backend.js';
 import { AbortedError, BackendError, ErrorCode, SessionNotFoundError, toSandpoolError } from '../../src/errors.js';
 import { parseOrThrow } from '../../src/options.js';
-import { checkJsRequest, JS_ISOLATE_CAPABILITIES, SerialQueue } from '../js-shared/js-backend-support.js';
-import { runJsExecution } from '../js-shared/run-execution.js';
+import { JS_ISOLATE_CAPABILITIES, runQueuedJsExecution, SerialQueue, type JsSessionRecord } from '../js-shared/js-backend-support.js';
 import { IsolatedVMSandbox } from './isolated-vm-sandbox.js';
 
 type Ivm = typeof IvmModule;
@@ -76,13 +75,7 @@ async function requireIvm(specifier: string): Promise<Ivm> {
   }
 }
 
-interface IsolateSessionRecord {
-  readonly sandbox: IsolatedVMSandbox;
-  readonly queue: SerialQueue;
-  readonly memoryLimitMb: number;
-  /** Aborted by destroy: ends an execution that waits between steps (on a sandbox timer). */
-  readonly destroyed: AbortController;
-}
+type IsolateSessionRecord = JsSessionRecord<IsolatedVMSandbox>;
 
 /** Runs each session in its own V8 isolate (isolated-vm), in this process. */
 export class IsolatedVMBackend implements Backend {
@@ -148,33 +141,7 @@ export class IsolatedVMBackend implements Backend {
     request: ExecuteRequest,
     options?: { readonly signal?: AbortSignal | undefined },
   ): Promise<ExecutionOutcome> {
-    const record = this.#get(session);
-    checkJsRequest(this.name, request);
-    return record.queue.run(async () => {
-      if (this.#sessions.get(session.id) !== record) {
-        throw new SessionNotFoundError(`isolated-vm session ${session.id} was destroyed`);
-      }
-      if (options?.signal?.aborted) throw new AbortedError('the execution was aborted');
-      const signals = [record.destroyed.signal, ...(options?.signal ? [options.signal] : [])];
-      const outcome = await runJsExecution(record.sandbox, request, {
-        memoryLimitMb: record.memoryLimitMb,
-        signal: AbortSignal.any(signals),
-      }).catch((error: unknown) => {
-        if (record.destroyed.signal.aborted) {
-          throw new SessionNotFoundError(`isolated-vm session ${session.id} was destroyed during the execution`);
-        }
-        throw toSandpoolError(error, 'isolated-vm execution failed');
-      });
-      if (this.#sessions.get(session.id) !== record) {
-        // Destroyed while running: the isolate was disposed under the code.
-        throw new SessionNotFoundError(`isolated-vm session ${session.id} was destroyed during the execution`);
-      }
-      if (outcome.sessionState === 'lost') {
-        this.#sessions.delete(session.id);
-        record.sandbox.dispose();
-      }
-      return outcome;
-    });
+    return runQueuedJsExecution(this.name, this.#sessions, session.id, request, options?.signal, (sandbox) => sandbox.dispose());
   }
 
   async destroy(session: BackendSession, _options: { readonly reason: DestroyReason }): Promise<void> {

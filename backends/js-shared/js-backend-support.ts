@@ -3,8 +3,9 @@
  * per-session queue that keeps executions on one sandbox strictly in order.
  */
 
-import type { BackendCapabilities, ExecuteRequest } from '../../src/backend.js';
-import { InvalidRequestError, UnsupportedError } from '../../src/errors.js';
+import type { BackendCapabilities, ExecuteRequest, ExecutionOutcome } from '../../src/backend.js';
+import { AbortedError, InvalidRequestError, SessionNotFoundError, UnsupportedError, toSandpoolError } from '../../src/errors.js';
+import { runJsExecution, type SandboxDriver } from './run-execution.js';
 
 /** In-process isolates run JavaScript only, with no files, network, snapshots or HTTP. */
 export const JS_ISOLATE_CAPABILITIES: BackendCapabilities = Object.freeze({
@@ -47,3 +48,49 @@ export class SerialQueue {
 }
 
 export const MiB = 1024 * 1024;
+
+/** What both isolate backends keep per session. */
+export interface JsSessionRecord<S extends SandboxDriver> {
+  readonly sandbox: S;
+  readonly queue: SerialQueue;
+  readonly memoryLimitMb: number;
+  /** Aborted by destroy: ends an execution that waits between steps (on a sandbox timer). */
+  readonly destroyed: AbortController;
+}
+
+/**
+ * Run one execution on a session, in its queue, with the checks both isolate backends need: the
+ * session may be destroyed while the execution waits or runs (the caller gets
+ * SessionNotFoundError), and a session the engine reports lost is dropped and disposed at once.
+ */
+export function runQueuedJsExecution<S extends SandboxDriver>(
+  backend: string,
+  sessions: Map<string, JsSessionRecord<S>>,
+  sessionId: string,
+  request: ExecuteRequest,
+  signal: AbortSignal | undefined,
+  dispose: (sandbox: S) => void,
+): Promise<ExecutionOutcome> {
+  const record = sessions.get(sessionId);
+  if (record === undefined) throw new SessionNotFoundError(`${backend} session ${sessionId} does not exist (destroyed?)`);
+  checkJsRequest(backend, request);
+  const gone = (when: string) => new SessionNotFoundError(`${backend} session ${sessionId} was destroyed${when}`);
+  return record.queue.run(async () => {
+    if (sessions.get(sessionId) !== record) throw gone('');
+    if (signal?.aborted) throw new AbortedError('the execution was aborted');
+    const outcome = await runJsExecution(record.sandbox, request, {
+      memoryLimitMb: record.memoryLimitMb,
+      signal: signal === undefined ? record.destroyed.signal : AbortSignal.any([record.destroyed.signal, signal]),
+    }).catch((error: unknown) => {
+      if (record.destroyed.signal.aborted) throw gone(' during the execution');
+      throw toSandpoolError(error, `${backend} execution failed`);
+    });
+    if (sessions.get(sessionId) !== record) throw gone(' during the execution');
+    if (outcome.sessionState === 'lost') {
+      // Free the engine's memory now (a memory bomb's heap); a later destroy is a no-op.
+      sessions.delete(sessionId);
+      dispose(record.sandbox);
+    }
+    return outcome;
+  });
+}

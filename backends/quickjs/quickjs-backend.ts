@@ -25,8 +25,7 @@ import type {
 } from '../../src/backend.js';
 import { AbortedError, BackendError, ErrorCode, SessionNotFoundError, toSandpoolError } from '../../src/errors.js';
 import { parseOrThrow } from '../../src/options.js';
-import { checkJsRequest, JS_ISOLATE_CAPABILITIES, MiB, SerialQueue } from '../js-shared/js-backend-support.js';
-import { runJsExecution } from '../js-shared/run-execution.js';
+import { JS_ISOLATE_CAPABILITIES, MiB, runQueuedJsExecution, SerialQueue, type JsSessionRecord } from '../js-shared/js-backend-support.js';
 import { loadAcorn } from '../js-shared/syntax-depth.js';
 import { QuickJSSandbox, shareModule, type SharedModule } from './quickjs-sandbox.js';
 
@@ -68,13 +67,7 @@ export const QuickJSBackendOptionsSchema = z
 
 export type QuickJSBackendOptions = z.input<typeof QuickJSBackendOptionsSchema>;
 
-interface QuickJSSessionRecord {
-  readonly sandbox: QuickJSSandbox;
-  readonly queue: SerialQueue;
-  readonly memoryLimitMb: number;
-  /** Aborted by destroy: ends a running execution at its next step (e.g. while it waits on a timer). */
-  readonly destroyed: AbortController;
-}
+type QuickJSSessionRecord = JsSessionRecord<QuickJSSandbox>;
 
 /** Runs each session in its own QuickJS runtime (WebAssembly), in this process. */
 export class QuickJSBackend implements Backend {
@@ -186,29 +179,9 @@ export class QuickJSBackend implements Backend {
     request: ExecuteRequest,
     options?: { readonly signal?: AbortSignal | undefined },
   ): Promise<ExecutionOutcome> {
-    const record = this.#get(session);
-    checkJsRequest(this.name, request);
-    return record.queue.run(async () => {
-      // The session may have been destroyed while this execution waited in the queue.
-      if (this.#sessions.get(session.id) !== record) {
-        throw new SessionNotFoundError(`quickjs session ${session.id} was destroyed`);
-      }
-      if (options?.signal?.aborted) throw new AbortedError('the execution was aborted');
-      const signals = [record.destroyed.signal, ...(options?.signal ? [options.signal] : [])];
-      const outcome = await runJsExecution(record.sandbox, request, {
-        memoryLimitMb: record.memoryLimitMb,
-        signal: AbortSignal.any(signals),
-      }).catch((error: unknown) => {
-        if (record.destroyed.signal.aborted) throw new SessionNotFoundError(`quickjs session ${session.id} was destroyed during the execution`);
-        throw toSandpoolError(error, 'quickjs execution failed');
-      });
-      if (outcome.sessionState === 'lost') {
-        // Free the runtime now (a memory bomb's heap); `destroy` later is a no-op.
-        this.#sessions.delete(session.id);
-        this.#disposeSandbox(record.sandbox);
-      }
-      return outcome;
-    });
+    return runQueuedJsExecution(this.name, this.#sessions, session.id, request, options?.signal, (sandbox) =>
+      this.#disposeSandbox(sandbox),
+    );
   }
 
   #disposeSandbox(sandbox: QuickJSSandbox): void {
