@@ -129,9 +129,22 @@ function ensureBase({ rootfs, cacheDir, log }) {
   if (existsSync(path)) return path;
   log(`building the read-only base disk from ${rootfs.dir}`);
   const tmp = `${path}.tmp-${process.pid}`;
+  mkdirSync(dirname(path), { recursive: true });
   rmSync(tmp, { force: true });
-  run('mksquashfs', [rootfs.dir, tmp, '-comp', 'lz4', '-noappend', '-no-xattrs', '-quiet', '-no-progress',
-    '-e', 'var/cache/apt/archives', 'complete', '.complete']);
+  run('mksquashfs', [
+    rootfs.dir,
+    tmp,
+    '-comp',
+    'lz4',
+    '-noappend',
+    '-no-xattrs',
+    '-quiet',
+    '-no-progress',
+    '-e',
+    'var/cache/apt/archives',
+    'complete',
+    '.complete',
+  ]);
   renameSync(tmp, path);
   return path;
 }
@@ -168,7 +181,13 @@ function pruneOldImages(cacheDir, keepHash, log) {
     .filter((n) => /^image-[0-9a-f]+$/.test(n) && existsSync(join(vmDir, n, 'manifest.json')))
     .map((n) => ({ name: n, hash: n.slice('image-'.length), mtime: statSync(join(vmDir, n, 'manifest.json')).mtimeMs }))
     .sort((a, b) => b.mtime - a.mtime);
-  const keep = new Set([keepHash, ...images.filter((i) => i.hash !== keepHash).slice(0, 1).map((i) => i.hash)]);
+  const keep = new Set([
+    keepHash,
+    ...images
+      .filter((i) => i.hash !== keepHash)
+      .slice(0, 1)
+      .map((i) => i.hash),
+  ]);
   const bases = new Set();
   for (const image of images) {
     if (keep.has(image.hash)) {
