@@ -1,8 +1,24 @@
 import { defineConfig } from 'vitest/config';
 
+/**
+ * Two projects:
+ * - `unit`: everything that needs no container engine, no QEMU and no host packages (the pool on
+ *   the fake backend, the isolate backends, the server over isolates, parsers, fuzz seeds).
+ *   `npm run test:unit` runs it alone, in under a minute.
+ * - `engines`: real containers, VMs and the in-sandbox agent on the host's Python. `npm test`
+ *   runs both after `npm run setup` has installed and built what they need.
+ * A test that needs an engine lives under test/container, test/vm or test/agent, or, when it
+ * belongs to another component (the server over containers), is named `*.containers.test.ts`.
+ */
+const ENGINE_TESTS = [
+  'test/container/**/*.test.ts',
+  'test/vm/**/*.test.ts',
+  'test/agent/**/*.test.ts',
+  'test/**/*.containers.test.ts',
+];
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     // Native addons (isolated-vm) and child processes are safest in forked workers.
     pool: 'forks',
     // Real engines (containers, VMs under TCG) are slow: tests set their own, larger timeouts.
@@ -10,5 +26,9 @@ export default defineConfig({
     hookTimeout: 120_000,
     // Two cores: run at most two test files at once.
     maxWorkers: 2,
+    projects: [
+      { extends: true, test: { name: 'unit', include: ['test/**/*.test.ts'], exclude: ENGINE_TESTS } },
+      { extends: true, test: { name: 'engines', include: ENGINE_TESTS } },
+    ],
   },
 });

@@ -116,8 +116,19 @@ const BASELINES: readonly Baseline[] = [
       });
       // The flags this host needs (runc, explicit ulimits) and the backend uses; no network.
       const args = [
-        'run', '--rm', '--runtime', 'runc', '--ulimit', 'nofile=4096:4096', '--ulimit', 'nproc=4096:4096',
-        '--network', 'none', '--entrypoint', '/bin/true', CONTAINER_IMAGE,
+        'run',
+        '--rm',
+        '--runtime',
+        'runc',
+        '--ulimit',
+        'nofile=4096:4096',
+        '--ulimit',
+        'nproc=4096:4096',
+        '--network',
+        'none',
+        '--entrypoint',
+        '/bin/true',
+        CONTAINER_IMAGE,
       ];
       return { step: () => timeProcess('podman', args) };
     },
@@ -198,8 +209,22 @@ async function bareQuickJSMemory(count: number): Promise<Measurement[]> {
     collectGarbage();
     const detail = { runtimes: count };
     return [
-      { target: 'baseline', scenario: 'bare-quickjs', metric: 'WebAssembly memory per idle runtime+context', unit: 'bytes', value: (module.getWasmMemory().buffer.byteLength - wasm0) / count, detail },
-      { target: 'baseline', scenario: 'bare-quickjs', metric: 'RSS per idle runtime+context', unit: 'bytes', value: (process.memoryUsage().rss - rss0) / count, detail },
+      {
+        target: 'baseline',
+        scenario: 'bare-quickjs',
+        metric: 'WebAssembly memory per idle runtime+context',
+        unit: 'bytes',
+        value: (module.getWasmMemory().buffer.byteLength - wasm0) / count,
+        detail,
+      },
+      {
+        target: 'baseline',
+        scenario: 'bare-quickjs',
+        metric: 'RSS per idle runtime+context',
+        unit: 'bytes',
+        value: (process.memoryUsage().rss - rss0) / count,
+        detail,
+      },
     ];
   } finally {
     for (const h of held) h.dispose();
@@ -225,7 +250,13 @@ export async function runBaselines(
         const samples: number[] = [];
         const n = options.quick ? baseline.iterations.quick : baseline.iterations.full;
         for (let i = 0; i < n; i += 1) samples.push(await step());
-        measurements.push({ target: 'baseline', scenario: baseline.name, metric: baseline.metric, unit: 'ms', stats: summarize(samples) });
+        measurements.push({
+          target: 'baseline',
+          scenario: baseline.name,
+          metric: baseline.metric,
+          unit: 'ms',
+          stats: summarize(samples),
+        });
         if (baseline.name === 'bare-quickjs') measurements.push(...(await bareQuickJSMemory(options.quick ? 500 : 2000)));
       } finally {
         await teardown?.();

@@ -150,10 +150,16 @@ export async function runBench(input: BenchOptions = {}): Promise<BenchRun> {
   const targets = input.targets ?? selectTargets(input.backends ?? []);
   const unknownFilters = filters.filter((f) => f !== 'baseline' && !SCENARIOS.some((s) => s.name.includes(f)));
   if (unknownFilters.length > 0) {
-    throw new Error(`unknown scenario ${unknownFilters.join(', ')} (known: ${SCENARIOS.map((s) => s.name).join(', ')}, baseline)`);
+    throw new Error(
+      `unknown scenario ${unknownFilters.join(', ')} (known: ${SCENARIOS.map((s) => s.name).join(', ')}, baseline)`,
+    );
   }
   if (options.profile) await mkdir(options.outDir, { recursive: true });
-  const sink = { measurements: [] as Measurement[], skipped: [] as Skipped[], profiles: new Map<string, { hot: readonly HotFunction[]; file: string }>() };
+  const sink = {
+    measurements: [] as Measurement[],
+    skipped: [] as Skipped[],
+    profiles: new Map<string, { hot: readonly HotFunction[]; file: string }>(),
+  };
   const scenarioFilters = filters.filter((f) => f !== 'baseline');
   const onlyBaselines = filters.length > 0 && scenarioFilters.length === 0;
   if (!onlyBaselines) {

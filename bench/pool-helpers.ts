@@ -94,7 +94,11 @@ export function waitForReady(pool: SessionPool, count: number, timeoutMs: number
       cleanup();
       const s = pool.stats();
       const last = s.lastError === undefined ? '' : `; last error: ${s.lastError.message}`;
-      reject(new Error(`pool did not reach ${count} Ready sessions within ${timeoutMs} ms (ready ${s.ready}, pending ${s.pending}${last})`));
+      reject(
+        new Error(
+          `pool did not reach ${count} Ready sessions within ${timeoutMs} ms (ready ${s.ready}, pending ${s.pending}${last})`,
+        ),
+      );
     }, timeoutMs);
     const cleanup = (): void => {
       clearInterval(poll);

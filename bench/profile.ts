@@ -61,7 +61,11 @@ export function hotFunctions(profile: CpuProfile, limit: number): HotFunction[] 
 }
 
 /** Run `body` under the CPU profiler; the profile goes to `outDir/<label>.cpuprofile`. */
-export async function profiled<T>(label: string, outDir: string, body: () => Promise<T>): Promise<{ result: T; hot: HotFunction[]; file: string }> {
+export async function profiled<T>(
+  label: string,
+  outDir: string,
+  body: () => Promise<T>,
+): Promise<{ result: T; hot: HotFunction[]; file: string }> {
   const session = new Session();
   session.connect();
   try {

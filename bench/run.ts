@@ -23,10 +23,17 @@ import { loadReport, renderComparison } from './report/compare.js';
 import { renderSvg } from './report/svg.js';
 import { renderMarkdown, renderText } from './report/table.js';
 
-const HELP = (await import('node:fs')).readFileSync(new URL(import.meta.url), 'utf8').split('*/')[0]!.replace(/^\/\*\*?\n?/, '').replace(/^ \* ?/gm, '');
+const HELP = (await import('node:fs'))
+  .readFileSync(new URL(import.meta.url), 'utf8')
+  .split('*/')[0]!
+  .replace(/^\/\*\*?\n?/, '')
+  .replace(/^ \* ?/gm, '');
 
 function list(values: readonly string[] | undefined): string[] {
-  return (values ?? []).flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v !== '');
+  return (values ?? [])
+    .flatMap((v) => v.split(','))
+    .map((v) => v.trim())
+    .filter((v) => v !== '');
 }
 
 async function main(): Promise<number> {
@@ -50,7 +57,8 @@ async function main(): Promise<number> {
   }
   const budgetMib = Number(values['budget-mib']);
   if (!Number.isFinite(budgetMib) || budgetMib <= 0) throw new Error('--budget-mib must be a positive number');
-  if (globalThis.gc === undefined) process.stderr.write('warning: run with --expose-gc (npm run bench does) for memory figures\n');
+  if (globalThis.gc === undefined)
+    process.stderr.write('warning: run with --expose-gc (npm run bench does) for memory figures\n');
   // Load the old report first: a typo in --compare should fail before minutes of benchmarking.
   const old = values.compare === undefined ? undefined : await loadReport(values.compare);
   const outDir = values.out;
@@ -72,7 +80,9 @@ async function main(): Promise<number> {
   await writeFile(path.join(outDir, 'latency.svg'), renderSvg(report));
   if (values.json !== undefined) await writeFile(values.json, json);
   if (old !== undefined) process.stdout.write(`\n${renderComparison(old, report)}\n`);
-  process.stderr.write(`wrote ${path.relative(process.cwd(), outDir)}/{last-run.json,latest.md,latency.svg}${values.json === undefined ? '' : ` and ${values.json}`}\n`);
+  process.stderr.write(
+    `wrote ${path.relative(process.cwd(), outDir)}/{last-run.json,latest.md,latency.svg}${values.json === undefined ? '' : ` and ${values.json}`}\n`,
+  );
   return 0;
 }
 

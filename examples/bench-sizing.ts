@@ -62,14 +62,17 @@ for (const target of targets) {
     .map((m) => ({ concurrency: Number(m.detail?.['refillConcurrency']), rate: m.value ?? 0 }))
     .sort((a, b) => a.concurrency - b.concurrency);
   const perSession = report.measurements.find(
-    (m) => m.target === target && m.scenario === 'memory' && (m.metric.startsWith('per session') || m.metric === 'PSS per session'),
+    (m) =>
+      m.target === target && m.scenario === 'memory' && (m.metric.startsWith('per session') || m.metric === 'PSS per session'),
   )?.value;
   if (warm === undefined || rates.length === 0) {
     lines.push('not enough measurements (warm acquire and refill are needed)');
     process.stdout.write(`${lines.join('\n')}\n`);
     continue;
   }
-  lines.push(`measured: warm acquire p99 ${formatMs(warm.p99)}, cold miss p50/p99 ${formatMs(cold?.p50 ?? NaN)}/${formatMs(cold?.p99 ?? NaN)}`);
+  lines.push(
+    `measured: warm acquire p99 ${formatMs(warm.p99)}, cold miss p50/p99 ${formatMs(cold?.p50 ?? NaN)}/${formatMs(cold?.p99 ?? NaN)}`,
+  );
   lines.push(`refill: ${rates.map((r) => `${r.rate.toFixed(1)}/s @${r.concurrency}`).join(', ')}`);
 
   if (warm.p99 > targetP99) {

@@ -18,10 +18,18 @@ pool
   .on('sessionPending', (e) => console.log(at(), 'pending   ', e.sessionId, e.onDemand ? '(on demand)' : '(refill)'))
   .on('sessionReady', (e) => console.log(at(), 'ready     ', e.sessionId, `created in ${e.createDurationMs.toFixed(2)} ms`))
   .on('sessionAllocated', (e) =>
-    console.log(at(), 'allocated ', e.sessionId, `to ${e.identifier} in ${e.allocationLatencyMs.toFixed(3)} ms`, e.coldMiss ? '(cold)' : '(warm)'),
+    console.log(
+      at(),
+      'allocated ',
+      e.sessionId,
+      `to ${e.identifier} in ${e.allocationLatencyMs.toFixed(3)} ms`,
+      e.coldMiss ? '(cold)' : '(warm)',
+    ),
   )
   .on('executionStarted', (e) => console.log(at(), 'exec start', e.sessionId, e.language))
-  .on('executionFinished', (e) => console.log(at(), 'exec done ', e.sessionId, e.status, `${e.durationMs} ms`, e.timedOut ? '(timed out)' : ''))
+  .on('executionFinished', (e) =>
+    console.log(at(), 'exec done ', e.sessionId, e.status, `${e.durationMs} ms`, e.timedOut ? '(timed out)' : ''),
+  )
   .on('sessionDestroyed', (e) => console.log(at(), 'destroyed ', e.sessionId, `reason=${e.reason}`))
   .on('poolExhausted', (e) => console.log(at(), 'exhausted ', e.maxConcurrentSessions))
   .on('error', (e) => console.log(at(), 'error     ', e.operation, e.error.message));

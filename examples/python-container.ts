@@ -19,7 +19,7 @@ const table = await session.execute({ code: "import pandas as pd\ndf = pd.read_c
 console.log('sum:', table.result); // 33
 
 const chart = await session.execute({
-  code: "import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\nax.bar(df.month, df.amount)\nfig",
+  code: 'import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\nax.bar(df.month, df.amount)\nfig',
 });
 const image = chart.result as { type: string; base64_data: string };
 writeFileSync('sales.png', Buffer.from(image.base64_data, 'base64'));
@@ -27,4 +27,7 @@ console.log('figure:', image.type, '→ sales.png');
 
 const failed = await session.execute({ code: '1/0' });
 console.log(failed.status, failed.stderr.trim().split('\n').at(-1)); // Failed ZeroDivisionError: division by zero
-console.log('files:', (await session.listFiles()).map((f) => `${f.name} ${f.sizeInBytes} B`));
+console.log(
+  'files:',
+  (await session.listFiles()).map((f) => `${f.name} ${f.sizeInBytes} B`),
+);

@@ -8,7 +8,12 @@ import { QuickJSBackend } from '../backends/quickjs/index.js';
 import { SessionPool } from '../src/index.js';
 import { createServer } from '../src/server/index.js';
 
-const pool = new SessionPool({ name: 'javascript', backend: new QuickJSBackend(), containerType: 'NodeLTS', readySessionInstances: 2 });
+const pool = new SessionPool({
+  name: 'javascript',
+  backend: new QuickJSBackend(),
+  containerType: 'NodeLTS',
+  readySessionInstances: 2,
+});
 const server = createServer({
   pools: [pool],
   // Pools created with PUT /pools/NAME may use these backends.
@@ -16,7 +21,9 @@ const server = createServer({
   auth: { adminKey: process.env['SANDPOOL_ADMIN_KEY'] ?? 'dev-only-key' },
 });
 const { url } = await server.listen({ host: '127.0.0.1', port: Number(process.env['PORT'] ?? 8080) });
-console.log(`try: curl -X POST '${url}/pools/javascript/executions?identifier=demo1234' -H 'authorization: Bearer dev-only-key' -d '{"code":"6*7"}'`);
+console.log(
+  `try: curl -X POST '${url}/pools/javascript/executions?identifier=demo1234' -H 'authorization: Bearer dev-only-key' -d '{"code":"6*7"}'`,
+);
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => void server.close());

@@ -5,7 +5,8 @@
 //      sure isolated-vm's native addon is built: npm 11 may skip install scripts it was not told to
 //      allow, and an unbuilt addon only fails later, at first use.
 //   2. the library build (tsup), skipped when no source changed since the last build.
-//   3. each scripts/setup/*.mjs step in name order (host packages, container image, VM image…).
+//   3. each scripts/setup/*.mjs step in name order (host packages, container image, VM image…),
+//      unless `--no-host-steps` is given (`npm run test:unit` needs only steps 1 and 2).
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -67,7 +68,9 @@ function ensureBuild() {
 async function runSteps() {
   const dir = join(root, 'scripts', 'setup');
   if (!existsSync(dir)) return;
-  for (const name of readdirSync(dir).filter((n) => n.endsWith('.mjs')).sort()) {
+  for (const name of readdirSync(dir)
+    .filter((n) => n.endsWith('.mjs'))
+    .sort()) {
     const started = Date.now();
     const step = await import(pathToFileURL(join(dir, name)).href);
     await step.default({ root, log: (m) => log(`${name.replace(/\.mjs$/, '')}: ${m}`), ci });
@@ -79,7 +82,7 @@ async function runSteps() {
 try {
   ensureNpmDependencies();
   ensureBuild();
-  await runSteps();
+  if (!process.argv.includes('--no-host-steps')) await runSteps();
 } catch (error) {
   log(`failed: ${error instanceof Error ? error.message : String(error)}`);
   process.exit(1);

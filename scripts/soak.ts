@@ -46,19 +46,47 @@ async function loadSubject(name: string): Promise<Subject | string> {
     switch (name) {
       case 'quickjs': {
         const { QuickJSBackend } = await import('../backends/quickjs/index.js');
-        return { name, backend: new QuickJSBackend(), containerType: 'NodeLTS', ok: 'var n = (globalThis.n ?? 0) + 1; n', fail: 'null.x', spin: 'while (true) {}' };
+        return {
+          name,
+          backend: new QuickJSBackend(),
+          containerType: 'NodeLTS',
+          ok: 'var n = (globalThis.n ?? 0) + 1; n',
+          fail: 'null.x',
+          spin: 'while (true) {}',
+        };
       }
       case 'isolated-vm': {
         const { IsolatedVMBackend } = await import('../backends/isolated-vm/index.js');
-        return { name, backend: new IsolatedVMBackend(), containerType: 'NodeLTS', ok: 'var n = (globalThis.n ?? 0) + 1; n', fail: 'null.x', spin: 'while (true) {}' };
+        return {
+          name,
+          backend: new IsolatedVMBackend(),
+          containerType: 'NodeLTS',
+          ok: 'var n = (globalThis.n ?? 0) + 1; n',
+          fail: 'null.x',
+          spin: 'while (true) {}',
+        };
       }
       case 'container': {
         const { ContainerBackend } = await import('../backends/container/index.js');
-        return { name, backend: new ContainerBackend(), containerType: 'PythonLTS', ok: 'n = globals().get("n", 0) + 1\nn', fail: '1/0', spin: 'while True: pass' };
+        return {
+          name,
+          backend: new ContainerBackend(),
+          containerType: 'PythonLTS',
+          ok: 'n = globals().get("n", 0) + 1\nn',
+          fail: '1/0',
+          spin: 'while True: pass',
+        };
       }
       case 'vm': {
         const { VMBackend } = await import('../backends/vm/index.js');
-        return { name, backend: new VMBackend(), containerType: 'PythonLTS', ok: 'n = globals().get("n", 0) + 1\nn', fail: '1/0', spin: 'while True: pass' };
+        return {
+          name,
+          backend: new VMBackend(),
+          containerType: 'PythonLTS',
+          ok: 'n = globals().get("n", 0) + 1\nn',
+          fail: '1/0',
+          spin: 'while True: pass',
+        };
       }
       default:
         return `unknown backend "${name}"`;
@@ -69,7 +97,14 @@ async function loadSubject(name: string): Promise<Subject | string> {
 }
 
 type Op = 'acquire' | 'execute' | 'fail' | 'timeout' | 'stop' | 'file';
-const windows: { at: number; backend: string; latencies: Record<string, number[]>; rssMb: number; heapMb: number; live: number }[] = [];
+const windows: {
+  at: number;
+  backend: string;
+  latencies: Record<string, number[]>;
+  rssMb: number;
+  heapMb: number;
+  live: number;
+}[] = [];
 const errors = new Map<string, number>();
 
 function percentile(values: number[], q: number): number {
@@ -90,7 +125,14 @@ async function soak(subject: Subject): Promise<void> {
   });
   await pool.start();
   const deadline = Date.now() + minutes * 60_000;
-  let current = { at: Date.now(), backend: subject.name, latencies: {} as Record<string, number[]>, rssMb: 0, heapMb: 0, live: 0 };
+  let current = {
+    at: Date.now(),
+    backend: subject.name,
+    latencies: {} as Record<string, number[]>,
+    rssMb: 0,
+    heapMb: 0,
+    live: 0,
+  };
   const record = (op: Op, ms: number) => (current.latencies[op] ??= []).push(ms);
   const sampler = setInterval(() => {
     const memory = process.memoryUsage();
@@ -152,7 +194,10 @@ async function soak(subject: Subject): Promise<void> {
 }
 
 const results: string[] = [];
-for (const name of values.backends.split(',').map((s) => s.trim()).filter(Boolean)) {
+for (const name of values.backends
+  .split(',')
+  .map((s) => s.trim())
+  .filter(Boolean)) {
   const subject = await loadSubject(name);
   if (typeof subject === 'string') {
     console.log(`skip ${name}: ${subject}`);
@@ -176,7 +221,29 @@ for (const w of windows) {
 console.log('\nerrors by kind:', errors.size === 0 ? 'none' : '');
 for (const [kind, count] of errors) console.log(`  ${kind}: ${count}`);
 const handles = process.getActiveResourcesInfo().filter((r) => r !== 'TTYWrap' && r !== 'PipeWrap');
-console.log(`\nbackends soaked: ${results.join(', ') || 'none'}; active handles after close: ${handles.length ? handles.join(', ') : 'none'}`);
+console.log(
+  `\nbackends soaked: ${results.join(', ') || 'none'}; active handles after close: ${handles.length ? handles.join(', ') : 'none'}`,
+);
 if (values.json !== undefined) {
-  writeFileSync(values.json, JSON.stringify({ minutes, clients, windows: windows.map((w) => ({ ...w, latencies: Object.fromEntries(Object.entries(w.latencies).map(([k, v]) => [k, { count: v.length, p50: percentile(v, 0.5), p99: percentile(v, 0.99) }])) })), errors: Object.fromEntries(errors) }, null, 2));
+  writeFileSync(
+    values.json,
+    JSON.stringify(
+      {
+        minutes,
+        clients,
+        windows: windows.map((w) => ({
+          ...w,
+          latencies: Object.fromEntries(
+            Object.entries(w.latencies).map(([k, v]) => [
+              k,
+              { count: v.length, p50: percentile(v, 0.5), p99: percentile(v, 0.99) },
+            ]),
+          ),
+        })),
+        errors: Object.fromEntries(errors),
+      },
+      null,
+      2,
+    ),
+  );
 }

@@ -4,7 +4,7 @@
  * session from a spec, runs code in it, moves files, forwards HTTP, and destroys it. The pool owns
  * every policy decision and never looks inside a backend.
  *
- * Rules every implementation follows (the conformance suite in test/conformance checks them):
+ * Rules every implementation follows (the conformance suite in test/suites checks them):
  * - Every rejection is a `SandpoolError` (see src/errors.ts); wrap engine errors with a clear message.
  * - `destroy` is idempotent and treats "already gone" as success; it releases everything `create` made.
  * - `execute` never rejects because of what the session code did: exceptions, timeouts, memory
@@ -187,11 +187,7 @@ export interface Backend {
   /** Present when `capabilities.files`. */
   readonly files?: BackendFiles | undefined;
   /** Present when `capabilities.httpForwarding`: forward a request to the session's target port. */
-  fetch?(
-    session: BackendSession,
-    request: Request,
-    options?: { readonly signal?: AbortSignal | undefined },
-  ): Promise<Response>;
+  fetch?(session: BackendSession, request: Request, options?: { readonly signal?: AbortSignal | undefined }): Promise<Response>;
   /**
    * Present when `capabilities.httpForwarding`: a raw byte stream to the session's target port, for
    * protocols `fetch` cannot carry (WebSocket upgrades). The caller owns and must destroy it.

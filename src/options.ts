@@ -29,19 +29,39 @@ export type LifecycleType = z.output<typeof LifecycleTypeSchema>;
 export const SessionLimitsSchema = z
   .object({
     /** Memory per session in MiB (isolate heap, container cgroup, VM RAM). @default 256 */
-    memoryMb: z.number().int().min(8).max(1024 * 1024).default(256),
+    memoryMb: z
+      .number()
+      .int()
+      .min(8)
+      .max(1024 * 1024)
+      .default(256),
     /** CPUs per session (container quota, VM vCPUs). @default 1 */
     cpus: z.number().positive().max(256).default(1),
     /** Default wall-clock limit of one execution; Azure's platform limit is 220 s. @default 220 */
     executionTimeoutSeconds: z.number().positive().max(3600).default(220),
     /** Per-stream stdout/stderr cap in bytes; output past it is cut and marked. @default 1 MiB */
-    outputMaxBytes: z.number().int().min(1).max(64 * MiB).default(MiB),
+    outputMaxBytes: z
+      .number()
+      .int()
+      .min(1)
+      .max(64 * MiB)
+      .default(MiB),
     /** Largest file accepted by uploadFile; Azure's cap is 128 MB. @default 128 MiB */
-    maxFileSizeBytes: z.number().int().min(1).max(16 * 1024 * MiB).default(128 * MiB),
+    maxFileSizeBytes: z
+      .number()
+      .int()
+      .min(1)
+      .max(16 * 1024 * MiB)
+      .default(128 * MiB),
     /** Processes per session (containers, VMs). @default 256 */
     pids: z.number().int().min(8).max(65536).default(256),
     /** Disk for the writable layer and /mnt/data in MiB (containers, VMs). @default 1024 */
-    diskMb: z.number().int().min(16).max(1024 * 1024).default(1024),
+    diskMb: z
+      .number()
+      .int()
+      .min(16)
+      .max(1024 * 1024)
+      .default(1024),
     /** Executions that may wait behind the running one on a session before SessionBusyError. @default 64 */
     maxQueuedExecutions: z.number().int().min(0).max(10_000).default(64),
   })
@@ -86,7 +106,13 @@ export const CustomContainerTemplateSchema = z.object({
   args: z.array(z.string()).max(256).optional(),
   env: z.array(EnvVarSchema).max(512).default([]),
   resources: z
-    .object({ cpu: z.number().positive().max(256).optional(), memory: z.string().regex(/^\d+(\.\d+)?(Gi|Mi)$/).optional() })
+    .object({
+      cpu: z.number().positive().max(256).optional(),
+      memory: z
+        .string()
+        .regex(/^\d+(\.\d+)?(Gi|Mi)$/)
+        .optional(),
+    })
     .optional(),
   /** Port inside the container that `session.fetch` forwards to. */
   targetPort: z.number().int().min(1).max(65535),
@@ -139,9 +165,17 @@ export const SessionPoolOptionsSchema = z
     /** `Timed`: destroyed after the cooldown idle; `OnContainerExit`: when the process exits or maxAlive. */
     lifecycleType: LifecycleTypeSchema.default('Timed'),
     /** Idle time before an allocated session is destroyed (Timed). @default 300 */
-    cooldownPeriodInSeconds: z.number().positive().max(7 * 86_400).optional(),
+    cooldownPeriodInSeconds: z
+      .number()
+      .positive()
+      .max(7 * 86_400)
+      .optional(),
     /** Hard cap on an allocated session's life, from allocation. Default for OnContainerExit: 3600. */
-    maxAlivePeriodInSeconds: z.number().positive().max(30 * 86_400).optional(),
+    maxAlivePeriodInSeconds: z
+      .number()
+      .positive()
+      .max(30 * 86_400)
+      .optional(),
     limits: SessionLimitsSchema.default(() => SessionLimitsSchema.parse({})),
     network: NetworkPolicySchema.default(() => NetworkPolicySchema.parse({})),
     customContainerTemplate: CustomContainerTemplateSchema.optional(),
@@ -191,7 +225,11 @@ export const SessionPoolOptionsSchema = z
       ctx.addIssue({ code: 'custom', path: ['customContainerTemplate'], message: 'is required for CustomContainer pools' });
     }
     if (o.customContainerTemplate !== undefined && o.containerType !== 'CustomContainer') {
-      ctx.addIssue({ code: 'custom', path: ['customContainerTemplate'], message: 'is only allowed with containerType CustomContainer' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['customContainerTemplate'],
+        message: 'is only allowed with containerType CustomContainer',
+      });
     }
     if (o.lifecycleType === 'OnContainerExit' && o.cooldownPeriodInSeconds !== undefined) {
       ctx.addIssue({
@@ -201,7 +239,11 @@ export const SessionPoolOptionsSchema = z
       });
     }
     if (o.network.egress === 'EgressEnabled' && !caps.network) {
-      ctx.addIssue({ code: 'custom', path: ['network', 'egress'], message: `backend "${o.backend.name}" has no network to enable` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['network', 'egress'],
+        message: `backend "${o.backend.name}" has no network to enable`,
+      });
     }
     for (const [i, env] of (o.customContainerTemplate?.env ?? []).entries()) {
       if (env.secretRef !== undefined && !o.secrets.some((s) => s.name === env.secretRef)) {
@@ -261,8 +303,7 @@ export function resolveCustomContainer(o: ResolvedPoolOptions): CustomContainerT
   if (t === undefined) return undefined;
   const secrets = new Map(o.secrets.map((s) => [s.name, s.value]));
   const memory = t.resources?.memory;
-  const memoryMb =
-    memory === undefined ? undefined : Math.round(parseFloat(memory) * (memory.endsWith('Gi') ? 1024 : 1));
+  const memoryMb = memory === undefined ? undefined : Math.round(parseFloat(memory) * (memory.endsWith('Gi') ? 1024 : 1));
   return {
     image: t.image,
     command: t.command,

@@ -4,15 +4,7 @@ import { EventEmitter } from 'eventemitter3';
 
 import type { Backend, DestroyReason, SessionExit } from './backend.js';
 import { azurePropertiesToOptions, type AzurePoolOverrides } from './azure-properties.js';
-import {
-  AbortedError,
-  BackendError,
-  ErrorCode,
-  PoolClosedError,
-  PoolExhaustedError,
-  SandpoolError,
-  toSandpoolError,
-} from './errors.js';
+import { BackendError, ErrorCode, PoolClosedError, PoolExhaustedError, type SandpoolError, toSandpoolError } from './errors.js';
 import type { SessionPoolEvents } from './events.js';
 import { assertIdentifier, generateIdentifier } from './identifier.js';
 import { resolveCustomContainer, resolvePoolOptions, type ResolvedPoolOptions, type SessionPoolOptions } from './options.js';
@@ -389,7 +381,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     if (error === undefined && !this.#startSatisfied()) return;
     const watchers = this.#startWatchers;
     this.#startWatchers = [];
-    for (const w of watchers) (error === undefined ? w.resolve() : w.reject(error));
+    for (const w of watchers) error === undefined ? w.resolve() : w.reject(error);
   }
 
   /** Create sessions until the ready set (plus waiters) is covered, within the concurrency budget. */
@@ -504,7 +496,14 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     const handle = slot.handle!;
     slot.destroyed = this.backend.destroy(handle, { reason }).catch((error: unknown) => {
       const failure = toSandpoolError(error, 'destroying a session failed');
-      this.#emit('error', { pool: this.name, backend: this.backend.name, at: Date.now(), operation: 'destroy', error: failure, sessionId: slot.id });
+      this.#emit('error', {
+        pool: this.name,
+        backend: this.backend.name,
+        at: Date.now(),
+        operation: 'destroy',
+        error: failure,
+        sessionId: slot.id,
+      });
     });
     this.#track(slot.destroyed);
     this.#refill();

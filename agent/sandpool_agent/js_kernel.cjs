@@ -52,11 +52,19 @@ function writeAll(fd, data) {
 }
 
 function send(message) {
-  writeAll(ctlOut, JSON.stringify(message) + '\n');
+  writeAll(ctlOut, `${JSON.stringify(message)}\n`);
 }
 
 // Console output goes straight to the fds, synchronously, so it is ordered before the marker.
-const syncStream = (fd) => new Writable({ write(chunk, _enc, cb) { try { writeAll(fd, chunk); } catch {} cb(); } });
+const syncStream = (fd) =>
+  new Writable({
+    write(chunk, _enc, cb) {
+      try {
+        writeAll(fd, chunk);
+      } catch {}
+      cb();
+    },
+  });
 const sessionConsole = new console.Console({ stdout: syncStream(1), stderr: syncStream(2) });
 
 const sandbox = {
@@ -69,10 +77,34 @@ const sandbox = {
   Buffer,
 };
 for (const name of [
-  'URL', 'URLSearchParams', 'TextEncoder', 'TextDecoder', 'AbortController', 'AbortSignal', 'Event',
-  'EventTarget', 'fetch', 'Headers', 'Request', 'Response', 'FormData', 'Blob', 'structuredClone',
-  'queueMicrotask', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'setImmediate',
-  'clearImmediate', 'performance', 'crypto', 'atob', 'btoa', 'MessageChannel', 'BroadcastChannel',
+  'URL',
+  'URLSearchParams',
+  'TextEncoder',
+  'TextDecoder',
+  'AbortController',
+  'AbortSignal',
+  'Event',
+  'EventTarget',
+  'fetch',
+  'Headers',
+  'Request',
+  'Response',
+  'FormData',
+  'Blob',
+  'structuredClone',
+  'queueMicrotask',
+  'setTimeout',
+  'clearTimeout',
+  'setInterval',
+  'clearInterval',
+  'setImmediate',
+  'clearImmediate',
+  'performance',
+  'crypto',
+  'atob',
+  'btoa',
+  'MessageChannel',
+  'BroadcastChannel',
 ]) {
   if (globalThis[name] !== undefined) sandbox[name] = globalThis[name];
 }
@@ -142,10 +174,9 @@ async function handle(request) {
     answer.result = toResult(await runCell(String(request.code), Number(request.timeoutMs) || 60000));
   } catch (error) {
     answer.status = 'Failed';
-    const code = error && error.code;
+    const code = error?.code;
     answer.timedOut = code === 'ERR_SCRIPT_EXECUTION_TIMEOUT';
-    answer.interrupted =
-      answer.timedOut || code === 'ERR_SCRIPT_EXECUTION_INTERRUPTED' || error instanceof InterruptedError;
+    answer.interrupted = answer.timedOut || code === 'ERR_SCRIPT_EXECUTION_INTERRUPTED' || error instanceof InterruptedError;
     try {
       writeAll(2, `${formatError(error)}\n`);
     } catch {}

@@ -6,7 +6,7 @@
 
 import { connect, type Socket } from 'node:net';
 
-import { AgentClient } from '../agent-client/index.js';
+import { AgentClient } from '../support/agent-client/index.js';
 import { AbortedError, BackendError, type SandpoolError } from '../../src/errors.js';
 
 export interface AgentConnectOptions {

@@ -17,7 +17,7 @@ import type { Duplex } from 'node:stream';
 
 import type Docker from 'dockerode';
 
-import { AgentClient } from '../agent-client/index.js';
+import type { AgentClient } from '../support/agent-client/index.js';
 import type {
   Backend,
   BackendCapabilities,
@@ -30,7 +30,14 @@ import type {
   PrepareContext,
   SessionSpec,
 } from '../../src/backend.js';
-import { AbortedError, BackendError, ErrorCode, SandpoolError, SessionNotFoundError, UnsupportedError } from '../../src/errors.js';
+import {
+  AbortedError,
+  BackendError,
+  ErrorCode,
+  SandpoolError,
+  SessionNotFoundError,
+  UnsupportedError,
+} from '../../src/errors.js';
 import { connectAgent } from './agent-connection.js';
 import { codeInterpreterSpec, customContainerSpec, type SpecContext } from './container-spec.js';
 import { connectEngine, type EngineConnection } from './engine-connection.js';
@@ -46,7 +53,6 @@ import { connectForwarder, forwarderAvailable } from './port-forwarder.js';
 import { waitUntilReady, watchLiveness, type ProbeTarget } from './readiness.js';
 
 const SESSION_ID = /^[a-z0-9-]{1,64}$/;
-
 
 export class ContainerBackend implements Backend {
   readonly name = 'container';
@@ -155,14 +161,16 @@ export class ContainerBackend implements Backend {
     if (this.#sessions.has(spec.sessionId)) throw new BackendError(`session ${spec.sessionId} already exists`);
     const docker = await this.engine();
     const custom = spec.containerType === 'CustomContainer';
-    if (custom && spec.customContainer === undefined) throw new BackendError('CustomContainer sessions need a customContainer template');
+    if (custom && spec.customContainer === undefined)
+      throw new BackendError('CustomContainer sessions need a customContainer template');
     const suffix = randomBytes(4).toString('hex');
     const hostDir = join(this.#ownerDir, `${spec.sessionId}-${suffix}`);
     mkdirSync(hostDir, { recursive: true, mode: 0o700 });
     // The agent (options.uid in the container, the same uid on the host without a user namespace)
     // creates its socket here; the parent dirs stay root-only, so no other host user reaches it.
     if (!custom) chownSync(hostDir, this.options.uid, this.options.uid);
-    const networkMode = spec.network.egress === 'EgressEnabled' ? await this.#network(docker, spec.poolName, spec.network.allow) : 'none';
+    const networkMode =
+      spec.network.egress === 'EgressEnabled' ? await this.#network(docker, spec.poolName, spec.network.allow) : 'none';
     const ctx: SpecContext = {
       backendName: this.name,
       containerName: `sandpool-${spec.poolName}-${spec.sessionId}-${suffix}`.slice(0, 120),
@@ -206,9 +214,17 @@ export class ContainerBackend implements Backend {
       live.pid = inspected.State.Pid;
       if (custom) {
         const template = spec.customContainer!;
-        await waitUntilReady({ template, target: this.#probeTarget(live), deadline, stopped: () => live.exited, signal: options.signal });
+        await waitUntilReady({
+          template,
+          target: this.#probeTarget(live),
+          deadline,
+          stopped: () => live.exited,
+          signal: options.signal,
+        });
         live.httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 64 });
-        watchLiveness(template, this.#probeTarget(live), stop.signal, (message) => reportExit(live, { reason: 'failed', message }));
+        watchLiveness(template, this.#probeTarget(live), stop.signal, (message) =>
+          reportExit(live, { reason: 'failed', message }),
+        );
       } else {
         live.agent = await connectAgent({
           socketPath: join(hostDir, 'agent.sock'),
@@ -216,7 +232,8 @@ export class ContainerBackend implements Backend {
           stopped: () => live.exited,
           signal: options.signal,
           onClose: () => {
-            if (live.destroying === undefined) reportExit(live, { reason: 'failed', message: 'the session agent connection closed' });
+            if (live.destroying === undefined)
+              reportExit(live, { reason: 'failed', message: 'the session agent connection closed' });
           },
         });
       }
@@ -270,7 +287,12 @@ export class ContainerBackend implements Backend {
     return await turn;
   }
 
-  async #executeNow(live: LiveSession, agent: AgentClient, request: ExecuteRequest, signal: AbortSignal | undefined): Promise<ExecutionOutcome> {
+  async #executeNow(
+    live: LiveSession,
+    agent: AgentClient,
+    request: ExecuteRequest,
+    signal: AbortSignal | undefined,
+  ): Promise<ExecutionOutcome> {
     if (live.destroying !== undefined) throw new SessionNotFoundError(`container session ${live.id} was destroyed`);
     const started = Date.now();
     try {
@@ -310,7 +332,11 @@ export class ContainerBackend implements Backend {
     );
   }
 
-  async fetch(session: BackendSession, request: Request, options?: { readonly signal?: AbortSignal | undefined }): Promise<Response> {
+  async fetch(
+    session: BackendSession,
+    request: Request,
+    options?: { readonly signal?: AbortSignal | undefined },
+  ): Promise<Response> {
     const live = this.#customOf(session);
     const socketPath = await forwarderSocket(live, live.targetPort);
     return await forwardFetch(request, {

@@ -110,12 +110,16 @@ async function isolate(iface: string, gateway: string | undefined, allowed: read
   await ensureRule(['FORWARD', '-i', iface, '-j', chain]);
   // -I puts each rule on top: the DNS exception goes in after the drop, so it is checked first.
   await ensureRule(['INPUT', '-i', iface, '-j', 'DROP']);
-  if (gateway !== undefined) await ensureRule(['INPUT', '-i', iface, '-d', gateway, '-p', 'udp', '--dport', '53', '-j', 'ACCEPT']);
+  if (gateway !== undefined)
+    await ensureRule(['INPUT', '-i', iface, '-d', gateway, '-p', 'udp', '--dport', '53', '-j', 'ACCEPT']);
 }
 
 async function unisolate(iface: string, gateway: string | undefined): Promise<void> {
   const chain = chainOf(iface);
-  const rules = [['FORWARD', '-i', iface, '-j', chain], ['INPUT', '-i', iface, '-j', 'DROP']];
+  const rules = [
+    ['FORWARD', '-i', iface, '-j', chain],
+    ['INPUT', '-i', iface, '-j', 'DROP'],
+  ];
   if (gateway !== undefined) rules.push(['INPUT', '-i', iface, '-d', gateway, '-p', 'udp', '--dport', '53', '-j', 'ACCEPT']);
   for (const rule of rules) await iptables('-D', ...rule).catch(() => {});
   await iptables('-F', chain).catch(() => {});
@@ -178,9 +182,13 @@ export async function ensureEgressNetwork(
   const hasIptables = existsSync('/usr/sbin/iptables') || existsSync('/sbin/iptables');
   if (iface === undefined || !hasIptables || process.getuid?.() !== 0) {
     if (allowed !== undefined) {
-      throw new BackendError(`network.allow needs iptables and root to be enforced (bridge ${iface ?? 'unknown'}); refusing to run unrestricted`);
+      throw new BackendError(
+        `network.allow needs iptables and root to be enforced (bridge ${iface ?? 'unknown'}); refusing to run unrestricted`,
+      );
     }
-    log(`egress network ${name}: no host isolation rules (bridge ${iface ?? 'unknown'}, iptables ${hasIptables}, root ${process.getuid?.() === 0})`);
+    log(
+      `egress network ${name}: no host isolation rules (bridge ${iface ?? 'unknown'}, iptables ${hasIptables}, root ${process.getuid?.() === 0})`,
+    );
     return name;
   }
   try {

@@ -72,7 +72,10 @@ async function pingDocker(docker: Docker): Promise<void> {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-async function startPodmanService(runDir: string, log: (m: string) => void): Promise<{ socketPath: string; child: ChildProcess }> {
+async function startPodmanService(
+  runDir: string,
+  log: (m: string) => void,
+): Promise<{ socketPath: string; child: ChildProcess }> {
   mkdirSync(runDir, { recursive: true, mode: 0o700 });
   const socketPath = join(runDir, `podman-${process.pid}.sock`);
   rmSync(socketPath, { force: true });
@@ -134,7 +137,12 @@ export async function connectEngine(options: ConnectOptions): Promise<EngineConn
 }
 
 async function resolveEngine(options: ConnectOptions): Promise<Omit<EngineConnection, 'podman'>> {
-  const plain = (docker: Docker, kind: ConnectionKind, description: string, socketPath?: string): Omit<EngineConnection, 'podman'> => ({
+  const plain = (
+    docker: Docker,
+    kind: ConnectionKind,
+    description: string,
+    socketPath?: string,
+  ): Omit<EngineConnection, 'podman'> => ({
     docker,
     kind,
     description,

@@ -24,7 +24,12 @@ const HOP_BY_HOP = new Set([
 
 /** Headers of a request or response minus hop-by-hop ones (and those named in Connection). */
 function endToEnd(entries: Iterable<[string, string]>, connection: string | null | undefined): [string, string][] {
-  const named = new Set((connection ?? '').split(',').map((s) => s.trim().toLowerCase()).filter(Boolean));
+  const named = new Set(
+    (connection ?? '')
+      .split(',')
+      .map((s) => s.trim().toLowerCase())
+      .filter(Boolean),
+  );
   return [...entries].filter(([name]) => !HOP_BY_HOP.has(name.toLowerCase()) && !named.has(name.toLowerCase()));
 }
 
@@ -82,11 +87,11 @@ export function forwardFetch(request: Request, options: ForwardOptions): Promise
     let req: ReturnType<typeof httpRequest>;
     try {
       req = httpRequest({
-      socketPath: options.socketPath,
-      agent: options.agent,
-      method: request.method,
-      path: `${url.pathname}${url.search}`,
-      headers,
+        socketPath: options.socketPath,
+        agent: options.agent,
+        method: request.method,
+        path: `${url.pathname}${url.search}`,
+        headers,
         ...(signal === undefined ? {} : { signal }),
       });
     } catch (error) {

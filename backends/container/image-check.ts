@@ -20,7 +20,8 @@ export async function ensureImage(
     await docker.getImage(image).inspect();
     return;
   } catch (error) {
-    if (!isNotFound(error)) throw new BackendError(`cannot inspect image ${image}: ${(error as Error).message}`, { cause: error });
+    if (!isNotFound(error))
+      throw new BackendError(`cannot inspect image ${image}: ${(error as Error).message}`, { cause: error });
   }
   if (!options.pull) {
     throw new BackendError(
@@ -32,12 +33,15 @@ export async function ensureImage(
   try {
     const stream = await docker.pull(image, options.signal === undefined ? {} : { abortSignal: options.signal });
     await new Promise<void>((resolve, reject) => {
-      docker.modem.followProgress(stream, (error: Error | null, events: { error?: string; errorDetail?: { message?: string } }[]) => {
-        const failed = events?.find((e) => e.error !== undefined || e.errorDetail !== undefined);
-        if (error !== null) reject(error);
-        else if (failed !== undefined) reject(new Error(failed.errorDetail?.message ?? failed.error));
-        else resolve();
-      });
+      docker.modem.followProgress(
+        stream,
+        (error: Error | null, events: { error?: string; errorDetail?: { message?: string } }[]) => {
+          const failed = events?.find((e) => e.error !== undefined || e.errorDetail !== undefined);
+          if (error !== null) reject(error);
+          else if (failed !== undefined) reject(new Error(failed.errorDetail?.message ?? failed.error));
+          else resolve();
+        },
+      );
     });
     await docker.getImage(image).inspect();
   } catch (error) {
@@ -64,7 +68,7 @@ export async function checkRuntime(docker: Docker, runtime: string | undefined, 
   // Podman lists every runtime name it knows of, installed or not: check the binary when the
   // engine runs on this host.
   const path = info.Runtimes?.[runtime]?.path;
-  if (localEngine && path !== undefined && path.startsWith('/') && !existsSync(path)) {
+  if (localEngine && path?.startsWith('/') && !existsSync(path)) {
     throw new BackendError(`OCI runtime "${runtime}" is registered with the container engine but ${path} is not installed`, {
       code: ErrorCode.BACKEND_UNAVAILABLE,
     });

@@ -7,7 +7,7 @@
  */
 
 import { hostname } from 'node:os';
-import { processStartTime } from '../shared/process-start-time.js';
+import { processStartTime } from '../support/process-start-time.js';
 
 export const LABEL = {
   /** Present on everything we create; the value is the backend name. */
@@ -29,7 +29,6 @@ export interface OwnerIdentity {
   readonly start: string;
   readonly host: string;
 }
-
 
 let self: OwnerIdentity | undefined;
 

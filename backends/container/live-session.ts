@@ -9,7 +9,7 @@ import { join } from 'node:path';
 
 import type Docker from 'dockerode';
 
-import type { AgentClient } from '../agent-client/index.js';
+import type { AgentClient } from '../support/agent-client/index.js';
 import type { CreateOptions, SessionExit } from '../../src/backend.js';
 import { BackendError } from '../../src/errors.js';
 import { containerExitMessage } from './agent-connection.js';
@@ -100,7 +100,8 @@ export async function teardown(live: LiveSession, container: Docker.Container | 
       await container.remove({ force: true, v: true });
     } catch (error) {
       const status = (error as { statusCode?: number }).statusCode;
-      if (status !== 404) throw new BackendError(`could not remove container ${container.id}: ${(error as Error).message}`, { cause: error });
+      if (status !== 404)
+        throw new BackendError(`could not remove container ${container.id}: ${(error as Error).message}`, { cause: error });
     }
   }
   rmSync(live.hostDir, { recursive: true, force: true });

@@ -19,7 +19,10 @@ export const ContainerBackendOptionsSchema = z
      * OCI runtime, checked against the engine's list in `prepare()`: `runc`, `crun`, `runsc` (gVisor),
      * `kata`… Undefined uses the engine's default (runc as configured by setup).
      */
-    runtime: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/).optional(),
+    runtime: z
+      .string()
+      .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/)
+      .optional(),
     /** Host directory for per-session sockets (root-only). @default /run/sandpool/container */
     runDir: z.string().min(1).default('/run/sandpool/container'),
     /** Longest wait for a session to become Ready (agent up / port listening / startup probe). @default 120000 */
@@ -44,7 +47,10 @@ export const ContainerBackendOptionsSchema = z
     /** Custom containers: read-only root filesystem (with a /tmp tmpfs). @default false */
     customReadonlyRootfs: z.boolean().default(false),
     /** Custom containers: capabilities kept after dropping all (e.g. NET_BIND_SERVICE). @default [] */
-    customCapAdd: z.array(z.string().regex(/^[A-Z_]{2,32}$/)).max(64).default([]),
+    customCapAdd: z
+      .array(z.string().regex(/^[A-Z_]{2,32}$/))
+      .max(64)
+      .default([]),
     /** Extra agent flags for code-interpreter sessions, e.g. `['--preload', 'numpy']`. @default [] */
     agentArgs: z.array(z.string().max(4096)).max(64).default([]),
     /** Diagnostics sink (never receives secrets or session data). @default no-op */

@@ -22,7 +22,12 @@ import type {
 } from '../../src/backend.js';
 import { AbortedError, BackendError, ErrorCode, SessionNotFoundError, toSandpoolError } from '../../src/errors.js';
 import { parseOrThrow } from '../../src/options.js';
-import { JS_ISOLATE_CAPABILITIES, runQueuedJsExecution, SerialQueue, type JsSessionRecord } from '../js-shared/js-backend-support.js';
+import {
+  JS_ISOLATE_CAPABILITIES,
+  runQueuedJsExecution,
+  SerialQueue,
+  type JsSessionRecord,
+} from '../support/js-isolate/js-backend-support.js';
 import { IsolatedVMSandbox } from './isolated-vm-sandbox.js';
 
 type Ivm = typeof IvmModule;

@@ -7,16 +7,26 @@
 
 import type IvmModule from 'isolated-vm';
 
-import type { Fault, PreludeCall, SandboxDriver, Step } from '../js-shared/run-execution.js';
-import { SANDBOX_EXTRAS } from '../js-shared/sandbox-extras.js';
-import { SANDBOX_PRELUDE } from '../js-shared/sandbox-prelude.js';
+import type { Fault, PreludeCall, SandboxDriver, Step } from '../support/js-isolate/run-execution.js';
+import { SANDBOX_EXTRAS } from '../support/js-isolate/sandbox-extras.js';
+import { SANDBOX_PRELUDE } from '../support/js-isolate/sandbox-prelude.js';
 
 type Ivm = typeof IvmModule;
 type Isolate = IvmModule.Isolate;
 type Context = IvmModule.Context;
 type Reference = IvmModule.Reference;
 
-const API_FUNCTIONS = ['begin', 'drain', 'settle', 'status', 'nextTimer', 'runTimer', 'clearTimers', 'render', 'renderError'] as const;
+const API_FUNCTIONS = [
+  'begin',
+  'drain',
+  'settle',
+  'status',
+  'nextTimer',
+  'runTimer',
+  'clearTimers',
+  'render',
+  'renderError',
+] as const;
 type ApiFunction = (typeof API_FUNCTIONS)[number];
 
 const TIMED_OUT = 'Script execution timed out.';
@@ -124,7 +134,9 @@ export class IsolatedVMSandbox implements SandboxDriver {
       // The completion value goes straight back into the isolate (`derefInto`): it never exists on the host.
       const arg = value instanceof this.#ivm.Reference ? value.derefInto() : value;
       const status: unknown = await this.#api.get('settle')!.apply(undefined, [arg], { timeout: rest });
-      return typeof status === 'string' ? { ok: true, value: status } : { ok: false, fault: { kind: 'crash', text: 'bad settle status' } };
+      return typeof status === 'string'
+        ? { ok: true, value: status }
+        : { ok: false, fault: { kind: 'crash', text: 'bad settle status' } };
     } catch (error) {
       return { ok: false, fault: this.#classify(error) };
     } finally {

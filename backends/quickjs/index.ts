@@ -7,7 +7,7 @@
  * const pool = new SessionPool({ backend: new QuickJSBackend(), containerType: 'NodeLTS' });
  * ```
  *
- * Semantics (shared with `sandpool/backends/isolated-vm`, see backends/js-shared):
+ * Semantics (shared with `sandpool/backends/isolated-vm`, see backends/support/js-isolate):
  * - Each cell runs as a global script: `var`, `let`, `const`, `class` and functions persist into
  *   the next execution. Re-declaring a top-level `let`/`const` in a later cell is a SyntaxError,
  *   as in a browser console. A cell with a top-level `await` is wrapped in an async function;

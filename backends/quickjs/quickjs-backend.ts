@@ -25,8 +25,14 @@ import type {
 } from '../../src/backend.js';
 import { AbortedError, BackendError, ErrorCode, SessionNotFoundError, toSandpoolError } from '../../src/errors.js';
 import { parseOrThrow } from '../../src/options.js';
-import { JS_ISOLATE_CAPABILITIES, MiB, runQueuedJsExecution, SerialQueue, type JsSessionRecord } from '../js-shared/js-backend-support.js';
-import { loadAcorn } from '../js-shared/syntax-depth.js';
+import {
+  JS_ISOLATE_CAPABILITIES,
+  MiB,
+  runQueuedJsExecution,
+  SerialQueue,
+  type JsSessionRecord,
+} from '../support/js-isolate/js-backend-support.js';
+import { loadAcorn } from '../support/js-isolate/syntax-depth.js';
 import { QuickJSSandbox, shareModule, type SharedModule } from './quickjs-sandbox.js';
 
 export const QuickJSBackendOptionsSchema = z
@@ -92,7 +98,8 @@ export class QuickJSBackend implements Backend {
     const current = this.#module === undefined ? undefined : await this.#module.catch(() => undefined);
     // A poisoned module keeps serving nothing: its sessions report 'lost', new ones get a fresh
     // module. A bloated one keeps its sessions but takes no new ones (see recycleModuleAboveMb).
-    const bloated = current !== undefined && current.module.getWasmMemory().buffer.byteLength > this.#options.recycleModuleAboveMb * MiB;
+    const bloated =
+      current !== undefined && current.module.getWasmMemory().buffer.byteLength > this.#options.recycleModuleAboveMb * MiB;
     if (current?.poisoned || bloated) this.#module = undefined;
     if (this.#module === undefined) {
       const maxBytes = this.#options.maxModuleMemoryMb * MiB;

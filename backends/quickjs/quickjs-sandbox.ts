@@ -7,17 +7,27 @@
 
 import type { QuickJSContext, QuickJSHandle, QuickJSRuntime, QuickJSWASMModule } from 'quickjs-emscripten';
 
-
-import { MiB } from '../js-shared/js-backend-support.js';
-import type { Fault, PreludeCall, SandboxDriver, Step } from '../js-shared/run-execution.js';
-import { SANDBOX_EXTRAS } from '../js-shared/sandbox-extras.js';
-import { SANDBOX_PRELUDE } from '../js-shared/sandbox-prelude.js';
-import { checkSyntaxDepth, checkSyntaxDepthWith, type loadAcorn } from '../js-shared/syntax-depth.js';
+import { MiB } from '../support/js-isolate/js-backend-support.js';
+import type { Fault, PreludeCall, SandboxDriver, Step } from '../support/js-isolate/run-execution.js';
+import { SANDBOX_EXTRAS } from '../support/js-isolate/sandbox-extras.js';
+import { SANDBOX_PRELUDE } from '../support/js-isolate/sandbox-prelude.js';
+import { checkSyntaxDepth, checkSyntaxDepthWith, type loadAcorn } from '../support/js-isolate/syntax-depth.js';
 
 /** Largest source `eval`/`Function` may compile inside a QuickJS session (checked on the host). */
 const MAX_RUNTIME_SOURCE_CHARS = 4 * 1024 * 1024;
 
-const API_FUNCTIONS = ['begin', 'drain', 'settle', 'fail', 'status', 'nextTimer', 'runTimer', 'clearTimers', 'render', 'renderError'] as const;
+const API_FUNCTIONS = [
+  'begin',
+  'drain',
+  'settle',
+  'fail',
+  'status',
+  'nextTimer',
+  'runTimer',
+  'clearTimers',
+  'render',
+  'renderError',
+] as const;
 type ApiFunction = (typeof API_FUNCTIONS)[number];
 
 export interface QuickJSSandboxOptions {

@@ -36,8 +36,23 @@ export interface ProbeOptions {
 /** Boot the kernel to its "no root" panic under `accelerator`; resolves with an error text, or null when it works. */
 export async function probeAccelerator(accelerator: Accelerator, options: ProbeOptions): Promise<string | null> {
   const args = [
-    '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot', '-M', 'pc', '-accel', accelerator,
-    '-m', '128', '-kernel', options.kernel, '-append', 'console=ttyS0 panic=-1 quiet loglevel=0', '-serial', 'null',
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    '-no-reboot',
+    '-M',
+    'pc',
+    '-accel',
+    accelerator,
+    '-m',
+    '128',
+    '-kernel',
+    options.kernel,
+    '-append',
+    'console=ttyS0 panic=-1 quiet loglevel=0',
+    '-serial',
+    'null',
   ];
   return await new Promise<string | null>((resolve) => {
     const child = spawn(options.qemu, args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -47,7 +62,9 @@ export async function probeAccelerator(accelerator: Accelerator, options: ProbeO
     });
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      resolve(`${accelerator}: the probe guest did not finish within ${options.timeoutMs} ms (accelerator present but not running guests)`);
+      resolve(
+        `${accelerator}: the probe guest did not finish within ${options.timeoutMs} ms (accelerator present but not running guests)`,
+      );
     }, options.timeoutMs);
     child.on('error', (error) => {
       clearTimeout(timer);
@@ -62,7 +79,12 @@ export async function probeAccelerator(accelerator: Accelerator, options: ProbeO
 }
 
 function firstLine(text: string): string {
-  return text.split('\n').find((l) => l.trim().length > 0 && !l.includes('warning'))?.trim() ?? 'no message';
+  return (
+    text
+      .split('\n')
+      .find((l) => l.trim().length > 0 && !l.includes('warning'))
+      ?.trim() ?? 'no message'
+  );
 }
 
 /** Identifies this boot of the host, so a cached probe result is redone after a reboot. */
@@ -80,7 +102,9 @@ const cache = new Map<string, Promise<AcceleratorChoice>>();
  * The accelerator to use: `forced` when given (no probe; the caller asked for it), else the first
  * hardware candidate whose probe passes, else TCG. Results are memoised per process and kernel.
  */
-export async function chooseAccelerator(options: ProbeOptions & { readonly forced?: Accelerator | undefined }): Promise<AcceleratorChoice> {
+export async function chooseAccelerator(
+  options: ProbeOptions & { readonly forced?: Accelerator | undefined },
+): Promise<AcceleratorChoice> {
   if (options.forced !== undefined) return { accelerator: options.forced, reason: 'forced by option' };
   const key = `${options.qemu}\0${options.kernel}`;
   let choice = cache.get(key);

@@ -40,14 +40,17 @@ export async function resolveAllowList(allow: readonly string[]): Promise<string
     if (m !== null) {
       const octets = [m[1], m[2], m[3], m[4]].map(Number);
       const prefix = m[5] === undefined ? 32 : Number(m[5]);
-      if (octets.some((o) => o > 255) || prefix > 32) throw new InvalidOptionsError(`network.allow: invalid IPv4 address or CIDR "${entry}"`);
+      if (octets.some((o) => o > 255) || prefix > 32)
+        throw new InvalidOptionsError(`network.allow: invalid IPv4 address or CIDR "${entry}"`);
       const value = octets.reduce((acc, o) => acc * 256 + o, 0);
       if (prefix < 32 && value % 2 ** (32 - prefix) !== 0) {
         throw new InvalidOptionsError(`network.allow: "${entry}" has host bits set beyond its /${prefix} prefix`);
       }
       out.push(`${octets.join('.')}/${prefix}`);
     } else if (/^[\d./]+$/.test(entry) || !HOSTNAME.test(entry)) {
-      throw new InvalidOptionsError(`network.allow: "${entry}" is neither an IPv4 address/CIDR nor a DNS name (IPv6 is not supported)`);
+      throw new InvalidOptionsError(
+        `network.allow: "${entry}" is neither an IPv4 address/CIDR nor a DNS name (IPv6 is not supported)`,
+      );
     } else {
       let addresses: { address: string }[];
       try {
@@ -84,11 +87,14 @@ export async function installAllowList(uid: number, cidrs: readonly string[]): P
     }
     rules.push(['-j', 'REJECT']);
     for (const rule of rules) {
-      if ((await iptables(['-A', chain, ...rule])) === undefined) throw new Error(`cannot add iptables rule ${rule.join(' ')} to ${chain}`);
+      if ((await iptables(['-A', chain, ...rule])) === undefined)
+        throw new Error(`cannot add iptables rule ${rule.join(' ')} to ${chain}`);
     }
     // Right after the shared range rule, so its host/private rejects always come first.
     const lines = ((await iptables(['-S', 'OUTPUT'])) ?? '').split('\n').filter((l) => l.startsWith('-A OUTPUT'));
-    const rangeRule = lines.findIndex((l) => l.includes(`-j ${EGRESS_CHAIN}`) && l.includes(`${SESSION_UID_FIRST}-${SESSION_UID_LAST}`));
+    const rangeRule = lines.findIndex(
+      (l) => l.includes(`-j ${EGRESS_CHAIN}`) && l.includes(`${SESSION_UID_FIRST}-${SESSION_UID_LAST}`),
+    );
     if (rangeRule < 0) throw new Error(`the shared chain ${EGRESS_CHAIN} is not hooked into OUTPUT`);
     if ((await iptables(['-I', 'OUTPUT', String(rangeRule + 2), ...hookRule(uid)])) === undefined) {
       throw new Error(`cannot hook ${chain} into the OUTPUT chain`);

@@ -88,7 +88,10 @@ async function install(): Promise<void> {
   for (const rule of rules) {
     if (!(await iptables(['-A', EGRESS_CHAIN, ...rule]))) throw new Error(`cannot add iptables rule ${rule.join(' ')}`);
   }
-  if (!(await iptables(['-C', 'OUTPUT', ...owner, '-j', EGRESS_CHAIN])) && !(await iptables(['-I', 'OUTPUT', '1', ...owner, '-j', EGRESS_CHAIN]))) {
+  if (
+    !(await iptables(['-C', 'OUTPUT', ...owner, '-j', EGRESS_CHAIN])) &&
+    !(await iptables(['-I', 'OUTPUT', '1', ...owner, '-j', EGRESS_CHAIN]))
+  ) {
     throw new Error(`cannot hook ${EGRESS_CHAIN} into the OUTPUT chain`);
   }
 }

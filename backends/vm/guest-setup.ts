@@ -20,7 +20,8 @@ export const RESEED_CODE =
  */
 export function pidsLimitCode(pids: number): string {
   // Interpolated into code: only a validated integer may get there.
-  if (!Number.isInteger(pids) || pids < 1) throw new InvalidOptionsError(`limits.pids must be a positive integer (got ${String(pids)})`);
+  if (!Number.isInteger(pids) || pids < 1)
+    throw new InvalidOptionsError(`limits.pids must be a positive integer (got ${String(pids)})`);
   return [
     'import os as _o, resource as _rs',
     `_n = ${pids}`,

@@ -3,5 +3,12 @@
  * TCG otherwise), reached over virtio-serial, restored from a warm snapshot. See docs/VM.md.
  */
 export { VMBackend, MIN_VM_MEMORY_MB, type VMBackendOptions, type VmLogEvent, type VmStartRecord } from './vm-backend.js';
-export { ACCELERATORS, chooseAccelerator, hardwareCandidates, probeAccelerator, type Accelerator, type AcceleratorChoice } from './accelerator.js';
+export {
+  ACCELERATORS,
+  chooseAccelerator,
+  hardwareCandidates,
+  probeAccelerator,
+  type Accelerator,
+  type AcceleratorChoice,
+} from './accelerator.js';
 export { reapDeadOwners, defaultRunDir, type ReapReport } from './run-dir.js';

@@ -45,7 +45,8 @@ export class QemuProcess {
   ) {
     const setpriv = findSetpriv();
     // setpriv applies the parent-death signal after switching user, so both hold.
-    const drop = options.runAs === undefined ? [] : [`--reuid=${options.runAs.uid}`, `--regid=${options.runAs.gid}`, '--clear-groups'];
+    const drop =
+      options.runAs === undefined ? [] : [`--reuid=${options.runAs.uid}`, `--regid=${options.runAs.gid}`, '--clear-groups'];
     const [command, argv] =
       setpriv === null ? [qemu, [...args]] : [setpriv, [...drop, '--pdeathsig', 'KILL', '--', qemu, ...args]];
     if (options.runAs !== undefined && setpriv === null) throw new Error('running QEMU as another user needs util-linux setpriv');

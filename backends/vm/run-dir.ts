@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { processStartTime } from '../shared/process-start-time.js';
+import { processStartTime } from '../support/process-start-time.js';
 
 export interface SessionState {
   readonly version: 1;
@@ -46,7 +46,6 @@ export function sessionDirName(ownerId: string, sessionId: string): string {
   return `s-${createHash('sha256').update(`${ownerId}\0${sessionId}`).digest('hex').slice(0, 20)}`;
 }
 
-
 export function ownerAlive(state: Pick<SessionState, 'ownerPid' | 'ownerStartTime'>): boolean {
   if (process.platform !== 'linux') {
     try {
@@ -59,7 +58,10 @@ export function ownerAlive(state: Pick<SessionState, 'ownerPid' | 'ownerStartTim
   return processStartTime(state.ownerPid) === state.ownerStartTime;
 }
 
-export function createSessionDir(runDir: string, state: Omit<SessionState, 'version' | 'ownerPid' | 'ownerStartTime' | 'createdAt'>): {
+export function createSessionDir(
+  runDir: string,
+  state: Omit<SessionState, 'version' | 'ownerPid' | 'ownerStartTime' | 'createdAt'>,
+): {
   dir: string;
   state: SessionState;
 } {
@@ -89,7 +91,8 @@ export function writeState(dir: string, state: SessionState): void {
 function readState(dir: string): SessionState | undefined {
   try {
     const parsed = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as Partial<SessionState>;
-    if (parsed.version !== 1 || typeof parsed.ownerPid !== 'number' || typeof parsed.ownerStartTime !== 'string') return undefined;
+    if (parsed.version !== 1 || typeof parsed.ownerPid !== 'number' || typeof parsed.ownerStartTime !== 'string')
+      return undefined;
     return parsed as SessionState;
   } catch {
     return undefined;
@@ -152,7 +155,11 @@ export { processStartTime };
 /** Uids of the session directories currently in `runDir` (their owners may still start or run them). */
 export function liveSessionUids(runDir: string): Set<number> {
   try {
-    return new Set(readdirSync(runDir).filter((n) => /^s-[0-9a-f]{20}$/.test(n)).map(sessionUid));
+    return new Set(
+      readdirSync(runDir)
+        .filter((n) => /^s-[0-9a-f]{20}$/.test(n))
+        .map(sessionUid),
+    );
   } catch {
     return new Set();
   }

@@ -47,7 +47,15 @@ export interface SnapshotMeta {
 
 export function snapshotKey(parts: { image: GuestImage; machine: MachineSettings; diskMb: number; qemuVersion: string }): string {
   return createHash('sha256')
-    .update(JSON.stringify({ recipe: SNAPSHOT_RECIPE, image: parts.image.hash, machine: parts.machine, diskMb: parts.diskMb, qemu: parts.qemuVersion }))
+    .update(
+      JSON.stringify({
+        recipe: SNAPSHOT_RECIPE,
+        image: parts.image.hash,
+        machine: parts.machine,
+        diskMb: parts.diskMb,
+        qemu: parts.qemuVersion,
+      }),
+    )
     .digest('hex')
     .slice(0, 20);
 }
@@ -74,7 +82,18 @@ export async function ensureScratchTemplate(cacheDir: string, diskMb: number): P
   mkdirSync(join(cacheDir, 'vm'), { recursive: true });
   const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
   try {
-    await execFileAsync('mkfs.ext4', ['-q', '-F', '-O', '^has_journal', '-E', 'lazy_itable_init=0,nodiscard', '-L', 'scratch', tmp, `${diskMb}M`]);
+    await execFileAsync('mkfs.ext4', [
+      '-q',
+      '-F',
+      '-O',
+      '^has_journal',
+      '-E',
+      'lazy_itable_init=0,nodiscard',
+      '-L',
+      'scratch',
+      tmp,
+      `${diskMb}M`,
+    ]);
     renameSync(tmp, path);
   } catch (error) {
     rmSync(tmp, { force: true });
@@ -128,7 +147,12 @@ function pidAlive(pid: number): boolean {
  * builder's pid): then wait for that one, taking over if its builder dies.
  */
 export async function buildSnapshot(options: BuildSnapshotOptions): Promise<SnapshotInfo> {
-  const key = snapshotKey({ image: options.image, machine: options.machine, diskMb: options.diskMb, qemuVersion: options.qemuVersion });
+  const key = snapshotKey({
+    image: options.image,
+    machine: options.machine,
+    diskMb: options.diskMb,
+    qemuVersion: options.qemuVersion,
+  });
   const lock = join(options.cacheDir, 'vm', 'snapshots', `${key}.lock`);
   mkdirSync(dirname(lock), { recursive: true });
   const deadline = Date.now() + options.readyTimeoutMs * 2;

@@ -8,7 +8,7 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { basename } from 'node:path';
 
-import { AgentClient } from '../agent-client/index.js';
+import type { AgentClient } from '../support/agent-client/index.js';
 import type {
   Backend,
   BackendCapabilities,
@@ -25,7 +25,15 @@ import { BackendError, InvalidOptionsError, SessionNotFoundError, toSandpoolErro
 import type { NetworkPolicy, SessionLimits } from '../../src/types.js';
 import type { Accelerator } from './accelerator.js';
 import type { MachineSettings } from './qemu-command.js';
-import { createSessionDir, defaultRunDir, liveSessionUids, reapDeadOwners, sessionUid, writeState, type SessionState } from './run-dir.js';
+import {
+  createSessionDir,
+  defaultRunDir,
+  liveSessionUids,
+  reapDeadOwners,
+  sessionUid,
+  writeState,
+  type SessionState,
+} from './run-dir.js';
 import { ensureEgressFirewall } from './egress-firewall.js';
 import { installAllowList, reapStaleAllowLists, removeAllowList, resolveAllowList } from './egress-allowlist.js';
 import { assertReadableByOthers, VmEnvironment } from './vm-environment.js';
@@ -172,14 +180,19 @@ export class VMBackend implements Backend {
     this.#assertOpen();
     const reaped = reapDeadOwners(this.#runDir);
     if (reaped.removed.length > 0) {
-      this.#log({ level: 'info', message: `removed ${reaped.removed.length} VM(s) left by dead owners (killed QEMU: ${reaped.killedQemu.join(', ') || 'none'})` });
+      this.#log({
+        level: 'info',
+        message: `removed ${reaped.removed.length} VM(s) left by dead owners (killed QEMU: ${reaped.killedQemu.join(', ') || 'none'})`,
+      });
     }
     if (this.#dropPrivileges) {
       const stale = await reapStaleAllowLists(liveSessionUids(this.#runDir));
-      if (stale.length > 0) this.#log({ level: 'info', message: `removed ${stale.length} egress allow-list chain(s) of dead VM sessions` });
+      if (stale.length > 0)
+        this.#log({ level: 'info', message: `removed ${stale.length} egress allow-list chain(s) of dead VM sessions` });
     }
     // Validates (and resolves, once) the allow-list before anything expensive.
-    if (context.network.egress === 'EgressEnabled' && context.network.allow.length > 0) await resolveAllowList(context.network.allow);
+    if (context.network.egress === 'EgressEnabled' && context.network.allow.length > 0)
+      await resolveAllowList(context.network.allow);
     const machine = await this.#machine(context.limits, context.network);
     if (context.containerType === 'CustomContainer') {
       throw new UnsupportedError('the vm backend does not run custom containers yet (see docs/VM.md)');
@@ -188,7 +201,8 @@ export class VMBackend implements Backend {
       const started = Date.now();
       const snapshot = await this.#env.snapshot(machine, context.limits.diskMb, context.signal);
       const age = Date.now() - started;
-      if (age > 1000) this.#log({ level: 'info', message: `built VM snapshot ${snapshot.key} in ${age} ms (boot ${snapshot.meta.bootMs} ms)` });
+      if (age > 1000)
+        this.#log({ level: 'info', message: `built VM snapshot ${snapshot.key} in ${age} ms (boot ${snapshot.meta.bootMs} ms)` });
     }
   }
 
@@ -197,9 +211,16 @@ export class VMBackend implements Backend {
     if (spec.containerType === 'CustomContainer') {
       throw new UnsupportedError('the vm backend does not run custom containers yet (see docs/VM.md)');
     }
-    const allowed = spec.network.egress === 'EgressEnabled' && spec.network.allow.length > 0 ? await resolveAllowList(spec.network.allow) : undefined;
+    const allowed =
+      spec.network.egress === 'EgressEnabled' && spec.network.allow.length > 0
+        ? await resolveAllowList(spec.network.allow)
+        : undefined;
     const machine = await this.#machine(spec.limits, spec.network);
-    const { dir, state } = createSessionDir(this.#runDir, { ownerId: spec.ownerId, sessionId: spec.sessionId, poolName: spec.poolName });
+    const { dir, state } = createSessionDir(this.#runDir, {
+      ownerId: spec.ownerId,
+      sessionId: spec.sessionId,
+      poolName: spec.poolName,
+    });
     const allowListUid = allowed === undefined ? undefined : sessionUid(basename(dir));
     const started = Date.now();
     try {
@@ -207,7 +228,16 @@ export class VMBackend implements Backend {
       if (allowListUid !== undefined && allowed !== undefined) await installAllowList(allowListUid, allowed);
       const { vm, mode, fallbackReason } = await this.#start(spec, machine, dir, state, options.signal);
       this.#lastStart = { sessionId: spec.sessionId, mode, ms: Date.now() - started, fallbackReason };
-      const session: VmSession = { id: spec.sessionId, etag: `qemu-${vm.process.pid ?? 0}`, dir, state, vm, startedFrom: mode, allowListUid, destroyed: false };
+      const session: VmSession = {
+        id: spec.sessionId,
+        etag: `qemu-${vm.process.pid ?? 0}`,
+        dir,
+        state,
+        vm,
+        startedFrom: mode,
+        allowListUid,
+        destroyed: false,
+      };
       if (this.#closed) {
         await this.#teardown(session);
         throw new BackendError('the vm backend was closed while the session was starting');
@@ -235,7 +265,11 @@ export class VMBackend implements Backend {
     }
   }
 
-  async execute(session: BackendSession, request: ExecuteRequest, options?: { signal?: AbortSignal | undefined }): Promise<ExecutionOutcome> {
+  async execute(
+    session: BackendSession,
+    request: ExecuteRequest,
+    options?: { signal?: AbortSignal | undefined },
+  ): Promise<ExecutionOutcome> {
     const vm = this.#session(session);
     return await vm.vm.agent.execute(request, { signal: options?.signal });
   }
@@ -289,7 +323,9 @@ export class VMBackend implements Backend {
 
   async #machine(limits: Readonly<SessionLimits>, network: Readonly<NetworkPolicy>): Promise<MachineSettings> {
     if (limits.memoryMb < MIN_VM_MEMORY_MB) {
-      throw new InvalidOptionsError(`vm sessions need at least ${MIN_VM_MEMORY_MB} MiB of memory (limits.memoryMb is ${limits.memoryMb})`);
+      throw new InvalidOptionsError(
+        `vm sessions need at least ${MIN_VM_MEMORY_MB} MiB of memory (limits.memoryMb is ${limits.memoryMb})`,
+      );
     }
     const allowList = network.egress === 'EgressEnabled' && network.allow.length > 0;
     const env = await this.#environment();
@@ -308,9 +344,14 @@ export class VMBackend implements Backend {
       await ensureEgressFirewall();
     } catch (error) {
       const reason = (error as Error).message;
-      if (allowList) throw new UnsupportedError(`network.allow on VM sessions needs the host egress firewall, which is unavailable: ${reason}`);
+      if (allowList)
+        throw new UnsupportedError(
+          `network.allow on VM sessions needs the host egress firewall, which is unavailable: ${reason}`,
+        );
       if (!this.#allowUnconfinedEgress) {
-        throw new UnsupportedError(`EgressEnabled VM sessions need the host egress firewall, which is unavailable: ${reason} (see docs/VM.md)`);
+        throw new UnsupportedError(
+          `EgressEnabled VM sessions need the host egress firewall, which is unavailable: ${reason} (see docs/VM.md)`,
+        );
       }
       this.#log({ level: 'warn', message: `EgressEnabled VMs are NOT confined (they can reach host services): ${reason}` });
     }
@@ -348,7 +389,11 @@ export class VMBackend implements Backend {
       } catch (error) {
         if (signal?.aborted) throw error;
         fallbackReason = (error as Error).message;
-        this.#log({ level: 'warn', sessionId: spec.sessionId, message: `snapshot restore failed, cold-booting instead: ${fallbackReason}` });
+        this.#log({
+          level: 'warn',
+          sessionId: spec.sessionId,
+          message: `snapshot restore failed, cold-booting instead: ${fallbackReason}`,
+        });
       }
     }
     const template = await this.#env.scratchTemplate(spec.limits.diskMb);
@@ -380,7 +425,8 @@ export class VMBackend implements Backend {
 
   #session(session: BackendSession): VmSession {
     const vm = this.#sessions.get(session.id);
-    if (vm === undefined || vm.destroyed) throw new SessionNotFoundError(`vm session ${session.id} does not exist (destroyed or exited)`);
+    if (vm === undefined || vm.destroyed)
+      throw new SessionNotFoundError(`vm session ${session.id} does not exist (destroyed or exited)`);
     return vm;
   }
 
@@ -399,4 +445,3 @@ export class VMBackend implements Backend {
     };
   }
 }
-

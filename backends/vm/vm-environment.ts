@@ -111,7 +111,12 @@ export class VmEnvironment {
       const accelerator =
         this.options.accelerator === 'auto'
           ? await this.#probedAccelerator(image, version)
-          : await chooseAccelerator({ qemu: this.options.qemu, kernel: image.kernel, timeoutMs: 0, forced: this.options.accelerator });
+          : await chooseAccelerator({
+              qemu: this.options.qemu,
+              kernel: image.kernel,
+              timeoutMs: 0,
+              forced: this.options.accelerator,
+            });
       return { image, qemuVersion: version, accelerator };
     })();
     try {
@@ -137,7 +142,11 @@ export class VmEnvironment {
     } catch {
       // No cache yet.
     }
-    const choice = await chooseAccelerator({ qemu: this.options.qemu, kernel: image.kernel, timeoutMs: this.options.probeTimeoutMs });
+    const choice = await chooseAccelerator({
+      qemu: this.options.qemu,
+      kernel: image.kernel,
+      timeoutMs: this.options.probeTimeoutMs,
+    });
     try {
       mkdirSync(dirname(file), { recursive: true });
       writeFileSync(`${file}.${process.pid}`, JSON.stringify({ key, choice }));

@@ -10,8 +10,8 @@ import { chownSync, closeSync, existsSync, openSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { promisify } from 'node:util';
 
-import { AgentClient } from '../agent-client/index.js';
-import type { AgentReady } from '../agent-client/index.js';
+import { AgentClient } from '../support/agent-client/index.js';
+import type { AgentReady } from '../support/agent-client/index.js';
 import { AbortedError, BackendError } from '../../src/errors.js';
 import { agentSocketPath, qemuArgs, qmpSocketPath, type GuestImage, type MachineSettings } from './qemu-command.js';
 import { QemuProcess } from './qemu-process.js';
@@ -170,10 +170,9 @@ export async function launchVm(options: LaunchOptions): Promise<LaunchedVm> {
     if (error instanceof AbortedError) throw error;
     const message = (error as Error).message;
     if (message.includes(qemu.diagnostics(200)) && qemu.diagnostics(200).length > 0) throw error;
-    throw new BackendError(
-      `VM start failed: ${message}${exitedByItself ? ' (QEMU exited)' : ''}\n${qemu.diagnostics()}`,
-      { cause: error },
-    );
+    throw new BackendError(`VM start failed: ${message}${exitedByItself ? ' (QEMU exited)' : ''}\n${qemu.diagnostics()}`, {
+      cause: error,
+    });
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
   }

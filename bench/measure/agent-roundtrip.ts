@@ -1,9 +1,9 @@
 /**
  * Measures client → agent → kernel → client round trips on this host (not a test: speed targets
- * live in benchmarks). Run: `npx tsx test/agent/measure-roundtrip.ts [iterations]`.
+ * live in benchmarks). Run: `npx tsx bench/measure/agent-roundtrip.ts [iterations]`.
  */
 
-import { run, startAgent } from './agent-harness.js';
+import { run, startAgent } from '../../test/agent/agent-harness.js';
 
 function stats(samples: number[]): string {
   const sorted = [...samples].sort((a, b) => a - b);

@@ -1,14 +1,14 @@
 /**
  * VM figures for docs/VM.md and the benchmark: cold boot vs snapshot restore to agent-ready, the
  * `print(1)` round trip once Ready, and the memory (PSS) of an idle VM. Not a test: run it with
- *   node --import tsx test/vm/measure-vm.ts [--cold]
+ *   node --import tsx bench/measure/vm-snapshot.ts [--cold]
  * Exported for bench/ as well.
  */
 import { readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 
 import type { VMBackend } from '../../backends/vm/index.js';
-import { makeVmBackend, vmSpec } from './vm-test-config.js';
+import { makeVmBackend, vmSpec } from '../../test/vm/vm-test-config.js';
 
 export interface VmFigures {
   readonly accelerator: string;
@@ -21,7 +21,8 @@ export interface VmFigures {
 
 function pss(pid: number): { pss: number; rss: number } {
   const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
-  const field = (name: string): number => Number(/^(\w+):\s+(\d+)/m.exec(text.split('\n').find((l) => l.startsWith(`${name}:`)) ?? '')?.[2] ?? 0);
+  const field = (name: string): number =>
+    Number(/^(\w+):\s+(\d+)/m.exec(text.split('\n').find((l) => l.startsWith(`${name}:`)) ?? '')?.[2] ?? 0);
   return { pss: field('Pss') / 1024, rss: field('Rss') / 1024 };
 }
 
@@ -29,7 +30,12 @@ async function print1(backend: VMBackend, session: { id: string }, runs: number)
   const times: number[] = [];
   for (let i = 0; i < runs; i++) {
     const started = performance.now();
-    const outcome = await backend.execute(session, { language: 'python', code: 'print(1)', timeoutMs: 10_000, outputMaxBytes: 1024 });
+    const outcome = await backend.execute(session, {
+      language: 'python',
+      code: 'print(1)',
+      timeoutMs: 10_000,
+      outputMaxBytes: 1024,
+    });
     times.push(performance.now() - started);
     if (outcome.stdout !== '1\n') throw new Error(`unexpected output ${JSON.stringify(outcome.stdout)}`);
   }
@@ -65,7 +71,11 @@ export async function measureVm(options: { cold?: boolean; restores?: number } =
       accelerator,
       coldBootMs,
       restoreMs,
-      print1Ms: { median: times[Math.floor(times.length / 2)] ?? 0, p90: times[Math.floor(times.length * 0.9)] ?? 0, min: times[0] ?? 0 },
+      print1Ms: {
+        median: times[Math.floor(times.length / 2)] ?? 0,
+        p90: times[Math.floor(times.length * 0.9)] ?? 0,
+        min: times[0] ?? 0,
+      },
       idlePssMb: Math.round(memory.pss),
       idleRssMb: Math.round(memory.rss),
     };
@@ -74,7 +84,7 @@ export async function measureVm(options: { cold?: boolean; restores?: number } =
   }
 }
 
-if (process.argv[1]?.endsWith('measure-vm.ts')) {
+if (process.argv[1]?.endsWith('vm-snapshot.ts')) {
   const figures = await measureVm({ cold: process.argv.includes('--cold') });
   process.stdout.write(`${JSON.stringify(figures, null, 2)}\n`);
 }

@@ -6,11 +6,17 @@
 import { formatMs, formatRatio, formatValue } from '../stats.js';
 import type { Measurement, Ratio, TargetCheck } from '../types.js';
 
-export function find(measurements: readonly Measurement[], target: string, scenario: string, metric: string): Measurement | undefined {
+export function find(
+  measurements: readonly Measurement[],
+  target: string,
+  scenario: string,
+  metric: string,
+): Measurement | undefined {
   return measurements.find((m) => m.target === target && m.scenario === scenario && m.metric === metric);
 }
 
-const p50 = (m: Measurement | undefined): number | undefined => (m?.stats !== undefined && m.stats.n > 0 ? m.stats.p50 : undefined);
+const p50 = (m: Measurement | undefined): number | undefined =>
+  m?.stats !== undefined && m.stats.n > 0 ? m.stats.p50 : undefined;
 
 /** Published peer figures for create/claim → first command, p50 (shared/reference/peers.md §3.1). */
 const PEERS = [
@@ -46,12 +52,20 @@ export function computeRatios(measurements: readonly Measurement[]): Ratio[] {
     const add = (other: number | undefined, what: string): void => {
       if (other === undefined || other <= 0) return;
       const value = warm / other;
-      ratios.push({ target, value, text: `warm acquire+execute (${formatMs(warm)}) is ${formatRatio(value)}${value < 1 ? ' of' : ''} ${what} (${formatMs(other)})` });
+      ratios.push({
+        target,
+        value,
+        text: `warm acquire+execute (${formatMs(warm)}) is ${formatRatio(value)}${value < 1 ? ' of' : ''} ${what} (${formatMs(other)})`,
+      });
     };
-    for (const b of BASELINES_OF[target] ?? []) add(p50(find(measurements, 'baseline', b.scenario, metricOf(b.scenario))), b.what);
+    for (const b of BASELINES_OF[target] ?? [])
+      add(p50(find(measurements, 'baseline', b.scenario, metricOf(b.scenario))), b.what);
     const cold = p50(find(measurements, target, 'cold-miss', 'acquire+execute'));
     // Under the vm backend a cold miss is a QEMU boot: the baseline the pool hides.
-    add(cold, target.startsWith('vm') ? 'a cold miss (snapshot restore or boot + first execute)' : 'a cold miss (created on demand)');
+    add(
+      cold,
+      target.startsWith('vm') ? 'a cold miss (snapshot restore or boot + first execute)' : 'a cold miss (created on demand)',
+    );
     for (const peer of PEERS) add(peer.p50, `${peer.name} p50 (peers.md §3.1)`);
     // backend-direct interleaves each direct call with its pooled twin: the difference is the pool's.
     const split = (pooledMetric: string, directMetric: string, what: string): void => {
@@ -59,14 +73,22 @@ export function computeRatios(measurements: readonly Measurement[]): Ratio[] {
       const raw = p50(find(measurements, target, 'backend-direct', directMetric));
       if (pooled === undefined || raw === undefined) return;
       const verdict = pooled > raw ? `the pool adds ${formatMs(pooled - raw)}` : 'no measurable pool overhead';
-      ratios.push({ target, value: pooled / raw, text: `${what}: pooled ${formatMs(pooled)} vs backend direct ${formatMs(raw)}, interleaved: ${verdict}` });
+      ratios.push({
+        target,
+        value: pooled / raw,
+        text: `${what}: pooled ${formatMs(pooled)} vs backend direct ${formatMs(raw)}, interleaved: ${verdict}`,
+      });
     };
     split('pooled acquire+first execute', 'first execute', 'warm acquire+first execute');
     split('pooled execute', 'execute', 'execute round trip');
     const bare = BASELINES_OF[target]?.[0];
     const bareP50 = bare === undefined ? undefined : p50(find(measurements, 'baseline', bare.scenario, metricOf(bare.scenario)));
     if (cold !== undefined && bareP50 !== undefined && bare !== undefined) {
-      ratios.push({ target, value: cold / bareP50, text: `cold miss (${formatMs(cold)}) costs ${formatRatio(cold / bareP50)}${cold < bareP50 ? ' of' : ''} ${bare.what} (${formatMs(bareP50)})` });
+      ratios.push({
+        target,
+        value: cold / bareP50,
+        text: `cold miss (${formatMs(cold)}) costs ${formatRatio(cold / bareP50)}${cold < bareP50 ? ' of' : ''} ${bare.what} (${formatMs(bareP50)})`,
+      });
     }
   }
   return ratios;
@@ -85,7 +107,8 @@ function metricOf(scenario: string): string {
 }
 
 /** `measured / goal` as "2.3× the target" for a miss. */
-const over = (measured: number, goal: number): string => `${(measured / goal).toFixed(1)}× the target (${formatMs(measured - goal)} over)`;
+const over = (measured: number, goal: number): string =>
+  `${(measured / goal).toFixed(1)}× the target (${formatMs(measured - goal)} over)`;
 
 export function computeChecks(measurements: readonly Measurement[]): TargetCheck[] {
   const checks: TargetCheck[] = [];

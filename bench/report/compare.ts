@@ -48,7 +48,10 @@ export function renderComparison(old: BenchReport, current: BenchReport, noise =
     const change = Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? ((a - b) / b) * 100 : 0;
     const better = lowerIsBetter(m) ? change < -noise : change > noise;
     const worse = lowerIsBetter(m) ? change > noise : change < -noise;
-    const p99 = m.stats !== undefined && o.stats !== undefined ? `p99 ${formatMs(o.stats.p99)} → ${formatMs(m.stats.p99)} (${delta(o.stats.p99, m.stats.p99)})` : '';
+    const p99 =
+      m.stats !== undefined && o.stats !== undefined
+        ? `p99 ${formatMs(o.stats.p99)} → ${formatMs(m.stats.p99)} (${delta(o.stats.p99, m.stats.p99)})`
+        : '';
     rows.push([
       `${m.target} ${m.scenario} ${m.metric}`,
       `${m.stats === undefined ? '' : 'p50 '}${fmt(b)} → ${fmt(a)}`,
@@ -58,7 +61,13 @@ export function renderComparison(old: BenchReport, current: BenchReport, noise =
     ]);
   }
   const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i]!.length), 0));
-  for (const r of rows) lines.push(r.map((c, i) => (i < 4 ? c.padEnd(widths[i]!) : c)).join('  ').trimEnd());
+  for (const r of rows)
+    lines.push(
+      r
+        .map((c, i) => (i < 4 ? c.padEnd(widths[i]!) : c))
+        .join('  ')
+        .trimEnd(),
+    );
   const gone = old.measurements.filter((m) => !current.measurements.some((c) => key(c) === key(m)));
   if (gone.length > 0) lines.push(`${gone.length} figure(s) of the old run were not measured this time`);
   return lines.join('\n');

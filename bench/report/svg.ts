@@ -15,10 +15,14 @@ const ROW = 20;
 const TOP = 60;
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#17becf'];
 
-const escapeXml = (s: string) => s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('"', '&quot;');
+const escapeXml = (s: string) =>
+  s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('"', '&quot;');
 
 export function renderSvg(report: BenchReport): string {
-  const rows = report.measurements.filter((m): m is Measurement & { stats: NonNullable<Measurement['stats']> } => m.stats !== undefined && m.stats.n > 0 && m.stats.min > 0);
+  const rows = report.measurements.filter(
+    (m): m is Measurement & { stats: NonNullable<Measurement['stats']> } =>
+      m.stats !== undefined && m.stats.n > 0 && m.stats.min > 0,
+  );
   const targets = [...new Set(rows.map((m) => m.target))];
   const lo = Math.min(...rows.map((m) => m.stats.min));
   const hi = Math.max(...rows.map((m) => m.stats.max));

@@ -21,7 +21,16 @@ function latencyRows(ms: readonly Measurement[]): Rows {
     .filter((m) => m.stats !== undefined)
     .map((m) => {
       const s = m.stats!;
-      return [m.scenario, m.metric, String(s.n), formatMs(s.p50), formatMs(s.p90), formatMs(s.p99), formatMs(s.max), `${formatMs(s.mean)} ± ${formatMs(s.stddev)}`];
+      return [
+        m.scenario,
+        m.metric,
+        String(s.n),
+        formatMs(s.p50),
+        formatMs(s.p90),
+        formatMs(s.p99),
+        formatMs(s.max),
+        `${formatMs(s.mean)} ± ${formatMs(s.stddev)}`,
+      ];
     });
 }
 
@@ -31,16 +40,20 @@ function valueRows(ms: readonly Measurement[]): Rows {
 
 function alignedText(header: string[], rows: Rows): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i >= 2 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i >= 2 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
 function markdown(header: string[], rows: Rows): string {
-  const escape = (c: string) => c.replaceAll('|', '\\|');
+  const escapeCell = (c: string) => c.replaceAll('|', '\\|');
   return [
     `| ${header.join(' | ')} |`,
     `|${header.map((_, i) => (i >= 2 ? '---:' : '---')).join('|')}|`,
-    ...rows.map((r) => `| ${r.map(escape).join(' | ')} |`),
+    ...rows.map((r) => `| ${r.map(escapeCell).join(' | ')} |`),
   ].join('\n');
 }
 
@@ -57,10 +70,16 @@ export function machineLine(report: BenchReport): string {
 }
 
 function checkLines(report: BenchReport): string[] {
-  return report.checks.map((c) => `${c.met ? 'MET   ' : 'MISSED'} ${c.target}: ${c.goal} — measured ${c.measured}${c.gap === undefined ? '' : `; ${c.gap}`}`);
+  return report.checks.map(
+    (c) =>
+      `${c.met ? 'MET   ' : 'MISSED'} ${c.target}: ${c.goal} — measured ${c.measured}${c.gap === undefined ? '' : `; ${c.gap}`}`,
+  );
 }
 
-export function renderText(report: BenchReport, profiles?: ReadonlyMap<string, { hot: readonly HotFunction[]; file: string }>): string {
+export function renderText(
+  report: BenchReport,
+  profiles?: ReadonlyMap<string, { hot: readonly HotFunction[]; file: string }>,
+): string {
   const out: string[] = [`sandpool bench — ${machineLine(report)}`, `options: ${JSON.stringify(report.options)}`, ''];
   for (const target of targetsOf(report)) {
     const ms = report.measurements.filter((m) => m.target === target);
@@ -74,11 +93,20 @@ export function renderText(report: BenchReport, profiles?: ReadonlyMap<string, {
   if (report.ratios.length > 0) out.push('== ratios (p50) ==', ...report.ratios.map((r) => `${r.target}: ${r.text}`), '');
   if (report.checks.length > 0) out.push('== targets (issue 6 §3) ==', ...checkLines(report), '');
   if (report.skipped.length > 0) {
-    out.push('== skipped ==', ...report.skipped.map((s) => `${s.target}${s.scenario === undefined ? '' : ` ${s.scenario}`}: ${s.reason}`), '');
+    out.push(
+      '== skipped ==',
+      ...report.skipped.map((s) => `${s.target}${s.scenario === undefined ? '' : ` ${s.scenario}`}: ${s.reason}`),
+      '',
+    );
   }
   for (const [target, profile] of profiles ?? []) {
     out.push(`== CPU profile: ${target} warm-exec (${profile.file}) ==`);
-    out.push(...profile.hot.map((h) => `${h.percent.toFixed(1).padStart(5)}%  ${h.selfMs.toFixed(1).padStart(8)} ms  ${h.name}  ${h.location}`), '');
+    out.push(
+      ...profile.hot.map(
+        (h) => `${h.percent.toFixed(1).padStart(5)}%  ${h.selfMs.toFixed(1).padStart(8)} ms  ${h.name}  ${h.location}`,
+      ),
+      '',
+    );
   }
   out.push(`total ${(report.durationMs / 1000).toFixed(1)} s`);
   return out.join('\n');
@@ -98,7 +126,12 @@ export function renderMarkdown(report: BenchReport): string {
   if (report.ratios.length > 0) out.push('### Ratios (p50)', '', ...report.ratios.map((r) => `- ${r.target}: ${r.text}`), '');
   if (report.checks.length > 0) out.push('### Targets (issue 6 §3)', '', ...checkLines(report).map((l) => `- ${l}`), '');
   if (report.skipped.length > 0) {
-    out.push('### Skipped', '', ...report.skipped.map((s) => `- ${s.target}${s.scenario === undefined ? '' : ` ${s.scenario}`}: ${s.reason}`), '');
+    out.push(
+      '### Skipped',
+      '',
+      ...report.skipped.map((s) => `- ${s.target}${s.scenario === undefined ? '' : ` ${s.scenario}`}: ${s.reason}`),
+      '',
+    );
   }
   return out.join('\n');
 }

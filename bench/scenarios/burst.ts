@@ -38,36 +38,40 @@ export const burst: Scenario = {
     const maxConcurrentSessions = Math.max(size, ready);
     const timeoutMs = readyTimeoutMs(context, size);
     const limits = burstLimits(context, maxConcurrentSessions);
-    await withPool(context, { readySessionInstances: ready, maxConcurrentSessions, ...(limits === undefined ? {} : { limits }) }, async (pool) => {
-      refillConcurrency = pool.options.refillConcurrency;
-      await pool.start();
-      for (let round = 0; round < rounds; round += 1) {
-        await waitForReady(pool, ready, readyTimeoutMs(context, ready));
-        const ids = identifiers(size, 'burst');
-        const missesBefore = pool.stats().coldMisses;
-        const taken: Session[] = [];
-        const started = performance.now();
-        await Promise.all(
-          ids.map(async (id) => {
-            const t0 = performance.now();
-            try {
-              const session = await pool.acquire(id, { wait: true, timeoutMs });
-              taken.push(session);
-              const t1 = performance.now();
-              await probe(context, session);
-              acquire.push(t1 - t0);
-              total.push(performance.now() - t0);
-            } catch (error) {
-              const code = (error as { code?: string }).code ?? (error as Error).message.slice(0, 80);
-              failures.set(code, (failures.get(code) ?? 0) + 1);
-            }
-          }),
-        );
-        makespans.push(performance.now() - started);
-        coldMisses += pool.stats().coldMisses - missesBefore;
-        await Promise.all(taken.map((s) => s.stop()));
-      }
-    });
+    await withPool(
+      context,
+      { readySessionInstances: ready, maxConcurrentSessions, ...(limits === undefined ? {} : { limits }) },
+      async (pool) => {
+        refillConcurrency = pool.options.refillConcurrency;
+        await pool.start();
+        for (let round = 0; round < rounds; round += 1) {
+          await waitForReady(pool, ready, readyTimeoutMs(context, ready));
+          const ids = identifiers(size, 'burst');
+          const missesBefore = pool.stats().coldMisses;
+          const taken: Session[] = [];
+          const started = performance.now();
+          await Promise.all(
+            ids.map(async (id) => {
+              const t0 = performance.now();
+              try {
+                const session = await pool.acquire(id, { wait: true, timeoutMs });
+                taken.push(session);
+                const t1 = performance.now();
+                await probe(context, session);
+                acquire.push(t1 - t0);
+                total.push(performance.now() - t0);
+              } catch (error) {
+                const code = (error as { code?: string }).code ?? (error as Error).message.slice(0, 80);
+                failures.set(code, (failures.get(code) ?? 0) + 1);
+              }
+            }),
+          );
+          makespans.push(performance.now() - started);
+          coldMisses += pool.stats().coldMisses - missesBefore;
+          await Promise.all(taken.map((s) => s.stop()));
+        }
+      },
+    );
     const attempts = size * rounds;
     const succeeded = total.length;
     const detail = {

@@ -99,10 +99,7 @@ export const warmExec: Scenario = {
     const m = measurementsOf(context, this.name);
     const s = await warmLoop(context, true);
     const detail = warmDetail(context, s.truncated);
-    return [
-      m.latency('acquire+execute', summarize(s.total), detail),
-      m.latency('first execute', summarize(s.execute), detail),
-    ];
+    return [m.latency('acquire+execute', summarize(s.total), detail), m.latency('first execute', summarize(s.execute), detail)];
   },
 };
 

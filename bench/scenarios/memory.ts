@@ -59,9 +59,14 @@ async function inProcessMemory(context: TargetContext, n: number): Promise<Measu
         m.value('external per session', 'bytes', external, detail),
         m.value('RSS per session', 'bytes', rss, detail),
         m.value('per session (max of heap+external, RSS)', 'bytes', perSession, detail),
-        m.value(`sessions in ${context.budgetBytes / 2 ** 20} MiB (estimate)`, 'sessions', Math.floor(context.budgetBytes / perSession), {
-          basis: 'budget / per-session memory',
-        }),
+        m.value(
+          `sessions in ${context.budgetBytes / 2 ** 20} MiB (estimate)`,
+          'sessions',
+          Math.floor(context.budgetBytes / perSession),
+          {
+            basis: 'budget / per-session memory',
+          },
+        ),
       ];
     }),
   );
@@ -78,7 +83,10 @@ async function outOfProcessMemory(context: TargetContext, n: number): Promise<Me
     // Let the new sessions finish starting up (interpreters import, guests settle) before sampling.
     await sleep(2_000);
     const added = pool.sessions().filter((s) => !known.has(s.sessionId));
-    const processes = sessionProcesses(before, added.map((s) => s.etag));
+    const processes = sessionProcesses(
+      before,
+      added.map((s) => s.etag),
+    );
     const pss = processes.reduce((sum, p) => sum + (pssBytes(p.pid) ?? 0), 0);
     const own = (process.memoryUsage().rss - ownBefore) / n;
     const perSession = pss / n;
@@ -90,9 +98,14 @@ async function outOfProcessMemory(context: TargetContext, n: number): Promise<Me
       m.value('PSS per session', 'bytes', perSession, detail),
       m.value('processes per session', 'count', processes.length / n, detail),
       m.value('host RSS per session', 'bytes', own, detail),
-      m.value(`sessions in ${context.budgetBytes / 2 ** 20} MiB (estimate)`, 'sessions', Math.floor(context.budgetBytes / perSession), {
-        basis: 'budget / PSS per session',
-      }),
+      m.value(
+        `sessions in ${context.budgetBytes / 2 ** 20} MiB (estimate)`,
+        'sessions',
+        Math.floor(context.budgetBytes / perSession),
+        {
+          basis: 'budget / PSS per session',
+        },
+      ),
     ];
   });
 }
@@ -140,7 +153,10 @@ export const capacity: Scenario = {
         const fillMs = performance.now() - t0;
         const held = pool.stats().ready - 1;
         // Stop creating before measuring: a refill in flight would skew the heap figure.
-        pool.update({ readySessionInstances: pool.stats().ready, maxConcurrentSessions: Math.max(1, pool.stats().ready + pool.stats().pending) });
+        pool.update({
+          readySessionInstances: pool.stats().ready,
+          maxConcurrentSessions: Math.max(1, pool.stats().ready + pool.stats().pending),
+        });
         await sleep(200);
         const after = inProcessSnapshot();
         const heap = after.heapUsed - before.heapUsed + (after.external - before.external);
@@ -155,9 +171,14 @@ export const capacity: Scenario = {
           m.value('heap+external for them', 'bytes', heap, detail),
           m.value('RSS for them', 'bytes', after.rss - before.rss, detail),
           m.value('fill rate', 'sessions/s', (held * 1000) / fillMs, detail),
-          m.value(`sessions in ${context.budgetBytes / 2 ** 20} MiB heap`, 'sessions', Math.floor((context.budgetBytes / heap) * held), {
-            basis: 'budget / measured heap per held session',
-          }),
+          m.value(
+            `sessions in ${context.budgetBytes / 2 ** 20} MiB heap`,
+            'sessions',
+            Math.floor((context.budgetBytes / heap) * held),
+            {
+              basis: 'budget / measured heap per held session',
+            },
+          ),
         ];
       }),
     );

@@ -7,12 +7,16 @@ import { SessionPool } from 'sandpool';
 import { ContainerBackend } from 'sandpool/backends/container';
 
 // Build the image locally (no registry): FROM sandpool's rootfs image, plus server.mjs.
-const base = execFileSync('podman', ['images', 'localhost/sandpool/rootfs', '--format', '{{.Repository}}:{{.Tag}}'], { encoding: 'utf8' })
+const base = execFileSync('podman', ['images', 'localhost/sandpool/rootfs', '--format', '{{.Repository}}:{{.Tag}}'], {
+  encoding: 'utf8',
+})
   .split('\n')
   .find(Boolean);
 if (base === undefined) throw new Error('no localhost/sandpool/rootfs image: run `npm run setup` first');
 const dir = join(import.meta.dirname);
-execFileSync('podman', ['build', '-q', '--build-arg', `BASE=${base}`, '-t', 'localhost/sandpool-example/kv:1', dir], { stdio: 'inherit' });
+execFileSync('podman', ['build', '-q', '--build-arg', `BASE=${base}`, '-t', 'localhost/sandpool-example/kv:1', dir], {
+  stdio: 'inherit',
+});
 
 await using pool = new SessionPool({
   name: 'kv',

@@ -152,11 +152,21 @@ async function build(work, log) {
   mkdirSync(join(root, 'mnt/data'), { recursive: true });
   mkdirSync(join(root, 'opt/sandpool'), { recursive: true });
   // matplotlib's font cache, built once here (it is otherwise rebuilt at each first import).
-  await run('chroot', [root, 'su', '-s', '/bin/sh', 'sandbox', '-c', 'cd && MPLBACKEND=Agg python3 -c "import matplotlib.pyplot"'], {
-    log,
-    env,
-  });
-  for (const dir of ['var/lib/apt/lists', 'usr/share/doc', 'usr/share/man', 'usr/share/info', 'var/cache/debconf/templates.dat-old']) {
+  await run(
+    'chroot',
+    [root, 'su', '-s', '/bin/sh', 'sandbox', '-c', 'cd && MPLBACKEND=Agg python3 -c "import matplotlib.pyplot"'],
+    {
+      log,
+      env,
+    },
+  );
+  for (const dir of [
+    'var/lib/apt/lists',
+    'usr/share/doc',
+    'usr/share/man',
+    'usr/share/info',
+    'var/cache/debconf/templates.dat-old',
+  ]) {
     rmSync(join(root, dir), { recursive: true, force: true });
   }
   mkdirSync(join(root, 'var/lib/apt/lists/partial'), { recursive: true });

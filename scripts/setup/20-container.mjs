@@ -183,8 +183,21 @@ export async function ensureCodeInterpreterImage({ root, log }) {
     const started = Date.now();
     log(`building ${image}`);
     await podman(
-      ['build', '--quiet', '--build-arg', `BASE=${base}`, '--label', `sandpool.rootfs=${rootfsHash}`,
-        '-f', join(recipeDir, 'code-interpreter.Containerfile'), '-t', image, '-t', `${IMAGE_REPOSITORY}:latest`, context],
+      [
+        'build',
+        '--quiet',
+        '--build-arg',
+        `BASE=${base}`,
+        '--label',
+        `sandpool.rootfs=${rootfsHash}`,
+        '-f',
+        join(recipeDir, 'code-interpreter.Containerfile'),
+        '-t',
+        image,
+        '-t',
+        `${IMAGE_REPOSITORY}:latest`,
+        context,
+      ],
       { log },
     );
     log(`built ${image} in ${((Date.now() - started) / 1000).toFixed(1)} s`);

@@ -23,6 +23,7 @@ const PACKAGES = [
 
 function missingPackages() {
   return PACKAGES.filter((name) => {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format syntax
     const result = spawnSync('dpkg-query', ['-W', '-f=${Status}', name], { encoding: 'utf8' });
     return result.status !== 0 || !result.stdout.includes('install ok installed');
   });

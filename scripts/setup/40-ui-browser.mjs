@@ -5,10 +5,16 @@ import { existsSync } from 'node:fs';
 
 const BROWSER = '/usr/bin/chromium';
 
-function run(log, command, args) {
-  const result = spawnSync(command, args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+function run(_log, command, args) {
+  const result = spawnSync(command, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    encoding: 'utf8',
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
   if (result.status !== 0) {
-    throw new Error(`${command} ${args.join(' ')} failed (${result.status ?? result.signal}): ${(result.stderr || result.stdout).trim().split('\n').slice(-5).join('\n')}`);
+    throw new Error(
+      `${command} ${args.join(' ')} failed (${result.status ?? result.signal}): ${(result.stderr || result.stdout).trim().split('\n').slice(-5).join('\n')}`,
+    );
   }
   return result.stdout;
 }
@@ -19,7 +25,8 @@ export default async function setup({ log }) {
     log(`skipping: ${BROWSER} is missing and this is not a Debian host; the status-page test needs it`);
     return;
   }
-  if (process.getuid?.() !== 0) throw new Error(`${BROWSER} is missing: run "apt-get install chromium" as root (the status-page test needs it)`);
+  if (process.getuid?.() !== 0)
+    throw new Error(`${BROWSER} is missing: run "apt-get install chromium" as root (the status-page test needs it)`);
   log('installing Debian chromium for the status-page test');
   const install = () => run(log, 'apt-get', ['install', '-y', '--no-install-recommends', 'chromium']);
   try {

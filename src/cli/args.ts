@@ -12,7 +12,10 @@ export class UsageError extends Error {
 /** A command failed (HTTP error, file not found): exit code 1. */
 export class CommandError extends Error {
   override readonly name = 'CommandError';
-  constructor(message: string, readonly exitCode = 1) {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
     super(message);
   }
 }

@@ -43,7 +43,10 @@ export async function createBackend(name: string, options?: Record<string, unkno
 }
 
 /** Whether a backend loads and its engine answers, with the reason when not. */
-export async function backendUsable(name: string, containerType: ContainerType): Promise<{ ok: boolean; reason: string; backend?: Backend }> {
+export async function backendUsable(
+  name: string,
+  containerType: ContainerType,
+): Promise<{ ok: boolean; reason: string; backend?: Backend }> {
   let backend: Backend;
   try {
     backend = await createBackend(name);
@@ -59,7 +62,16 @@ export async function backendUsable(name: string, containerType: ContainerType):
       poolName: `probe-${containerType.toLowerCase()}`,
       ownerId: `probe-${process.pid}`,
       containerType,
-      limits: { memoryMb: 256, cpus: 1, executionTimeoutSeconds: 60, outputMaxBytes: 1 << 20, maxFileSizeBytes: 1 << 27, pids: 256, diskMb: 1024, maxQueuedExecutions: 64 },
+      limits: {
+        memoryMb: 256,
+        cpus: 1,
+        executionTimeoutSeconds: 60,
+        outputMaxBytes: 1 << 20,
+        maxFileSizeBytes: 1 << 27,
+        pids: 256,
+        diskMb: 1024,
+        maxQueuedExecutions: 64,
+      },
       network: { egress: 'EgressDisabled', allow: [] },
     });
   } catch (error) {
@@ -84,7 +96,8 @@ export async function hardwareAcceleration(): Promise<{ available: boolean; reas
     backend = await createBackend('vm');
     // The vm backend boots a probe guest per hardware accelerator and falls back to TCG.
     const probe = (backend as unknown as { accelerator?: () => Promise<{ accelerator: string; reason: string }> }).accelerator;
-    if (typeof probe !== 'function') return { available: false, reason: 'the vm backend offers no acceleration probe; assuming none' };
+    if (typeof probe !== 'function')
+      return { available: false, reason: 'the vm backend offers no acceleration probe; assuming none' };
     const result = await probe.call(backend);
     return { available: result.accelerator !== 'tcg', reason: `${result.accelerator}: ${result.reason}` };
   } catch (error) {

@@ -42,7 +42,12 @@ async function firstUsable(choice: Choice, log: Logger): Promise<SessionPool | u
     });
     return pool;
   }
-  log({ level: 'warn', msg: `built-in pool "${choice.pool}" is not served: no backend can run ${choice.containerType} here`, pool: choice.pool, reasons: rejected });
+  log({
+    level: 'warn',
+    msg: `built-in pool "${choice.pool}" is not served: no backend can run ${choice.containerType} here`,
+    pool: choice.pool,
+    reasons: rejected,
+  });
   return undefined;
 }
 

@@ -9,19 +9,33 @@ export interface ClientConfig {
 }
 
 export function clientConfig(values: Record<string, unknown>): ClientConfig {
-  const endpoint = (typeof values['endpoint'] === 'string' ? values['endpoint'] : undefined) ?? process.env['SANDPOOL_ENDPOINT'] ?? 'http://127.0.0.1:8080';
+  const endpoint =
+    (typeof values['endpoint'] === 'string' ? values['endpoint'] : undefined) ??
+    process.env['SANDPOOL_ENDPOINT'] ??
+    'http://127.0.0.1:8080';
   const token =
-    (typeof values['token'] === 'string' ? values['token'] : undefined) ?? process.env['SANDPOOL_TOKEN'] ?? process.env['SANDPOOL_ADMIN_KEY'];
+    (typeof values['token'] === 'string' ? values['token'] : undefined) ??
+    process.env['SANDPOOL_TOKEN'] ??
+    process.env['SANDPOOL_ADMIN_KEY'];
   return { endpoint: endpoint.replace(/\/+$/, ''), token: token === '' ? undefined : token };
 }
 
 /** Send a request; non-2xx becomes a CommandError carrying the server's error message. */
-export async function call(config: ClientConfig, method: string, path: string, init: { body?: RequestInit['body']; headers?: Record<string, string> } = {}): Promise<Response> {
+export async function call(
+  config: ClientConfig,
+  method: string,
+  path: string,
+  init: { body?: RequestInit['body']; headers?: Record<string, string> } = {},
+): Promise<Response> {
   const headers: Record<string, string> = { ...init.headers };
   if (config.token !== undefined) headers['authorization'] = `Bearer ${config.token}`;
   let response: Response;
   try {
-    response = await fetch(`${config.endpoint}${path}`, { method, headers, ...(init.body === undefined ? {} : { body: init.body, duplex: 'half' } as RequestInit) });
+    response = await fetch(`${config.endpoint}${path}`, {
+      method,
+      headers,
+      ...(init.body === undefined ? {} : ({ body: init.body, duplex: 'half' } as RequestInit)),
+    });
   } catch (error) {
     const cause = (error as { cause?: { message?: string } }).cause?.message;
     throw new CommandError(`cannot reach ${config.endpoint}: ${cause ?? (error as Error).message}`);
@@ -41,7 +55,12 @@ export async function call(config: ClientConfig, method: string, path: string, i
 }
 
 export async function callJson(config: ClientConfig, method: string, path: string, body?: unknown): Promise<unknown> {
-  const response = await call(config, method, path, body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+  const response = await call(
+    config,
+    method,
+    path,
+    body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } },
+  );
   if (response.status === 204) return undefined;
   const text = await response.text();
   return text === '' ? undefined : (JSON.parse(text) as unknown);

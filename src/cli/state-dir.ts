@@ -14,7 +14,8 @@ import type { StoredApiKey } from '../server/auth.js';
 
 /** `$XDG_STATE_HOME/sandpool`, `~/.local/state/sandpool`, or the platform's equivalent. */
 export function defaultDataDir(): string {
-  if (process.env['SANDPOOL_DATA_DIR'] !== undefined && process.env['SANDPOOL_DATA_DIR'] !== '') return process.env['SANDPOOL_DATA_DIR'];
+  if (process.env['SANDPOOL_DATA_DIR'] !== undefined && process.env['SANDPOOL_DATA_DIR'] !== '')
+    return process.env['SANDPOOL_DATA_DIR'];
   if (process.platform === 'win32') return join(process.env['LOCALAPPDATA'] ?? join(homedir(), 'AppData', 'Local'), 'sandpool');
   if (process.platform === 'darwin') return join(homedir(), 'Library', 'Application Support', 'sandpool');
   return join(process.env['XDG_STATE_HOME'] ?? join(homedir(), '.local', 'state'), 'sandpool');

@@ -10,8 +10,7 @@ export function expiryOf(
   options: Pick<ResolvedPoolOptions, 'lifecycleType' | 'cooldownPeriodInSeconds' | 'maxAlivePeriodInSeconds'>,
   slot: Pick<Slot, 'lastAccessedAt' | 'allocatedAt'>,
 ): { at: number | undefined; reason: 'cooldown' | 'maxAlive' } {
-  const idle =
-    options.lifecycleType === 'Timed' ? (slot.lastAccessedAt ?? 0) + options.cooldownPeriodInSeconds * 1000 : Infinity;
+  const idle = options.lifecycleType === 'Timed' ? (slot.lastAccessedAt ?? 0) + options.cooldownPeriodInSeconds * 1000 : Infinity;
   const alive =
     options.maxAlivePeriodInSeconds === undefined ? Infinity : (slot.allocatedAt ?? 0) + options.maxAlivePeriodInSeconds * 1000;
   const at = Math.min(idle, alive);
@@ -23,11 +22,7 @@ export function expiryOf(
  * never keeps the process alive) and capped at Node's 2^31−1 ms limit; `onDue` re-checks lazily,
  * so activity after arming needs no timer churn.
  */
-export function armExpiry(
-  slot: Slot,
-  options: Parameters<typeof expiryOf>[0],
-  onDue: (slot: Slot) => void,
-): void {
+export function armExpiry(slot: Slot, options: Parameters<typeof expiryOf>[0], onDue: (slot: Slot) => void): void {
   if (slot.expiryTimer !== undefined) clearTimeout(slot.expiryTimer);
   slot.expiryTimer = undefined;
   if (slot.state !== 'Allocated') return;

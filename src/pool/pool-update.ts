@@ -8,8 +8,16 @@ export const PoolUpdateSchema = z
   .object({
     readySessionInstances: z.number().int().min(0).max(100_000).optional(),
     maxConcurrentSessions: z.number().int().min(1).max(100_000).optional(),
-    cooldownPeriodInSeconds: z.number().positive().max(7 * 86_400).optional(),
-    maxAlivePeriodInSeconds: z.number().positive().max(30 * 86_400).optional(),
+    cooldownPeriodInSeconds: z
+      .number()
+      .positive()
+      .max(7 * 86_400)
+      .optional(),
+    maxAlivePeriodInSeconds: z
+      .number()
+      .positive()
+      .max(30 * 86_400)
+      .optional(),
   })
   .strict();
 export type PoolUpdate = z.input<typeof PoolUpdateSchema>;

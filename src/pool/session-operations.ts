@@ -21,7 +21,7 @@ import {
 import type { ResolvedPoolOptions } from '../options.js';
 import type { SessionHost } from '../session.js';
 import type { ExecuteOptions, ExecutionResult, SessionInfo } from '../session-types.js';
-import { toByteChunks, type ByteSource } from './byte-source.js';
+import { toByteChunks } from './byte-source.js';
 import { normaliseDataPath } from './file-paths.js';
 import type { Slot } from './slot.js';
 

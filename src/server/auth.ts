@@ -157,7 +157,9 @@ export class Authenticator {
     const token = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '')?.[1];
     if (token === undefined) {
       if (this.anonymous) return { kind: 'anonymous', name: 'anonymous', roles: new Set(ROLES) };
-      throw unauthorized(authorization === undefined ? 'no credential: send Authorization: Bearer <token>' : 'malformed Authorization header');
+      throw unauthorized(
+        authorization === undefined ? 'no credential: send Authorization: Bearer <token>' : 'malformed Authorization header',
+      );
     }
     const admin = this.#options.adminKey;
     if (admin !== undefined && admin !== '' && sameSecret(token, admin)) {

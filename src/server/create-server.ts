@@ -198,7 +198,10 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
       const server =
         options.tls === undefined
           ? createHttpServer(serverOptions, handler)
-          : createHttpsServer({ ...serverOptions, cert: readFileSync(options.tls.certFile), key: readFileSync(options.tls.keyFile) }, handler);
+          : createHttpsServer(
+              { ...serverOptions, cert: readFileSync(options.tls.certFile), key: readFileSync(options.tls.keyFile) },
+              handler,
+            );
       httpServer = server;
       server.on('upgrade', upgradeHandler);
       await new Promise<void>((resolve, reject) => {

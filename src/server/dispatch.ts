@@ -159,17 +159,27 @@ export function createDispatcher(state: ServerState, options: DispatchOptions) {
     try {
       const url = requestUrl(req);
       const found = matchRoute(req.method ?? 'GET', url.pathname, isCustom);
-      if (found === undefined) throw new HttpError(404, 'NotFound', `no operation ${req.method ?? ''} ${url.pathname.replace(/[^\x20-\x7e]/g, '?').slice(0, 200)}`);
+      if (found === undefined)
+        throw new HttpError(
+          404,
+          'NotFound',
+          `no operation ${req.method ?? ''} ${url.pathname.replace(/[^\x20-\x7e]/g, '?').slice(0, 200)}`,
+        );
       operation = found.operation;
       pool = found.pool;
       const host = req.headers.host;
       // Mounted under a prefix (express strips it from req.url and keeps originalUrl): links include it.
       const original = (req as { originalUrl?: unknown }).originalUrl;
       const rawUrl = req.url ?? '/';
-      const mount = typeof original === 'string' && original !== rawUrl && original.endsWith(rawUrl) ? original.slice(0, original.length - rawUrl.length) : '';
+      const mount =
+        typeof original === 'string' && original !== rawUrl && original.endsWith(rawUrl)
+          ? original.slice(0, original.length - rawUrl.length)
+          : '';
       const origin = `${options.tls ? 'https' : 'http'}://${host !== undefined && HOST.test(host) ? host : 'localhost'}`;
       const baseUrl = options.publicUrl ?? `${origin}${mount.replace(/\/+$/, '')}`;
-      let who = { kind: 'anonymous', name: 'public', roles: new Set<Role>() } as Awaited<ReturnType<Authenticator['authenticate']>>;
+      let who = { kind: 'anonymous', name: 'public', roles: new Set<Role>() } as Awaited<
+        ReturnType<Authenticator['authenticate']>
+      >;
       // The status page itself holds no data (it fetches everything with the operator's token).
       const uiShell = operation === 'ui' && !(found.param ?? '').startsWith('api/');
       const open = operation === 'healthz' || uiShell || (operation === 'metrics' && options.publicMetrics);
@@ -181,7 +191,14 @@ export function createDispatcher(state: ServerState, options: DispatchOptions) {
       await route({ req, res, url, route: found, requestId, principal: who, baseUrl, signal: aborter.signal });
     } catch (error) {
       if (!(error instanceof HttpError) && !isExpected(error)) {
-        state.log({ level: 'error', msg: 'request failed', requestId, operation, pool, error: (error as Error)?.message ?? String(error) });
+        state.log({
+          level: 'error',
+          msg: 'request failed',
+          requestId,
+          operation,
+          pool,
+          error: (error as Error)?.message ?? String(error),
+        });
       }
       if (res.headersSent) {
         res.destroy();
@@ -196,5 +213,10 @@ export function createDispatcher(state: ServerState, options: DispatchOptions) {
 }
 
 function isExpected(error: unknown): boolean {
-  return typeof error === 'object' && error !== null && typeof (error as { code?: unknown }).code === 'string' && String((error as { code: string }).code).startsWith('SANDPOOL_');
+  return (
+    typeof error === 'object' &&
+    error !== null &&
+    typeof (error as { code?: unknown }).code === 'string' &&
+    String((error as { code: string }).code).startsWith('SANDPOOL_')
+  );
 }

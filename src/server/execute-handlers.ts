@@ -66,10 +66,25 @@ export async function handleExecute(state: ServerState, ctx: RequestContext, gen
     if (state.executions.has(key)) throw new HttpError(409, 'Conflict', `an execution with operation-id "${id}" already exists`);
     state.executions.set(key, { state: 'running', id, identifier, at: Date.now() });
     const work = session.execute(options).then(
-      (result) => state.executions.set(key, { state: 'done', id, identifier, at: Date.now(), result: { ...result, id }, executionType: 'Asynchronous' }),
+      (result) =>
+        state.executions.set(key, {
+          state: 'done',
+          id,
+          identifier,
+          at: Date.now(),
+          result: { ...result, id },
+          executionType: 'Asynchronous',
+        }),
       (error: unknown) => {
         const mapped = toErrorResponse(error, ctx.requestId).body.error;
-        state.executions.set(key, { state: 'error', id, identifier, at: Date.now(), code: mapped.code, message: SandpoolError.is(error) ? error.message : mapped.message });
+        state.executions.set(key, {
+          state: 'error',
+          id,
+          identifier,
+          at: Date.now(),
+          code: mapped.code,
+          message: SandpoolError.is(error) ? error.message : mapped.message,
+        });
       },
     );
     state.background.add(work);
@@ -97,7 +112,10 @@ export async function handleExecute(state: ServerState, ctx: RequestContext, gen
   sendJson(
     ctx.res,
     200,
-    gen2Execution({ ...result, id }, { identifier, executionType: 'Synchronous', shell, stringifyResult: wantsStringResult(state, ctx) }),
+    gen2Execution(
+      { ...result, id },
+      { identifier, executionType: 'Synchronous', shell, stringifyResult: wantsStringResult(state, ctx) },
+    ),
     { 'operation-id': id },
   );
 }
@@ -111,8 +129,14 @@ export function handleGetExecution(state: ServerState, ctx: RequestContext): voi
   if (record === undefined) {
     throw new HttpError(404, 'ExecutionNotFound', 'no execution with this id for this identifier');
   }
-  if (record.state === 'running') return sendJson(ctx.res, 200, gen2Pending(record.id, record.identifier, 'Running'));
-  if (record.state === 'error') return sendJson(ctx.res, 200, gen2Errored(record.id, record.identifier, record.code, record.message));
+  if (record.state === 'running') {
+    sendJson(ctx.res, 200, gen2Pending(record.id, record.identifier, 'Running'));
+    return;
+  }
+  if (record.state === 'error') {
+    sendJson(ctx.res, 200, gen2Errored(record.id, record.identifier, record.code, record.message));
+    return;
+  }
   sendJson(
     ctx.res,
     200,

@@ -8,8 +8,22 @@ import type { ExecutionResult } from '../session-types.js';
 
 export type ExecutionRecord =
   | { readonly state: 'running'; readonly id: string; readonly identifier: string; readonly at: number }
-  | { readonly state: 'done'; readonly id: string; readonly identifier: string; readonly at: number; readonly result: ExecutionResult; readonly executionType: 'Synchronous' | 'Asynchronous' }
-  | { readonly state: 'error'; readonly id: string; readonly identifier: string; readonly at: number; readonly code: string; readonly message: string };
+  | {
+      readonly state: 'done';
+      readonly id: string;
+      readonly identifier: string;
+      readonly at: number;
+      readonly result: ExecutionResult;
+      readonly executionType: 'Synchronous' | 'Asynchronous';
+    }
+  | {
+      readonly state: 'error';
+      readonly id: string;
+      readonly identifier: string;
+      readonly at: number;
+      readonly code: string;
+      readonly message: string;
+    };
 
 export class ExecutionStore {
   readonly #records = new Map<string, ExecutionRecord>();

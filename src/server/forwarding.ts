@@ -51,8 +51,15 @@ export async function handleForward(state: ServerState, ctx: RequestContext): Pr
   try {
     response = await session.fetch(new Request(target, init));
   } catch (error) {
-    if (SandpoolError.is(error) && error.code !== 'SANDPOOL_BACKEND_FAILED' && error.code !== 'SANDPOOL_BACKEND_UNAVAILABLE') throw error;
-    state.log({ level: 'warn', msg: 'forwarding to a session container failed', pool: pool.name, sessionId: session.id, error: (error as Error).message });
+    if (SandpoolError.is(error) && error.code !== 'SANDPOOL_BACKEND_FAILED' && error.code !== 'SANDPOOL_BACKEND_UNAVAILABLE')
+      throw error;
+    state.log({
+      level: 'warn',
+      msg: 'forwarding to a session container failed',
+      pool: pool.name,
+      sessionId: session.id,
+      error: (error as Error).message,
+    });
     throw new HttpError(502, 'SessionContainerUnreachable', 'the session container did not answer');
   }
 

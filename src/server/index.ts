@@ -5,7 +5,16 @@
 
 export { createServer, isLoopback } from './create-server.js';
 export type { CreateServerOptions, ListenOptions, SandpoolServer } from './create-server.js';
-export { Authenticator, createApiKey, parseRole, requireRole, sha256Hex, DEFAULT_AUDIENCE, LEGACY_AUDIENCE, ROLES } from './auth.js';
+export {
+  Authenticator,
+  createApiKey,
+  parseRole,
+  requireRole,
+  sha256Hex,
+  DEFAULT_AUDIENCE,
+  LEGACY_AUDIENCE,
+  ROLES,
+} from './auth.js';
 export type { AuthOptions, JwtAuthOptions, Principal, Role, StoredApiKey } from './auth.js';
 export { ERROR_STATUS, HttpError, toErrorResponse } from './http-errors.js';
 export type { HttpErrorMapping } from './http-errors.js';

@@ -45,13 +45,35 @@ export function logPoolEvents(pool: SessionPool, log: Logger): () => void {
     sessionReady: (e: { sessionId: string; createDurationMs: number }) =>
       log({ level: 'debug', msg: 'session ready', ...base, sessionId: e.sessionId, createDurationMs: e.createDurationMs }),
     sessionAllocated: (e: { sessionId: string; allocationLatencyMs: number; coldMiss: boolean }) =>
-      log({ level: 'info', msg: 'session allocated', ...base, sessionId: e.sessionId, allocationLatencyMs: e.allocationLatencyMs, coldMiss: e.coldMiss }),
+      log({
+        level: 'info',
+        msg: 'session allocated',
+        ...base,
+        sessionId: e.sessionId,
+        allocationLatencyMs: e.allocationLatencyMs,
+        coldMiss: e.coldMiss,
+      }),
     sessionDestroyed: (e: { sessionId: string; reason: string; lifetimeMs: number }) =>
-      log({ level: 'info', msg: 'session destroyed', ...base, sessionId: e.sessionId, reason: e.reason, lifetimeMs: e.lifetimeMs }),
+      log({
+        level: 'info',
+        msg: 'session destroyed',
+        ...base,
+        sessionId: e.sessionId,
+        reason: e.reason,
+        lifetimeMs: e.lifetimeMs,
+      }),
     poolExhausted: (e: { maxConcurrentSessions: number }) =>
       log({ level: 'warn', msg: 'pool exhausted', ...base, maxConcurrentSessions: e.maxConcurrentSessions }),
     error: (e: { operation: string; error: { code: string; message: string }; retryInMs?: number | undefined }) =>
-      log({ level: 'error', msg: 'pool error', ...base, operation: e.operation, code: e.error.code, error: e.error.message, retryInMs: e.retryInMs }),
+      log({
+        level: 'error',
+        msg: 'pool error',
+        ...base,
+        operation: e.operation,
+        code: e.error.code,
+        error: e.error.message,
+        retryInMs: e.retryInMs,
+      }),
   };
   for (const [event, fn] of Object.entries(handlers)) pool.on(event as 'error', fn as never);
   return () => {

@@ -63,10 +63,30 @@ export class ServerMetrics {
       buckets: LATENCY_BUCKETS,
       registers,
     });
-    this.#coldMisses = new Counter({ name: 'sandpool_cold_misses_total', help: 'Allocations that found no Ready session.', labelNames: ['pool'], registers });
-    this.#destroyed = new Counter({ name: 'sandpool_sessions_destroyed_total', help: 'Sessions destroyed, by reason.', labelNames: ['pool', 'reason'], registers });
-    this.#exhausted = new Counter({ name: 'sandpool_pool_exhausted_total', help: 'Acquires that hit maxConcurrentSessions.', labelNames: ['pool'], registers });
-    this.#requests = new Counter({ name: 'sandpool_http_requests_total', help: 'HTTP requests by operation and status.', labelNames: ['operation', 'status'], registers });
+    this.#coldMisses = new Counter({
+      name: 'sandpool_cold_misses_total',
+      help: 'Allocations that found no Ready session.',
+      labelNames: ['pool'],
+      registers,
+    });
+    this.#destroyed = new Counter({
+      name: 'sandpool_sessions_destroyed_total',
+      help: 'Sessions destroyed, by reason.',
+      labelNames: ['pool', 'reason'],
+      registers,
+    });
+    this.#exhausted = new Counter({
+      name: 'sandpool_pool_exhausted_total',
+      help: 'Acquires that hit maxConcurrentSessions.',
+      labelNames: ['pool'],
+      registers,
+    });
+    this.#requests = new Counter({
+      name: 'sandpool_http_requests_total',
+      help: 'HTTP requests by operation and status.',
+      labelNames: ['operation', 'status'],
+      registers,
+    });
     this.#requestDuration = new Histogram({
       name: 'sandpool_http_request_duration_seconds',
       help: 'HTTP request duration by operation.',

@@ -53,7 +53,16 @@ function splitBody(body: Record<string, unknown>): { properties: Record<string, 
   const backend = body['backend'] ?? properties['backend'];
   delete properties['backend'];
   // Read-only fields a client may echo back from a GET.
-  for (const key of ['poolManagementEndpoint', 'provisioningState', 'status', 'isolation', 'definedIn', 'provisioningError', 'poolManagementType', 'nodeCount']) {
+  for (const key of [
+    'poolManagementEndpoint',
+    'provisioningState',
+    'status',
+    'isolation',
+    'definedIn',
+    'provisioningError',
+    'poolManagementType',
+    'nodeCount',
+  ]) {
     delete properties[key];
   }
   return { properties, backend };
@@ -77,7 +86,12 @@ export async function handlePutPool(state: ServerState, ctx: RequestContext): Pr
   sendJson(ctx.res, created ? 201 : 200, poolResource(entry, ctx.baseUrl));
 }
 
-const UPDATABLE = ['readySessionInstances', 'maxConcurrentSessions', 'cooldownPeriodInSeconds', 'maxAlivePeriodInSeconds'] as const;
+const UPDATABLE = [
+  'readySessionInstances',
+  'maxConcurrentSessions',
+  'cooldownPeriodInSeconds',
+  'maxAlivePeriodInSeconds',
+] as const;
 
 /** JSON merge patch (RFC 7386). */
 function mergePatch(target: unknown, patch: unknown): unknown {
@@ -93,7 +107,8 @@ function mergePatch(target: unknown, patch: unknown): unknown {
 
 /** The four settings a running pool can change, read from Azure-shaped properties. */
 function scaleSettings(p: Record<string, unknown>): Record<(typeof UPDATABLE)[number], unknown> {
-  const obj = (v: unknown): Record<string, unknown> => (typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : {});
+  const obj = (v: unknown): Record<string, unknown> =>
+    typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : {};
   const scale = obj(p['scaleConfiguration']);
   const dyn = obj(p['dynamicPoolConfiguration']);
   const life = obj(dyn['lifecycleConfiguration']);
@@ -157,11 +172,16 @@ export async function handlePatchPool(state: ServerState, ctx: RequestContext): 
     const update: Record<string, unknown> = {};
     for (const key of UPDATABLE) if (after[key] !== undefined && after[key] !== before[key]) update[key] = after[key];
     entry.pool.update(update);
-    if (entry.definition !== undefined) await state.registry.persistDefinition(entry, { ...entry.definition, properties: merged });
+    if (entry.definition !== undefined)
+      await state.registry.persistDefinition(entry, { ...entry.definition, properties: merged });
     return sendJson(ctx.res, 200, poolResource(entry, ctx.baseUrl));
   }
   if (entry.definition === undefined) {
-    throw new HttpError(409, 'Conflict', `pool "${entry.pool.name}" is defined in code; only scale settings can be changed over HTTP`);
+    throw new HttpError(
+      409,
+      'Conflict',
+      `pool "${entry.pool.name}" is defined in code; only scale settings can be changed over HTTP`,
+    );
   }
   const backendName = state.registry.resolveBackendName(backend ?? entry.definition.backend, merged);
   const { entry: rebuilt } = await state.registry.define({ name: entry.pool.name, backend: backendName, properties: merged });

@@ -15,7 +15,10 @@ import { HttpError } from './http-errors.js';
 import type { Logger } from './logging.js';
 
 /** Makes a fresh backend for a pool. */
-export type BackendFactory = (context: { readonly poolName: string; readonly containerType: ContainerType }) => Backend | Promise<Backend>;
+export type BackendFactory = (context: {
+  readonly poolName: string;
+  readonly containerType: ContainerType;
+}) => Backend | Promise<Backend>;
 
 /** A pool defined over HTTP, as persisted. */
 export interface PoolDefinition {
@@ -149,10 +152,15 @@ export class PoolRegistry {
 
   /** Resolve the backend name for a definition: explicit, else the default for its containerType. */
   resolveBackendName(explicit: unknown, properties: Record<string, unknown>): string {
-    if (explicit !== undefined && typeof explicit !== 'string') throw new HttpError(400, 'InvalidRequestContent', 'backend must be a string');
+    if (explicit !== undefined && typeof explicit !== 'string')
+      throw new HttpError(400, 'InvalidRequestContent', 'backend must be a string');
     if (typeof explicit === 'string') {
       if (this.#options.backends[explicit] === undefined) {
-        throw new HttpError(400, 'InvalidRequestContent', `unknown backend "${explicit}"; available: ${this.backendNames().join(', ') || 'none'}`);
+        throw new HttpError(
+          400,
+          'InvalidRequestContent',
+          `unknown backend "${explicit}"; available: ${this.backendNames().join(', ') || 'none'}`,
+        );
       }
       return explicit;
     }
@@ -160,7 +168,11 @@ export class PoolRegistry {
     const type: ContainerType = parsed.success ? parsed.data : 'PythonLTS';
     const name = this.#options.defaultBackend(type);
     if (name === undefined || this.#options.backends[name] === undefined) {
-      throw new HttpError(400, 'InvalidRequestContent', `no backend available for ${type} pools; give "backend" (available: ${this.backendNames().join(', ') || 'none'})`);
+      throw new HttpError(
+        400,
+        'InvalidRequestContent',
+        `no backend available for ${type} pools; give "backend" (available: ${this.backendNames().join(', ') || 'none'})`,
+      );
     }
     return name;
   }
@@ -168,7 +180,11 @@ export class PoolRegistry {
   async #build(definition: PoolDefinition): Promise<SessionPool> {
     const factory = this.#options.backends[definition.backend];
     if (factory === undefined) {
-      throw new HttpError(400, 'InvalidRequestContent', `unknown backend "${definition.backend}"; available: ${this.backendNames().join(', ')}`);
+      throw new HttpError(
+        400,
+        'InvalidRequestContent',
+        `unknown backend "${definition.backend}"; available: ${this.backendNames().join(', ')}`,
+      );
     }
     const parsedType = ContainerTypeSchema.safeParse(definition.properties['containerType'] ?? 'PythonLTS');
     let backend: Backend;
@@ -176,7 +192,11 @@ export class PoolRegistry {
       backend = await factory({ poolName: definition.name, containerType: parsedType.success ? parsedType.data : 'PythonLTS' });
     } catch (error) {
       const reason = (error as Error).message.split('\n')[0] ?? 'unknown error';
-      throw new HttpError(400, 'InvalidRequestContent', `backend "${definition.backend}" is not available on this server: ${reason}`);
+      throw new HttpError(
+        400,
+        'InvalidRequestContent',
+        `backend "${definition.backend}" is not available on this server: ${reason}`,
+      );
     }
     try {
       return SessionPool.fromSessionPoolProperties(definition.properties, { name: definition.name, backend, ownsBackend: true });

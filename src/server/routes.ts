@@ -83,11 +83,7 @@ function poolPrefix(seg: readonly string[]): { pool: string; rest: number } | un
  * Match a request. `customContainer(pool)` says whether a pool forwards unknown paths to its
  * container (CustomContainer pools answer only `.management/*` themselves, as on Azure).
  */
-export function matchRoute(
-  method: string,
-  pathname: string,
-  customContainer: (pool: string) => boolean,
-): RouteMatch | undefined {
+export function matchRoute(method: string, pathname: string, customContainer: (pool: string) => boolean): RouteMatch | undefined {
   const { decoded: seg, raw } = pathSegments(pathname);
   const m = method.toUpperCase();
   if (seg.length === 1 && eq(seg[0], 'healthz') && (m === 'GET' || m === 'HEAD')) return { operation: 'healthz' };

@@ -75,11 +75,7 @@ export function gen2Execution(r: ExecutionResult, o: Gen2Options): Record<string
 }
 
 /** Gen 2 resource of an execution that has not finished (asynchronous mode). */
-export function gen2Pending(
-  id: string,
-  identifier: string,
-  status: 'NotStarted' | 'Running',
-): Record<string, JsonValue> {
+export function gen2Pending(id: string, identifier: string, status: 'NotStarted' | 'Running'): Record<string, JsonValue> {
   return { id, identifier, executionType: 'Asynchronous', status };
 }
 

@@ -215,13 +215,17 @@ export function createStatusPage(metrics: () => ServerMetrics): (ctx: RequestCon
       return;
     }
     if (path === '' || path === 'index.html') {
-      ctx.res.setHeader('content-security-policy', "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'");
+      ctx.res.setHeader(
+        'content-security-policy',
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'",
+      );
       ctx.res.setHeader('x-content-type-options', 'nosniff');
       return sendText(ctx.res, 200, PAGE, 'text/html; charset=utf-8');
     }
     if (path === 'api/latencies') {
       const out: Record<string, { allocation: number[]; execution: number[] }> = {};
-      for (const [pool, samples] of metrics().samples) out[pool] = { allocation: [...samples.allocation], execution: [...samples.execution] };
+      for (const [pool, samples] of metrics().samples)
+        out[pool] = { allocation: [...samples.allocation], execution: [...samples.execution] };
       return sendJson(ctx.res, 200, out);
     }
     throw new HttpError(404, 'NotFound', 'no such status page resource');

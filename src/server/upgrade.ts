@@ -16,7 +16,15 @@ import { matchRoute } from './routes.js';
 import type { ServerState } from './server-state.js';
 
 const NEVER_FORWARDED = new Set(['authorization', 'cookie', 'x-ms-apikey', 'api-key']);
-const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 429: 'Too Many Requests', 502: 'Bad Gateway', 503: 'Service Unavailable' };
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  429: 'Too Many Requests',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+};
 
 /** The `upgrade` event listener for a node:http server. */
 export function createUpgradeHandler(state: ServerState, auth: Authenticator) {
@@ -32,7 +40,8 @@ export function createUpgradeHandler(state: ServerState, auth: Authenticator) {
     try {
       const url = new URL(`http://localhost${(req.url ?? '/').startsWith('/') ? req.url : '/'}`);
       const route = matchRoute(req.method ?? 'GET', url.pathname, isCustom);
-      if (route === undefined || route.operation !== 'forward') throw new HttpError(404, 'NotFound', 'upgrades are forwarded to CustomContainer sessions only');
+      if (route === undefined || route.operation !== 'forward')
+        throw new HttpError(404, 'NotFound', 'upgrades are forwarded to CustomContainer sessions only');
       pool = route.pool;
       const who = await auth.authenticate(req.headers.authorization);
       principal = who.name;
@@ -65,10 +74,31 @@ export function createUpgradeHandler(state: ServerState, auth: Authenticator) {
       const response = toErrorResponse(error, requestId);
       status = response.status;
       const body = JSON.stringify(response.body);
-      const headers = { ...response.headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), connection: 'close', 'x-ms-request-id': requestId };
-      socket.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\n\r\n${body}`);
+      const headers = {
+        ...response.headers,
+        'content-type': 'application/json',
+        'content-length': String(Buffer.byteLength(body)),
+        connection: 'close',
+        'x-ms-request-id': requestId,
+      };
+      socket.end(
+        `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\n${Object.entries(headers)
+          .map(([k, v]) => `${k}: ${v}`)
+          .join('\r\n')}\r\n\r\n${body}`,
+      );
     } finally {
-      state.log({ level: 'info', msg: 'audit', type: 'audit', requestId, principal, method: req.method ?? '', operation: 'forward.upgrade', pool, status, durationMs: Math.round((performance.now() - started) * 10) / 10 });
+      state.log({
+        level: 'info',
+        msg: 'audit',
+        type: 'audit',
+        requestId,
+        principal,
+        method: req.method ?? '',
+        operation: 'forward.upgrade',
+        pool,
+        status,
+        durationMs: Math.round((performance.now() - started) * 10) / 10,
+      });
     }
   };
 }

@@ -12,7 +12,7 @@ import { Duplex } from 'node:stream';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { AgentClient, agentCommand } from '../../backends/agent-client/index.js';
+import { AgentClient, agentCommand } from '../../backends/support/agent-client/index.js';
 import { childPids, PYTHON, run } from './agent-harness.js';
 
 const BRIDGE = `
@@ -52,7 +52,12 @@ describe('agent over a character device (pty standing in for virtio-serial)', ()
       });
       bridge.once('exit', () => reject(new Error(`bridge exited: ${text}`)));
     });
-    const argv = agentCommand({ python: PYTHON, transport: { kind: 'device', path: device }, dataDir: path.join(root, 'data'), preload: [] });
+    const argv = agentCommand({
+      python: PYTHON,
+      transport: { kind: 'device', path: device },
+      dataDir: path.join(root, 'data'),
+      preload: [],
+    });
     agent = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
     client = new AgentClient(Duplex.from({ readable: bridge.stdout, writable: bridge.stdin }));
     // The agent only starts a connection when the host speaks first (as on virtio-serial).

@@ -158,9 +158,9 @@ describe('agent files', () => {
     await expect(agent.client.list({ path: 'outside_dir', recursive: true })).rejects.toMatchObject({
       code: 'SANDPOOL_INVALID_PATH',
     });
-    await expect(
-      agent.client.upload('outside_dir/planted.txt', bytes(Buffer.from('x')), { maxBytes: 10 }),
-    ).rejects.toMatchObject({ code: 'SANDPOOL_INVALID_PATH' });
+    await expect(agent.client.upload('outside_dir/planted.txt', bytes(Buffer.from('x')), { maxBytes: 10 })).rejects.toMatchObject(
+      { code: 'SANDPOOL_INVALID_PATH' },
+    );
     expect(existsSync(path.join(outside, 'planted.txt'))).toBe(false);
     await expect(agent.client.upload('passwd_link', bytes(Buffer.from('x')), { maxBytes: 10 })).rejects.toMatchObject({
       code: 'SANDPOOL_INVALID_PATH',

@@ -9,13 +9,27 @@ import path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import type { AgentClient } from '../../backends/agent-client/index.js';
+import type { AgentClient } from '../../backends/support/agent-client/index.js';
 import { startAgent, type AgentHarness } from './agent-harness.js';
 
 const OPS = [
-  'hello', 'ping', 'info', 'execute', 'execute.cancel', 'kernel.restart', 'files.stat', 'files.list', 'files.delete',
-  'files.upload', 'files.upload.chunk', 'files.upload.end', 'files.upload.abort', 'files.download',
-  'files.download.credit', 'files.download.cancel', 'bogus',
+  'hello',
+  'ping',
+  'info',
+  'execute',
+  'execute.cancel',
+  'kernel.restart',
+  'files.stat',
+  'files.list',
+  'files.delete',
+  'files.upload',
+  'files.upload.chunk',
+  'files.upload.end',
+  'files.upload.abort',
+  'files.download',
+  'files.download.credit',
+  'files.download.cancel',
+  'bogus',
 ];
 
 const anyValue = fc.oneof(
@@ -82,7 +96,7 @@ describe('agent fuzzing', () => {
     await fc.assert(
       fc.asyncProperty(fc.array(frame, { minLength: 1, maxLength: 20 }), async (frames) => {
         const marker = `probe-${Math.random().toString(36).slice(2)}`;
-        socket.write(frames.map((f) => JSON.stringify(f)).join('\n') + '\n');
+        socket.write(`${frames.map((f) => JSON.stringify(f)).join('\n')}\n`);
         socket.write(`${JSON.stringify({ op: 'ping', id: marker })}\n`);
         const deadline = Date.now() + 20_000;
         while (!received.includes(`"id":"${marker}"`)) {
@@ -118,7 +132,9 @@ describe('agent fuzzing', () => {
         const results = await Promise.allSettled(attempts);
         for (const result of results) {
           if (result.status === 'rejected') {
-            expect(String((result.reason as { code?: string }).code)).toMatch(/^SANDPOOL_(INVALID_PATH|FILE_NOT_FOUND|INVALID_REQUEST)$/);
+            expect(String((result.reason as { code?: string }).code)).toMatch(
+              /^SANDPOOL_(INVALID_PATH|FILE_NOT_FOUND|INVALID_REQUEST)$/,
+            );
           } else if (result.value && typeof result.value === 'object' && 'path' in result.value) {
             expect(String(result.value.path)).not.toMatch(/(^|\/)\.\.?(\/|$)|^\//);
           }

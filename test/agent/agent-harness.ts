@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Duplex } from 'node:stream';
 
-import { AgentClient, agentCommand, type AgentClientOptions } from '../../backends/agent-client/index.js';
+import { AgentClient, agentCommand, type AgentClientOptions } from '../../backends/support/agent-client/index.js';
 import type { SandpoolError } from '../../src/errors.js';
 
 /** Prefer an interpreter that has matplotlib (Debian's python3-matplotlib) so image tests run. */
@@ -161,7 +161,13 @@ export function childPids(pid: number): number[] {
 /** An ExecuteRequest with test defaults. */
 export function run(
   code: string,
-  extra: Partial<{ language: 'python' | 'javascript' | 'shell'; timeoutMs: number; outputMaxBytes: number; argv: string[]; stdin: string }> = {},
+  extra: Partial<{
+    language: 'python' | 'javascript' | 'shell';
+    timeoutMs: number;
+    outputMaxBytes: number;
+    argv: string[];
+    stdin: string;
+  }> = {},
 ) {
   return {
     language: extra.language ?? ('python' as const),

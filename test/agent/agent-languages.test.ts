@@ -50,7 +50,9 @@ describe('agent javascript and shell (unix socket)', () => {
   });
 
   it('reports JavaScript exceptions on stderr', async () => {
-    const outcome = await agent.client.execute(run('function f() { throw new TypeError("bad") }\nf()', { language: 'javascript' }));
+    const outcome = await agent.client.execute(
+      run('function f() { throw new TypeError("bad") }\nf()', { language: 'javascript' }),
+    );
     expect(outcome.status).toBe('Failed');
     expect(outcome.stderr).toContain('TypeError: bad');
     expect(outcome.sessionState).toBe('kept');
@@ -121,7 +123,9 @@ describe.skipIf(!HAS_MATPLOTLIB)('agent matplotlib figures (host Python has matp
 
   it('has preloaded the libraries before ready, so importing them is instant', async () => {
     expect(agent.client.readyInfo?.preloaded).toEqual(expect.arrayContaining(['numpy', 'matplotlib.pyplot']));
-    const outcome = await agent.client.execute(run('import time\nt = time.perf_counter()\nimport numpy, matplotlib.pyplot\ntime.perf_counter() - t'));
+    const outcome = await agent.client.execute(
+      run('import time\nt = time.perf_counter()\nimport numpy, matplotlib.pyplot\ntime.perf_counter() - t'),
+    );
     expect(outcome.result as number).toBeLessThan(0.01);
   });
 

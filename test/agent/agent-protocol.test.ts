@@ -9,7 +9,7 @@ import path from 'node:path';
 
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { AgentClient } from '../../backends/agent-client/index.js';
+import { AgentClient } from '../../backends/support/agent-client/index.js';
 import { BackendError } from '../../src/errors.js';
 import { run, startAgent, type AgentHarness } from './agent-harness.js';
 
@@ -79,7 +79,10 @@ describe('agent protocol robustness', () => {
     // "not json", "[1,2,3]", three bad or missing ids, and the oversized frame.
     expect(errors.filter((f) => f.id === null)).toHaveLength(6);
     for (const id of [10, 11, 12, 13, 14, 15, 16]) {
-      expect(errors.find((f) => f.id === id), `error for ${id}`).toMatchObject({ code: 'BAD_REQUEST' });
+      expect(
+        errors.find((f) => f.id === id),
+        `error for ${id}`,
+      ).toMatchObject({ code: 'BAD_REQUEST' });
     }
     socket.destroy();
   });
@@ -113,7 +116,7 @@ describe('agent protocol robustness', () => {
     expect(agent.client.closed).toBe(true);
   });
 
-  it('does not count a kernel restart against the next execution\'s deadline', async () => {
+  it("does not count a kernel restart against the next execution's deadline", async () => {
     // The preload is missing at start; once the session writes it, the kernel's restart imports it
     // and takes two seconds, far beyond the 200 ms limit plus 300 ms grace of the next execution.
     agent = await startAgent({ transport: 'stdio', preload: ['sandpool_slow_preload'], client: { executeGraceMs: 300 } });
@@ -162,7 +165,7 @@ describe('agent client against a hostile agent', () => {
 
   it('closes on a frame over the size limit instead of buffering it', async () => {
     const client = await hostile((socket) => {
-      socket.on('data', () => socket.write('{"type":"pong","id":1,"pad":"' + 'x'.repeat(2 << 20)));
+      socket.on('data', () => socket.write(`{"type":"pong","id":1,"pad":"${'x'.repeat(2 << 20)}`));
     });
     await expect(client.ping(5000)).rejects.toThrow(/protocol violation.*exceeds/);
     expect(client.closed).toBe(true);
@@ -234,7 +237,8 @@ describe('agent client against a hostile agent', () => {
     const client = await hostile((socket) => {
       socket.on('data', (data: Buffer) => {
         const id = (JSON.parse(data.toString()) as { id: number }).id;
-        for (let i = 0; i < 50; i++) socket.write(`${JSON.stringify({ type: 'output', id, stream: 'stdout', data: 'y'.repeat(10_000) })}\n`);
+        for (let i = 0; i < 50; i++)
+          socket.write(`${JSON.stringify({ type: 'output', id, stream: 'stdout', data: 'y'.repeat(10_000) })}\n`);
         const outcome = { status: 'Succeeded', result: 1, sessionState: 'kept', executionTimeInMilliseconds: 1 };
         socket.write(`${JSON.stringify({ type: 'result', id, outcome })}\n`);
       });

@@ -135,7 +135,9 @@ describe('agent python kernel (stdio)', () => {
 
   it('reports a kernel that died between executions on the next one', async () => {
     await agent.client.execute(run('idle_state = 1'));
-    await agent.client.execute(run('import os, threading, time\nthreading.Thread(target=lambda: (time.sleep(0.3), os._exit(9))).start()'));
+    await agent.client.execute(
+      run('import os, threading, time\nthreading.Thread(target=lambda: (time.sleep(0.3), os._exit(9))).start()'),
+    );
     await new Promise((r) => setTimeout(r, 1000));
     const next = await agent.client.execute(run('"fresh kernel"'));
     expect(next).toMatchObject({ status: 'Succeeded', result: 'fresh kernel', sessionState: 'restarted' });
@@ -149,13 +151,15 @@ describe('agent python kernel (stdio)', () => {
     expect(outcome.stdoutTruncated).toBe(true);
     expect(outcome.stderrTruncated).toBe(true);
     // 1001 bytes cut on a character boundary: 500 two-byte characters, then the marker.
-    expect(outcome.stdout.startsWith('é'.repeat(500) + '\n[sandpool: stdout truncated')).toBe(true);
+    expect(outcome.stdout.startsWith(`${'é'.repeat(500)}\n[sandpool: stdout truncated`)).toBe(true);
     expect(outcome.stdout).toContain('more bytes not shown');
     expect(Buffer.byteLength(outcome.stderr)).toBeLessThan(1200);
   });
 
   it('captures output of child processes and C-level writes', async () => {
-    const outcome = await agent.client.execute(run('import os, subprocess\nos.write(1, b"raw\\n")\nsubprocess.run(["echo", "child"])'));
+    const outcome = await agent.client.execute(
+      run('import os, subprocess\nos.write(1, b"raw\\n")\nsubprocess.run(["echo", "child"])'),
+    );
     expect(outcome.stdout).toBe('raw\nchild\n');
   });
 

@@ -41,7 +41,10 @@ afterAll(async () => {
 
 function find(report: BenchReport, target: string, scenario: string, metric: string): Measurement {
   const m = report.measurements.find((x) => x.target === target && x.scenario === scenario && x.metric === metric);
-  if (m === undefined) throw new Error(`no ${target} ${scenario} ${metric} in ${JSON.stringify(report.measurements.map((x) => `${x.target} ${x.scenario} ${x.metric}`))}`);
+  if (m === undefined)
+    throw new Error(
+      `no ${target} ${scenario} ${metric} in ${JSON.stringify(report.measurements.map((x) => `${x.target} ${x.scenario} ${x.metric}`))}`,
+    );
   return m;
 }
 
@@ -58,7 +61,9 @@ function expectEveryScenario(run: BenchRun, target: string): void {
   expect(burst.value).toBe(100);
   expect(burst.detail).toMatchObject({ attempts: TINY.burst.size, succeeded: TINY.burst.size });
   // All but the Ready ones waited for a session created on demand.
-  expect(find(report, target, 'burst', 'acquire').detail?.['coldMisses']).toBeGreaterThanOrEqual(TINY.burst.size - TINY.burst.ready);
+  expect(find(report, target, 'burst', 'acquire').detail?.['coldMisses']).toBeGreaterThanOrEqual(
+    TINY.burst.size - TINY.burst.ready,
+  );
   expect(find(report, target, 'refill', 'rate @2').value).toBeGreaterThan(0);
   expect(find(report, target, 'capacity', 'idle sessions held').value).toBe(TINY.hold.sessions);
   for (const m of report.measurements.filter((x) => x.target === target && x.stats !== undefined)) {
@@ -99,7 +104,13 @@ describe('bench smoke', () => {
     expect(bare.stats?.n).toBeGreaterThan(0);
     expect(run.report.ratios.some((r) => r.target === 'quickjs' && r.text.includes('bare QuickJS'))).toBe(true);
     const goals = run.report.checks.filter((c) => c.target === 'quickjs').map((c) => c.goal);
-    expect(goals).toEqual(expect.arrayContaining([expect.stringContaining('p50 ≤'), expect.stringContaining('1/5'), expect.stringContaining('10,000')]));
+    expect(goals).toEqual(
+      expect.arrayContaining([
+        expect.stringContaining('p50 ≤'),
+        expect.stringContaining('1/5'),
+        expect.stringContaining('10,000'),
+      ]),
+    );
   }, 120_000);
 
   it('skips an unavailable backend, or one that fails its probe, with a reason', async () => {
@@ -113,7 +124,10 @@ describe('bench smoke', () => {
     const run = await runBench({ targets, filters: ['warm-acquire'], outDir, sizes: () => TINY, log: () => {} });
     expect(run.report.skipped).toEqual([
       { target: 'missing', reason: 'backends/missing is not in this checkout' },
-      { target: 'wrong', reason: expect.stringMatching(/^not usable on this host: .*probe `1\+1` gave status Succeeded, result "1\+1"/) },
+      {
+        target: 'wrong',
+        reason: expect.stringMatching(/^not usable on this host: .*probe `1\+1` gave status Succeeded, result "1\+1"/),
+      },
     ]);
     expect(run.report.measurements.map((m) => `${m.target} ${m.scenario}`)).toEqual(['fake warm-acquire']);
   });

@@ -58,7 +58,9 @@ describe.skipIf(!available)('container backend: code-interpreter sessions throug
 
   it('returns a matplotlib figure as a PNG image result', async () => {
     const session = await pool.acquire(SessionPool.generateIdentifier());
-    const outcome = await session.execute({ code: 'import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [3, 1, 2])\nplt.show()' });
+    const outcome = await session.execute({
+      code: 'import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [3, 1, 2])\nplt.show()',
+    });
     expect(outcome.status).toBe('Succeeded');
     const image = outcome.result as { type: string; format: string; base64_data: string };
     expect(image).toMatchObject({ type: 'image', format: 'png' });
@@ -78,8 +80,15 @@ describe.skipIf(!available)('container backend: code-interpreter sessions throug
     expect(await text(body)).toBe('written by code');
 
     // A symlink planted by session code is never followed by the files API.
-    await session.execute({ code: "import os\nos.symlink('/etc/passwd', '/mnt/data/link')\nos.symlink('/etc', '/mnt/data/dir')", language: 'python' });
-    for (const attempt of [() => session.downloadFile('link'), () => session.fileInfo('dir/passwd'), () => session.uploadFile('dir/evil', 'x')]) {
+    await session.execute({
+      code: "import os\nos.symlink('/etc/passwd', '/mnt/data/link')\nos.symlink('/etc', '/mnt/data/dir')",
+      language: 'python',
+    });
+    for (const attempt of [
+      () => session.downloadFile('link'),
+      () => session.fileInfo('dir/passwd'),
+      () => session.uploadFile('dir/evil', 'x'),
+    ]) {
       await expect(attempt()).rejects.toMatchObject({ code: ErrorCode.INVALID_PATH });
     }
     for (const bad of ['../etc/passwd', '/etc/passwd', 'a/../../x']) {
@@ -88,7 +97,9 @@ describe.skipIf(!available)('container backend: code-interpreter sessions throug
       expect((error as SandpoolError).code).toBe(ErrorCode.INVALID_PATH);
     }
     // The upload size cap (pool limit 4 MiB).
-    await expect(session.uploadFile('big.bin', new Uint8Array(5 << 20))).rejects.toMatchObject({ code: ErrorCode.FILE_TOO_LARGE });
+    await expect(session.uploadFile('big.bin', new Uint8Array(5 << 20))).rejects.toMatchObject({
+      code: ErrorCode.FILE_TOO_LARGE,
+    });
     await session.deleteFile('out.txt');
     await expect(session.fileInfo('out.txt')).rejects.toMatchObject({ code: ErrorCode.FILE_NOT_FOUND });
   }, 120_000);
@@ -138,7 +149,9 @@ describe.skipIf(!available)('container backend: code-interpreter sessions throug
     await session.execute({ code: 'marker = 1' });
     const started = Date.now();
     // Kill the agent (the kernel's parent): the container ends mid-execution.
-    const outcome = await session.execute({ code: 'import os, signal, time\nos.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(60)' });
+    const outcome = await session.execute({
+      code: 'import os, signal, time\nos.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(60)',
+    });
     expect(Date.now() - started).toBeLessThan(20_000);
     expect(outcome.status).toBe('Failed');
     expect(outcome.sessionState).toBe('replaced');

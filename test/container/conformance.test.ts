@@ -1,12 +1,12 @@
 /**
- * The core backend conformance suite (test/conformance/backend-suite.ts) on real containers, for
+ * The core backend conformance suite (test/suites/backend-conformance.ts) on real containers, for
  * Python (PythonLTS) and JavaScript (NodeLTS) sessions on the same code-interpreter image.
  */
 
 import { afterAll, expect } from 'vitest';
 
 import { ContainerBackend } from '../../backends/container/index.js';
-import { defineBackendConformance } from '../conformance/backend-suite.js';
+import { defineBackendConformance } from '../suites/backend-conformance.js';
 import { podman, podmanAvailable } from './helpers.js';
 
 if (podmanAvailable()) {

@@ -12,7 +12,18 @@ import WebSocket from 'ws';
 import { ContainerBackend } from '../../backends/container/index.js';
 import type { SessionExit } from '../../src/backend.js';
 import { ErrorCode, SandpoolError } from '../../src/errors.js';
-import { buildEchoImage, containersOf, echoTemplate, LIMITS, newOwnerId, NO_EGRESS, noExit, podman, podmanAvailable, spec } from './helpers.js';
+import {
+  buildEchoImage,
+  containersOf,
+  echoTemplate,
+  LIMITS,
+  newOwnerId,
+  NO_EGRESS,
+  noExit,
+  podman,
+  podmanAvailable,
+  spec,
+} from './helpers.js';
 
 const available = podmanAvailable();
 
@@ -23,19 +34,30 @@ describe.skipIf(!available)('container backend: custom containers', () => {
 
   beforeAll(async () => {
     buildEchoImage();
-    await backend.prepare({ poolName: 'ctest', ownerId: owner, containerType: 'CustomContainer', limits: LIMITS, network: NO_EGRESS, customContainer: echoTemplate() });
+    await backend.prepare({
+      poolName: 'ctest',
+      ownerId: owner,
+      containerType: 'CustomContainer',
+      limits: LIMITS,
+      network: NO_EGRESS,
+      customContainer: echoTemplate(),
+    });
   });
 
   afterAll(async () => {
     await backend.close();
     expect(containersOf(owner)).toEqual([]);
     // No port forwarder (socat) of this process survives close().
-    const forwarders = spawnSync('pgrep', ['-f', `UNIX-LISTEN:/run/sandpool/container/sessions/${process.pid}\\.`], { encoding: 'utf8' });
+    const forwarders = spawnSync('pgrep', ['-f', `UNIX-LISTEN:/run/sandpool/container/sessions/${process.pid}\\.`], {
+      encoding: 'utf8',
+    });
     expect(forwarders.stdout.trim()).toBe('');
   });
 
   it('is Ready when the port listens, forwards requests and passes env (secrets) through', async () => {
-    const session = await backend.create(custom(echoTemplate({ env: [{ name: 'GREETING', value: 's3cr3t-value' }] })), { onExit: noExit });
+    const session = await backend.create(custom(echoTemplate({ env: [{ name: 'GREETING', value: 's3cr3t-value' }] })), {
+      onExit: noExit,
+    });
     try {
       const hello = await backend.fetch(session, new Request('http://session.local/hello'));
       expect(hello.status).toBe(200);
@@ -48,7 +70,9 @@ describe.skipIf(!available)('container backend: custom containers', () => {
     }
     // Destroy is idempotent and the session is gone afterwards.
     await backend.destroy(session, { reason: 'stopped' });
-    await expect(backend.fetch(session, new Request('http://x/hello'))).rejects.toMatchObject({ code: ErrorCode.SESSION_NOT_FOUND });
+    await expect(backend.fetch(session, new Request('http://x/hello'))).rejects.toMatchObject({
+      code: ErrorCode.SESSION_NOT_FOUND,
+    });
   });
 
   it('streams request and response bodies both ways (echo answers before the upload ends)', async () => {
@@ -129,7 +153,16 @@ describe.skipIf(!available)('container backend: custom containers', () => {
   it('waits for a Startup probe (httpGet) when the server starts late', async () => {
     const template = echoTemplate({
       env: [{ name: 'LISTEN_DELAY_MS', value: '700' }],
-      probes: [{ type: 'Startup', httpGet: { path: '/healthz', port: 8080 }, initialDelaySeconds: 0, periodSeconds: 0.1, timeoutSeconds: 1, failureThreshold: 100 }],
+      probes: [
+        {
+          type: 'Startup',
+          httpGet: { path: '/healthz', port: 8080 },
+          initialDelaySeconds: 0,
+          periodSeconds: 0.1,
+          timeoutSeconds: 1,
+          failureThreshold: 100,
+        },
+      ],
     });
     const started = Date.now();
     const session = await backend.create(custom(template), { onExit: noExit });
@@ -163,7 +196,12 @@ describe.skipIf(!available)('container backend: custom containers', () => {
   });
 
   it('rejects create with a clear BackendError when the container dies before Ready', async () => {
-    const template = echoTemplate({ env: [{ name: 'CRASH_AT_START', value: '1' }, { name: 'API_KEY', value: 'never-in-errors' }] });
+    const template = echoTemplate({
+      env: [
+        { name: 'CRASH_AT_START', value: '1' },
+        { name: 'API_KEY', value: 'never-in-errors' },
+      ],
+    });
     const error = await backend.create(custom(template), { onExit: noExit }).catch((e: unknown) => e);
     expect(SandpoolError.is(error)).toBe(true);
     const e = error as SandpoolError;
@@ -186,7 +224,11 @@ describe.skipIf(!available)('container backend: custom containers', () => {
       expect(host.SecurityOpt).toContain('no-new-privileges');
       expect(podman('inspect', '-f', '{{json .EffectiveCaps}}', session.etag!)).toMatch(/^(null|\[\])$/);
       const labels = JSON.parse(podman('inspect', '-f', '{{json .Config.Labels}}', session.etag!)) as Record<string, string>;
-      expect(labels).toMatchObject({ 'sandpool.owner': owner, 'sandpool.pool': 'ctest', 'sandpool.owner-pid': String(process.pid) });
+      expect(labels).toMatchObject({
+        'sandpool.owner': owner,
+        'sandpool.pool': 'ctest',
+        'sandpool.owner-pid': String(process.pid),
+      });
     } finally {
       await backend.destroy(session, { reason: 'stopped' });
     }

@@ -40,7 +40,13 @@ describe.skipIf(!available)('container backend: egress-enabled network isolation
     hostServer = createServer((socket) => socket.end('host service\n'));
     await new Promise<void>((resolve) => hostServer.listen(0, '0.0.0.0', resolve));
     hostPort = (hostServer.address() as { port: number }).port;
-    const context = { poolName: 'ctest-egress', ownerId: owner, containerType: 'PythonLTS' as const, limits: LIMITS, network: EGRESS };
+    const context = {
+      poolName: 'ctest-egress',
+      ownerId: owner,
+      containerType: 'PythonLTS' as const,
+      limits: LIMITS,
+      network: EGRESS,
+    };
     await backend.prepare(context);
     [a, b] = await Promise.all([
       backend.create(spec(owner, { poolName: 'ctest-egress', network: EGRESS }), { onExit: noExit }),
@@ -116,15 +122,26 @@ describe.skipIf(!available)('container backend: egress allow-list', () => {
     ]) {
       ip('netns', 'exec', ns, 'ip', ...cmd);
     }
-    listener = spawn('ip', ['netns', 'exec', ns, 'python3', '-c', [
-      'import socket, threading',
-      'def serve(addr):',
-      '    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((addr, 8000)); s.listen()',
-      '    while True:',
-      '        c, _ = s.accept(); c.sendall(b"internet\\n"); c.close()',
-      `threading.Thread(target=serve, args=("${deniedIp}",), daemon=True).start()`,
-      `serve("${allowedIp}")`,
-    ].join('\n')], { stdio: 'ignore' });
+    listener = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        ns,
+        'python3',
+        '-c',
+        [
+          'import socket, threading',
+          'def serve(addr):',
+          '    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((addr, 8000)); s.listen()',
+          '    while True:',
+          '        c, _ = s.accept(); c.sendall(b"internet\\n"); c.close()',
+          `threading.Thread(target=serve, args=("${deniedIp}",), daemon=True).start()`,
+          `serve("${allowedIp}")`,
+        ].join('\n'),
+      ],
+      { stdio: 'ignore' },
+    );
     await new Promise((r) => setTimeout(r, 500));
     const network = { egress: 'EgressEnabled' as const, allow: [`${allowedIp}/32`] };
     await backend.prepare({ poolName: 'ctest-allow', ownerId: owner, containerType: 'PythonLTS', limits: LIMITS, network });
@@ -140,14 +157,18 @@ describe.skipIf(!available)('container backend: egress allow-list', () => {
     expect(spawnSync('iptables', ['-S'], { encoding: 'utf8' }).stdout).not.toMatch(/SANDPOOL-CT-/);
   });
 
-  const run = async (code: string) => (await backend.execute(session, { language: 'python', code, timeoutMs: 20_000, outputMaxBytes: 10_000 })).result;
+  const run = async (code: string) =>
+    (await backend.execute(session, { language: 'python', code, timeoutMs: 20_000, outputMaxBytes: 10_000 })).result;
 
   it('reaches an allowed address and nothing else', async () => {
     // Both listeners answer from the host, so a refusal below is the allow-list, not the stand-in.
     for (const address of [allowedIp, deniedIp]) {
       const socket = await new Promise<string>((resolve) => {
         const c = connect(8000, address);
-        c.once('data', (d) => { resolve(String(d)); c.destroy(); });
+        c.once('data', (d) => {
+          resolve(String(d));
+          c.destroy();
+        });
         c.once('error', (e) => resolve(e.message));
       });
       expect(socket).toBe('internet\n');
@@ -160,7 +181,13 @@ describe.skipIf(!available)('container backend: egress allow-list', () => {
     const other = new ContainerBackend();
     try {
       await expect(
-        other.prepare({ poolName: 'ctest-allow-bad', ownerId: owner, containerType: 'PythonLTS', limits: LIMITS, network: { egress: 'EgressEnabled', allow: ['10.0.0.0/33'] } }),
+        other.prepare({
+          poolName: 'ctest-allow-bad',
+          ownerId: owner,
+          containerType: 'PythonLTS',
+          limits: LIMITS,
+          network: { egress: 'EgressEnabled', allow: ['10.0.0.0/33'] },
+        }),
       ).rejects.toMatchObject({ message: expect.stringMatching(/invalid IPv4 address or CIDR "10.0.0.0\/33"/) });
     } finally {
       await other.close();

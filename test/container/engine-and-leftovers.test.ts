@@ -17,7 +17,13 @@ import { ErrorCode } from '../../src/errors.js';
 import { ECHO_IMAGE, LIMITS, NO_EGRESS, buildEchoImage, podman, podmanAvailable } from './helpers.js';
 
 const available = podmanAvailable();
-const prepareContext = { poolName: 'ctest-engine', ownerId: 'engine-test', containerType: 'PythonLTS' as const, limits: LIMITS, network: NO_EGRESS };
+const prepareContext = {
+  poolName: 'ctest-engine',
+  ownerId: 'engine-test',
+  containerType: 'PythonLTS' as const,
+  limits: LIMITS,
+  network: NO_EGRESS,
+};
 
 describe.skipIf(!available)('container backend: engine and capability checks', () => {
   it('says which engine connection it uses', async () => {
@@ -44,7 +50,13 @@ describe.skipIf(!available)('container backend: engine and capability checks', (
     try {
       // This host has a podman socket already, so ask for the self-started path explicitly.
       const { connectEngine } = await import('../../backends/container/engine-connection.js');
-      const started = await connectEngine({ runDir: dir, log: () => {}, socketPath: undefined, startPodman: true, skipWellKnown: true });
+      const started = await connectEngine({
+        runDir: dir,
+        log: () => {},
+        socketPath: undefined,
+        startPodman: true,
+        skipWellKnown: true,
+      });
       expect(started.kind).toBe('started');
       expect(started.description).toMatch(/podman system service started by this process/);
       await started.docker.ping();
@@ -69,7 +81,9 @@ describe.skipIf(!available)('container backend: engine and capability checks', (
     });
     await gvisor.close();
     const bogus = new ContainerBackend({ runtime: 'no-such-runtime' });
-    await expect(bogus.prepare(prepareContext)).rejects.toMatchObject({ message: expect.stringMatching(/"no-such-runtime" is not available/) });
+    await expect(bogus.prepare(prepareContext)).rejects.toMatchObject({
+      message: expect.stringMatching(/"no-such-runtime" is not available/),
+    });
     await bogus.close();
     expect(() => new ContainerBackend({ runtime: 'bad name!' })).toThrow(/runtime/);
   });
@@ -103,13 +117,32 @@ describe.skipIf(!available)('container backend: leftovers of dead owners', () =>
     const base = { [LABEL.managed]: 'container', [LABEL.pool]: 'ctest-reap', [LABEL.session]: 'x', [LABEL.owner]: 'someone' };
     run(`reap-dead-${tag}`, { ...base, [LABEL.ownerPid]: String(pid), [LABEL.ownerStart]: start, [LABEL.ownerHost]: host });
     // pid reuse: our own live pid but a different start time is a dead owner too.
-    run(`reap-reused-${tag}`, { ...base, [LABEL.ownerPid]: String(process.pid), [LABEL.ownerStart]: '1', [LABEL.ownerHost]: host });
-    run(`keep-live-${tag}`, { ...base, [LABEL.ownerPid]: String(process.pid), [LABEL.ownerStart]: processStartTime(process.pid)!, [LABEL.ownerHost]: host });
-    run(`keep-foreign-${tag}`, { ...base, [LABEL.ownerPid]: String(pid), [LABEL.ownerStart]: start, [LABEL.ownerHost]: 'another-host' });
+    run(`reap-reused-${tag}`, {
+      ...base,
+      [LABEL.ownerPid]: String(process.pid),
+      [LABEL.ownerStart]: '1',
+      [LABEL.ownerHost]: host,
+    });
+    run(`keep-live-${tag}`, {
+      ...base,
+      [LABEL.ownerPid]: String(process.pid),
+      [LABEL.ownerStart]: processStartTime(process.pid)!,
+      [LABEL.ownerHost]: host,
+    });
+    run(`keep-foreign-${tag}`, {
+      ...base,
+      [LABEL.ownerPid]: String(pid),
+      [LABEL.ownerStart]: start,
+      [LABEL.ownerHost]: 'another-host',
+    });
     run(`keep-unlabeled-${tag}`, {});
     const backend = new ContainerBackend();
     try {
-      await backend.prepare({ ...prepareContext, containerType: 'CustomContainer', customContainer: { image: ECHO_IMAGE, env: [], targetPort: 8080, probes: [] } });
+      await backend.prepare({
+        ...prepareContext,
+        containerType: 'CustomContainer',
+        customContainer: { image: ECHO_IMAGE, env: [], targetPort: 8080, probes: [] },
+      });
     } finally {
       await backend.close();
     }
@@ -134,7 +167,10 @@ describe.skipIf(!available)('container backend: leftovers of dead owners', () =>
     const dir = mkdtempSync(join(tmpdir(), 'sandpool-orphan-'));
     const file = join(dir, 'owner.mts');
     (await import('node:fs')).writeFileSync(file, script);
-    const child = spawn(process.execPath, ['--import', 'tsx', file], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', file], {
+      cwd: process.cwd(),
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     const id = await new Promise<string>((resolve, reject) => {
       let out = '';
       child.stdout.on('data', (c: Buffer) => {
@@ -149,7 +185,11 @@ describe.skipIf(!available)('container backend: leftovers of dead owners', () =>
     expect(podman('ps', '-a', '--filter', `id=${id}`, '--format', '{{.ID}}')).not.toBe('');
     const backend = new ContainerBackend();
     try {
-      await backend.prepare({ ...prepareContext, containerType: 'CustomContainer', customContainer: { image: ECHO_IMAGE, env: [], targetPort: 8080, probes: [] } });
+      await backend.prepare({
+        ...prepareContext,
+        containerType: 'CustomContainer',
+        customContainer: { image: ECHO_IMAGE, env: [], targetPort: 8080, probes: [] },
+      });
     } finally {
       await backend.close();
       rmSync(dir, { recursive: true, force: true });

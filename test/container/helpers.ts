@@ -18,7 +18,8 @@ export const ECHO_IMAGE = 'localhost/sandpool-test/http-echo:latest';
 /** True when podman and its engine socket work. Under CI, absence is an error, not a skip. */
 export function podmanAvailable(): boolean {
   const ok = spawnSync('podman', ['info', '--format', '{{.Host.OCIRuntime.Name}}'], { encoding: 'utf8' }).status === 0;
-  if (!ok && CI) throw new Error('podman is not available, but the container tests must run under CI (npm run setup installs it)');
+  if (!ok && CI)
+    throw new Error('podman is not available, but the container tests must run under CI (npm run setup installs it)');
   return ok;
 }
 
@@ -37,7 +38,17 @@ export function rootfsImage(): string {
 
 /** Build the HTTP echo test image (Node.js server from fixtures/) on top of the rootfs; ~1 s when cached. */
 export function buildEchoImage(tag = ECHO_IMAGE): string {
-  podman('build', '-q', '--build-arg', `BASE=${rootfsImage()}`, '-f', join(FIXTURES, 'http-echo.Containerfile'), '-t', tag, FIXTURES);
+  podman(
+    'build',
+    '-q',
+    '--build-arg',
+    `BASE=${rootfsImage()}`,
+    '-f',
+    join(FIXTURES, 'http-echo.Containerfile'),
+    '-t',
+    tag,
+    FIXTURES,
+  );
   return tag;
 }
 

@@ -77,9 +77,18 @@ describe.skipIf(!available)('container backend: images from a registry', () => {
     const backend = new ContainerBackend();
     try {
       const template = echoTemplate({ image: IMAGE });
-      await backend.prepare({ poolName: 'ctest-registry', ownerId: owner, containerType: 'CustomContainer', limits: LIMITS, network: NO_EGRESS, customContainer: template });
+      await backend.prepare({
+        poolName: 'ctest-registry',
+        ownerId: owner,
+        containerType: 'CustomContainer',
+        limits: LIMITS,
+        network: NO_EGRESS,
+        customContainer: template,
+      });
       expect(spawnSync('podman', ['image', 'exists', IMAGE]).status).toBe(0);
-      const session = await backend.create(spec(owner, { containerType: 'CustomContainer', customContainer: template }), { onExit: noExit });
+      const session = await backend.create(spec(owner, { containerType: 'CustomContainer', customContainer: template }), {
+        onExit: noExit,
+      });
       const response = await backend.fetch(session, new Request('http://session.local/hello'));
       expect(await response.text()).toBe('hello from busybox\n');
       await backend.destroy(session, { reason: 'stopped' });
@@ -93,7 +102,14 @@ describe.skipIf(!available)('container backend: images from a registry', () => {
     try {
       const template = echoTemplate({ image: `${REGISTRY}/sandpool-test/missing:1` });
       await expect(
-        backend.prepare({ poolName: 'ctest-registry', ownerId: owner, containerType: 'CustomContainer', limits: LIMITS, network: NO_EGRESS, customContainer: template }),
+        backend.prepare({
+          poolName: 'ctest-registry',
+          ownerId: owner,
+          containerType: 'CustomContainer',
+          limits: LIMITS,
+          network: NO_EGRESS,
+          customContainer: template,
+        }),
       ).rejects.toMatchObject({ code: ErrorCode.BACKEND_UNAVAILABLE, message: expect.stringMatching(/pulling it failed/) });
     } finally {
       await backend.close();

@@ -6,7 +6,15 @@
  * Execute understands a tiny command language: `sleep:MS`, `fail`, `lose` (session lost),
  * `throw` (backend rejects: the session died), anything else echoes the code as the result.
  */
-import type { Backend, BackendSession, CreateOptions, ExecuteRequest, ExecutionOutcome, SessionExit, SessionSpec } from '../../src/backend.js';
+import type {
+  Backend,
+  BackendSession,
+  CreateOptions,
+  ExecuteRequest,
+  ExecutionOutcome,
+  SessionExit,
+  SessionSpec,
+} from '../../src/backend.js';
 import { BackendError } from '../../src/errors.js';
 
 export class FakeBackend implements Backend {

@@ -1,5 +1,5 @@
 import { IsolatedVMBackend } from '../../backends/isolated-vm/index.js';
-import { defineBackendConformance } from './backend-suite.js';
+import { defineBackendConformance } from '../suites/backend-conformance.js';
 
 defineBackendConformance('isolated-vm', {
   makeBackend: () => new IsolatedVMBackend(),

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { IsolatedVMBackend } from '../../backends/isolated-vm/index.js';
 import { ErrorCode, InvalidOptionsError, SandpoolError } from '../../src/errors.js';
 import { NetworkPolicySchema, SessionLimitsSchema } from '../../src/options.js';
-import { defineJsSemantics } from '../conformance/js-semantics-suite.js';
+import { defineJsSemantics } from '../suites/js-semantics.js';
 
 defineJsSemantics('isolated-vm', () => new IsolatedVMBackend());
 
@@ -23,7 +23,17 @@ describe('IsolatedVMBackend', () => {
     expect((error as Error).message).toMatch(/npm rebuild isolated-vm/);
     const limits = SessionLimitsSchema.parse({});
     const created = await backend
-      .create({ sessionId: 'x-1', poolName: 'p', ownerId: 'o', containerType: 'NodeLTS', limits, network: NetworkPolicySchema.parse({}) }, { onExit: () => undefined })
+      .create(
+        {
+          sessionId: 'x-1',
+          poolName: 'p',
+          ownerId: 'o',
+          containerType: 'NodeLTS',
+          limits,
+          network: NetworkPolicySchema.parse({}),
+        },
+        { onExit: () => undefined },
+      )
       .catch((e: unknown) => e);
     expect((created as SandpoolError).code).toBe(ErrorCode.BACKEND_UNAVAILABLE);
     await backend.close();
@@ -33,7 +43,14 @@ describe('IsolatedVMBackend', () => {
     const backend = new IsolatedVMBackend();
     const limits = SessionLimitsSchema.parse({ memoryMb: 32 });
     const session = await backend.create(
-      { sessionId: 'busy-1', poolName: 'p', ownerId: 'o', containerType: 'NodeLTS', limits, network: NetworkPolicySchema.parse({}) },
+      {
+        sessionId: 'busy-1',
+        poolName: 'p',
+        ownerId: 'o',
+        containerType: 'NodeLTS',
+        limits,
+        network: NetworkPolicySchema.parse({}),
+      },
       { onExit: () => undefined },
     );
     const running = backend

@@ -42,7 +42,10 @@ describe('identifiers', () => {
 
 describe('/mnt/data paths', () => {
   it('never yields a path that leaves the data directory', () => {
-    const segment = fc.oneof(fc.constantFrom('..', '.', '', '/', '//', '\\', '\u0000', '/mnt/data', 'a', 'b.txt'), fc.string({ maxLength: 12 }));
+    const segment = fc.oneof(
+      fc.constantFrom('..', '.', '', '/', '//', '\\', '\u0000', '/mnt/data', 'a', 'b.txt'),
+      fc.string({ maxLength: 12 }),
+    );
     fc.assert(
       fc.property(fc.array(segment, { maxLength: 8 }), fc.boolean(), (parts, allowRoot) => {
         const input = parts.join('/');

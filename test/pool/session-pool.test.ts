@@ -57,11 +57,17 @@ describe('options', () => {
     expect(() => new SessionPool({ backend: new FakeBackend(), readySessionInstances: 3, maxConcurrentSessions: 2 })).toThrow(
       /must not exceed maxConcurrentSessions/,
     );
-    expect(() => new SessionPool({ backend: new FakeBackend(), containerType: 'CustomContainer' })).toThrow(/cannot run CustomContainer/);
+    expect(() => new SessionPool({ backend: new FakeBackend(), containerType: 'CustomContainer' })).toThrow(
+      /cannot run CustomContainer/,
+    );
   });
 
   it('accepts enum values in any letter case and applies Azure defaults', () => {
-    const pool = new SessionPool({ backend: new FakeBackend(), lifecycleType: 'timed' as never, containerType: 'nodelts' as never });
+    const pool = new SessionPool({
+      backend: new FakeBackend(),
+      lifecycleType: 'timed' as never,
+      containerType: 'nodelts' as never,
+    });
     expect(pool.options.lifecycleType).toBe('Timed');
     expect(pool.options.containerType).toBe('NodeLTS');
     expect(pool.options.cooldownPeriodInSeconds).toBe(300);
@@ -79,9 +85,17 @@ describe('options', () => {
       },
       { name: 'azure', backend: new FakeBackend() },
     );
-    expect(pool.options).toMatchObject({ name: 'azure', maxConcurrentSessions: 7, readySessionInstances: 3, cooldownPeriodInSeconds: 600 });
+    expect(pool.options).toMatchObject({
+      name: 'azure',
+      maxConcurrentSessions: 7,
+      readySessionInstances: 3,
+      cooldownPeriodInSeconds: 600,
+    });
     expect(() =>
-      SessionPool.fromSessionPoolProperties({ scaleConfiguration: { maxConcurrentSessions: 'many' } }, { name: 'x', backend: new FakeBackend() }),
+      SessionPool.fromSessionPoolProperties(
+        { scaleConfiguration: { maxConcurrentSessions: 'many' } },
+        { name: 'x', backend: new FakeBackend() },
+      ),
     ).toThrow(/scaleConfiguration\.maxConcurrentSessions/);
   });
 });
@@ -366,7 +380,8 @@ describe('host memory budget', () => {
     const capacity = hostMemoryBudget.capacityMb;
     hostMemoryBudget.setCapacityMb(hostMemoryBudget.reservedMb + 1024);
     try {
-      const outOfProcess = () => Object.assign(new FakeBackend(), { capabilities: { ...new FakeBackend().capabilities, inProcess: false } });
+      const outOfProcess = () =>
+        Object.assign(new FakeBackend(), { capabilities: { ...new FakeBackend().capabilities, inProcess: false } });
       const a = makePool({ readySessionInstances: 0, limits: { memoryMb: 512 } }, outOfProcess()).pool;
       const b = makePool({ readySessionInstances: 0, limits: { memoryMb: 512 } }, outOfProcess()).pool;
       const first = await a.acquire('aaaa');

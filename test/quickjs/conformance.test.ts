@@ -1,5 +1,5 @@
 import { QuickJSBackend } from '../../backends/quickjs/index.js';
-import { defineBackendConformance } from './backend-suite.js';
+import { defineBackendConformance } from '../suites/backend-conformance.js';
 
 defineBackendConformance('quickjs', {
   makeBackend: () => new QuickJSBackend(),

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { QuickJSBackend } from '../../backends/quickjs/index.js';
 import { ErrorCode, InvalidOptionsError } from '../../src/errors.js';
 import { NetworkPolicySchema, SessionLimitsSchema } from '../../src/options.js';
-import { defineJsSemantics } from '../conformance/js-semantics-suite.js';
+import { defineJsSemantics } from '../suites/js-semantics.js';
 
 defineJsSemantics('quickjs', () => new QuickJSBackend());
 
@@ -40,14 +40,22 @@ describe('QuickJSBackend', () => {
     const backend = new QuickJSBackend({ maxSyntaxDepth: 50 });
     const limits = SessionLimitsSchema.parse({ memoryMb: 32 });
     const session = await backend.create(
-      { sessionId: 'depth-1', poolName: 'p', ownerId: 'o', containerType: 'NodeLTS', limits, network: NetworkPolicySchema.parse({}) },
+      {
+        sessionId: 'depth-1',
+        poolName: 'p',
+        ownerId: 'o',
+        containerType: 'NodeLTS',
+        limits,
+        network: NetworkPolicySchema.parse({}),
+      },
       { onExit: () => undefined },
     );
-    const run = (code: string) => backend.execute(session, { language: 'javascript', code, timeoutMs: 5000, outputMaxBytes: 4096 });
+    const run = (code: string) =>
+      backend.execute(session, { language: 'javascript', code, timeoutMs: 5000, outputMaxBytes: 4096 });
     const deep = await run('['.repeat(60) + ']'.repeat(60));
     expect(deep.status).toBe('Failed');
     expect(deep.stderr).toMatch(/nests too deeply/);
-    expect(await run('['.repeat(20) + ']'.repeat(20) + '.length')).toMatchObject({ status: 'Succeeded', result: 1 });
+    expect(await run(`${'['.repeat(20) + ']'.repeat(20)}.length`)).toMatchObject({ status: 'Succeeded', result: 1 });
     const viaEval = await run("eval('['.repeat(60) + ']'.repeat(60))");
     expect(viaEval.stderr).toMatch(/SyntaxError: the code nests too deeply/);
     const huge = await run("eval('1;'.repeat(2_200_000))");
@@ -60,7 +68,11 @@ describe('QuickJSBackend', () => {
     const backend = new QuickJSBackend();
     const limits = SessionLimitsSchema.parse({ memoryMb: 32 });
     const network = NetworkPolicySchema.parse({});
-    const make = (id: string) => backend.create({ sessionId: id, poolName: 'p', ownerId: 'o', containerType: 'NodeLTS', limits, network }, { onExit: () => undefined });
+    const make = (id: string) =>
+      backend.create(
+        { sessionId: id, poolName: 'p', ownerId: 'o', containerType: 'NodeLTS', limits, network },
+        { onExit: () => undefined },
+      );
     const bystander = await make('mem-b');
     await backend.execute(bystander, { language: 'javascript', code: 'var keep = 41', timeoutMs: 5000, outputMaxBytes: 4096 });
     const bomber = await make('mem-a');
@@ -75,7 +87,12 @@ describe('QuickJSBackend', () => {
     expect(outcome.stderr).toMatch(/out of memory/);
     // Well before the 60 s deadline: the growth cap, not the clock, stopped it.
     expect(performance.now() - started).toBeLessThan(30_000);
-    const after = await backend.execute(bystander, { language: 'javascript', code: 'keep + 1', timeoutMs: 5000, outputMaxBytes: 4096 });
+    const after = await backend.execute(bystander, {
+      language: 'javascript',
+      code: 'keep + 1',
+      timeoutMs: 5000,
+      outputMaxBytes: 4096,
+    });
     expect(after.result).toBe(42);
     await backend.close();
   }, 60_000);
@@ -87,10 +104,17 @@ describe('QuickJSBackend', () => {
     const sessions = [];
     // About 80 KiB each: 64 MiB holds several hundred, so this crosses into a second module.
     for (let i = 0; i < 1200; i++) {
-      sessions.push(await backend.create({ sessionId: `full-${i}`, poolName: 'p', ownerId: 'o', containerType: 'NodeLTS', limits, network }, { onExit: () => undefined }));
+      sessions.push(
+        await backend.create(
+          { sessionId: `full-${i}`, poolName: 'p', ownerId: 'o', containerType: 'NodeLTS', limits, network },
+          { onExit: () => undefined },
+        ),
+      );
     }
     for (const session of [sessions[0]!, sessions[sessions.length - 1]!]) {
-      expect(await backend.execute(session, { language: 'javascript', code: '6 * 7', timeoutMs: 5000, outputMaxBytes: 100 })).toMatchObject({
+      expect(
+        await backend.execute(session, { language: 'javascript', code: '6 * 7', timeoutMs: 5000, outputMaxBytes: 100 }),
+      ).toMatchObject({
         status: 'Succeeded',
         result: 42,
       });

@@ -19,7 +19,10 @@ let jwksUrl: string;
 const executorKey = createApiKey('ci-executor', ['SessionExecutor']);
 const readerKey = createApiKey('ci-reader', ['Reader']);
 
-async function mint(claims: Record<string, unknown>, options: { audience?: string; key?: SigningKey; expiresIn?: string } = {}): Promise<string> {
+async function mint(
+  claims: Record<string, unknown>,
+  options: { audience?: string; key?: SigningKey; expiresIn?: string } = {},
+): Promise<string> {
   return new SignJWT(claims)
     .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
     .setAudience(options.audience ?? 'https://dynamicsessions.io')
@@ -81,7 +84,11 @@ describe('authentication and roles', () => {
     expect((await json(reader))['error'].code).toBe('AuthorizationFailed');
     const pools = await fetch(`${h.url}/pools`, { headers: { authorization: `Bearer ${readerKey.key}` } });
     expect(pools.status).toBe(200);
-    const put = await fetch(`${h.url}/pools/other`, { method: 'PUT', headers: { authorization: `Bearer ${readerKey.key}` }, body: '{}' });
+    const put = await fetch(`${h.url}/pools/other`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${readerKey.key}` },
+      body: '{}',
+    });
     expect(put.status).toBe(403);
   });
 
@@ -110,7 +117,9 @@ describe('authentication and roles', () => {
     expect(text).not.toContain(executorKey.key);
     expect(text).not.toContain('test-admin-key-0123456789');
     const audits = h.logs.filter((r) => r['type'] === 'audit');
-    expect(audits.some((a) => a['principal'] === 'key:ci-executor' && a['operation'] === 'gen2.execute' && a['status'] === 200)).toBe(true);
+    expect(
+      audits.some((a) => a['principal'] === 'key:ci-executor' && a['operation'] === 'gen2.execute' && a['status'] === 200),
+    ).toBe(true);
   });
 });
 
@@ -131,7 +140,11 @@ describe('bad input', () => {
 
   test('bad identifiers → 400 SessionRequestValidationFailed', async () => {
     for (const id of ['abc', 'a'.repeat(129), 'has space', 'slash/inside', 'ünïcode', 'semi;ok+plus']) {
-      const r = await fetch(`${h.url}/pools/js/executions?identifier=${encodeURIComponent(id)}`, { method: 'POST', headers: admin, body: '{"code":"1"}' });
+      const r = await fetch(`${h.url}/pools/js/executions?identifier=${encodeURIComponent(id)}`, {
+        method: 'POST',
+        headers: admin,
+        body: '{"code":"1"}',
+      });
       expect(r.status).toBe(400);
       expect((await json(r))['error'].code).toBe('SessionRequestValidationFailed');
     }
@@ -141,7 +154,11 @@ describe('bad input', () => {
 
   test('oversized JSON body → 413; oversized headers → 431', async () => {
     const big = JSON.stringify({ code: 'x'.repeat(100 * 1024) });
-    const r = await fetch(`${h.url}/pools/js/executions?identifier=${newIdentifier()}`, { method: 'POST', headers: admin, body: big });
+    const r = await fetch(`${h.url}/pools/js/executions?identifier=${newIdentifier()}`, {
+      method: 'POST',
+      headers: admin,
+      body: big,
+    });
     expect(r.status).toBe(413);
     const status = await new Promise<number>((resolve, reject) => {
       const req = httpRequest(`${h.url}/healthz`, { headers: { 'x-filler': 'y'.repeat(64 * 1024) } }, (res) => {
@@ -167,11 +184,19 @@ describe('bad input', () => {
   });
 
   test('unknown pool → 404; unknown route → 404; shell fields on a code pool → 400', async () => {
-    const r = await fetch(`${h.url}/pools/nope/executions?identifier=${newIdentifier()}`, { method: 'POST', headers: admin, body: '{"code":"1"}' });
+    const r = await fetch(`${h.url}/pools/nope/executions?identifier=${newIdentifier()}`, {
+      method: 'POST',
+      headers: admin,
+      body: '{"code":"1"}',
+    });
     expect(r.status).toBe(404);
     expect((await json(r))['error'].code).toBe('SessionPoolNotFound');
     expect((await fetch(`${h.url}/pools/js/what`, { method: 'POST', headers: admin })).status).toBe(404);
-    const shell = await fetch(`${h.url}/pools/js/executions?identifier=${newIdentifier()}`, { method: 'POST', headers: admin, body: '{"shellCommand":"ls"}' });
+    const shell = await fetch(`${h.url}/pools/js/executions?identifier=${newIdentifier()}`, {
+      method: 'POST',
+      headers: admin,
+      body: '{"shellCommand":"ls"}',
+    });
     expect((await json(shell))['error'].code).toBe('SessionRequestNotSupported');
   });
 

@@ -62,7 +62,16 @@ afterAll(async () => {
 
 describe('sandpool CLI', () => {
   test('--help on every command', () => {
-    for (const args of [['--help'], ['serve', '--help'], ['pool', '--help'], ['exec', '--help'], ['files', '--help'], ['sessions', '--help'], ['token', '--help'], ['keys', '--help']]) {
+    for (const args of [
+      ['--help'],
+      ['serve', '--help'],
+      ['pool', '--help'],
+      ['exec', '--help'],
+      ['files', '--help'],
+      ['sessions', '--help'],
+      ['token', '--help'],
+      ['keys', '--help'],
+    ]) {
       const r = run(args);
       expect(r.code, args.join(' ')).toBe(0);
       expect(r.stdout).toMatch(/^Usage: sandpool/);
@@ -76,9 +85,25 @@ describe('sandpool CLI', () => {
     const list = run(['pool', 'list', '--json']);
     expect(list.code).toBe(0);
     expect(JSON.parse(list.stdout).value.map((p: { name: string }) => p.name)).toEqual(['javascript']);
-    const created = run(['pool', 'create', 'scratch', '--backend', 'quickjs', '--container-type', 'NodeLTS', '--ready', '0', '--max', '3', '--json']);
+    const created = run([
+      'pool',
+      'create',
+      'scratch',
+      '--backend',
+      'quickjs',
+      '--container-type',
+      'NodeLTS',
+      '--ready',
+      '0',
+      '--max',
+      '3',
+      '--json',
+    ]);
     expect(created.code, created.stderr).toBe(0);
-    expect(JSON.parse(created.stdout).properties.scaleConfiguration).toEqual({ maxConcurrentSessions: 3, readySessionInstances: 0 });
+    expect(JSON.parse(created.stdout).properties.scaleConfiguration).toEqual({
+      maxConcurrentSessions: 3,
+      readySessionInstances: 0,
+    });
     const human = run(['pool', 'get', 'scratch']);
     expect(human.stdout).toMatch(/^NAME\s+TYPE\s+BACKEND/);
     expect(human.stdout).toMatch(/scratch\s+NodeLTS\s+quickjs/);
@@ -131,11 +156,15 @@ describe('sandpool CLI', () => {
   });
 
   test('serve refuses a non-loopback address without credentials', () => {
-    const r = spawnSync(process.execPath, [cli, 'serve', '--listen', '0.0.0.0:0', '--data-dir', join(dataDir, 'open'), '--pools', 'none'], {
-      encoding: 'utf8',
-      env: { ...process.env, SANDPOOL_ADMIN_KEY: '' },
-      timeout: 30_000,
-    });
+    const r = spawnSync(
+      process.execPath,
+      [cli, 'serve', '--listen', '0.0.0.0:0', '--data-dir', join(dataDir, 'open'), '--pools', 'none'],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, SANDPOOL_ADMIN_KEY: '' },
+        timeout: 30_000,
+      },
+    );
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/refusing to listen on 0\.0\.0\.0 without authentication/);
   });

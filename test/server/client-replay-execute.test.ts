@@ -28,13 +28,19 @@ afterAll(async () => {
 
 const bearer = { authorization: `Bearer test-admin-key-0123456789` };
 const post = (url: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> =>
-  fetch(url, { method: 'POST', headers: { ...bearer, 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+  fetch(url, {
+    method: 'POST',
+    headers: { ...bearer, 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
 
 describe('LangChain Python SessionsPythonREPLTool (Gen 1, 2024-02-02-preview)', () => {
   test('execute: reads properties.result|stdout|stderr; identifier quoted', async () => {
     const id = `lc-${newIdentifier()}|{x}`;
     const url = `${ep}/code/execute?identifier=${encodeURIComponent(id)}&api-version=2024-02-02-preview`;
-    const body = { properties: { codeInputType: 'inline', executionType: 'synchronous', code: 'console.log("hello world"); 1 + 1' } };
+    const body = {
+      properties: { codeInputType: 'inline', executionType: 'synchronous', code: 'console.log("hello world"); 1 + 1' },
+    };
     const r = await post(url, body, { 'user-agent': 'langchain-azure-dynamic-sessions/1.0.4 (Language=Python)' });
     expect(r.status).toBe(200);
     const properties = (await json(r))['properties'];
@@ -43,16 +49,26 @@ describe('LangChain Python SessionsPythonREPLTool (Gen 1, 2024-02-02-preview)', 
     expect(properties.stderr).toBe('');
     // State persists across calls with the same identifier.
     await post(url, { properties: { codeInputType: 'inline', executionType: 'synchronous', code: 'var kept = 41' } });
-    const again = (await json(await post(url, { properties: { codeInputType: 'inline', executionType: 'synchronous', code: 'kept + 1' } })))['properties'];
+    const again = (
+      await json(await post(url, { properties: { codeInputType: 'inline', executionType: 'synchronous', code: 'kept + 1' } }))
+    )['properties'];
     expect(again.result).toBe(42);
   });
 
   test('close: DELETE session with 2025-10-02-preview answers 204, then the session is gone', async () => {
     const id = `lc-${newIdentifier()}`;
-    await post(`${ep}/code/execute?identifier=${id}&api-version=2024-02-02-preview`, { properties: { codeInputType: 'inline', executionType: 'synchronous', code: '1' } });
-    const del = await fetch(`${ep}/session?identifier=${id}&api-version=2025-10-02-preview`, { method: 'DELETE', headers: bearer });
+    await post(`${ep}/code/execute?identifier=${id}&api-version=2024-02-02-preview`, {
+      properties: { codeInputType: 'inline', executionType: 'synchronous', code: '1' },
+    });
+    const del = await fetch(`${ep}/session?identifier=${id}&api-version=2025-10-02-preview`, {
+      method: 'DELETE',
+      headers: bearer,
+    });
     expect(del.status).toBe(204);
-    const again = await fetch(`${ep}/session?identifier=${id}&api-version=2025-10-02-preview`, { method: 'DELETE', headers: bearer });
+    const again = await fetch(`${ep}/session?identifier=${id}&api-version=2025-10-02-preview`, {
+      method: 'DELETE',
+      headers: bearer,
+    });
     expect(again.status).toBe(400);
     expect((await json(again))['error'].code).toBe('SessionWithIdentifierNotFound');
   });
@@ -72,9 +88,13 @@ describe('LangChain.js @langchain/azure-dynamic-sessions (Gen 1)', () => {
 describe('llama-index Python AzureCodeInterpreterToolSpec (Gen 1)', () => {
   test('code with a trailing newline; the whole JSON is returned to the LLM', async () => {
     const id = `li-${newIdentifier()}`;
-    const r = await post(`${ep}/code/execute?identifier=${encodeURIComponent(id)}&api-version=2024-02-02-preview`, {
-      properties: { codeInputType: 'inline', executionType: 'synchronous', code: '[1,2,3].map(x => x * 2).length\n' },
-    }, { 'user-agent': 'llamaindex-azure-code-interpreter/0.7.0 (Language=Python)' });
+    const r = await post(
+      `${ep}/code/execute?identifier=${encodeURIComponent(id)}&api-version=2024-02-02-preview`,
+      {
+        properties: { codeInputType: 'inline', executionType: 'synchronous', code: '[1,2,3].map(x => x * 2).length\n' },
+      },
+      { 'user-agent': 'llamaindex-azure-code-interpreter/0.7.0 (Language=Python)' },
+    );
     const body = await json(r);
     expect(body['properties'].status).toBe('Success');
     expect(body['properties'].result).toBe(3);
@@ -118,7 +138,9 @@ describe('Semantic Kernel Python SessionsPythonTool (Gen 1)', () => {
 describe('raw identifiers with "%" (SK, AutoGen do not encode)', () => {
   test('a "%" that is not an escape is taken literally; a valid escape is decoded', async () => {
     const raw = `raw%b1-${newIdentifier().slice(0, 8)}`;
-    const r = await json(await post(`${ep}/code/execute?identifier=${raw}&api-version=2024-02-02-preview`, { properties: { code: '1' } }));
+    const r = await json(
+      await post(`${ep}/code/execute?identifier=${raw}&api-version=2024-02-02-preview`, { properties: { code: '1' } }),
+    );
     expect(r['properties'].status).toBe('Success');
     const listed = await json(await fetch(`${ep}/listSessions`, { headers: bearer }));
     expect(listed['value'].map((s: { identifier: string }) => s.identifier)).toContain(raw);
@@ -148,7 +170,13 @@ describe('Semantic Kernel .NET SessionsPythonPlugin', () => {
   test('older releases: python/execute with no identifier in the query, flat GetProperty reads', async () => {
     const id = `sko-${newIdentifier()}`;
     const r = await post(`${ep}/python/execute?api-version=2024-02-02-preview`, {
-      properties: { identifier: id, codeInputType: 'inline', executionType: 'synchronous', timeoutInSeconds: 100, pythonCode: 'throw new Error("boom")' },
+      properties: {
+        identifier: id,
+        codeInputType: 'inline',
+        executionType: 'synchronous',
+        timeoutInSeconds: 100,
+        pythonCode: 'throw new Error("boom")',
+      },
     });
     const body = await json(r);
     for (const key of ['status', 'result', 'stdout', 'stderr']) expect(body).toHaveProperty(key);
@@ -161,10 +189,16 @@ describe('AutoGen ACADynamicSessionsCodeExecutor (Gen 1)', () => {
   test('api-version first, raw identifier; "Success"/"Failure" substrings', async () => {
     const id = newIdentifier();
     const url = `${ep}/code/execute?api-version=2024-02-02-preview&identifier=${id}`;
-    const ok = (await json(await post(url, { properties: { codeInputType: 'inline', executionType: 'synchronous', code: 'console.log("a"); "r"' } })))['properties'];
+    const ok = (
+      await json(
+        await post(url, { properties: { codeInputType: 'inline', executionType: 'synchronous', code: 'console.log("a"); "r"' } }),
+      )
+    )['properties'];
     expect(ok.status).toContain('Success');
     expect(`${ok.stderr}${ok.stdout}${String(ok.result)}`).toBe('a\nr');
-    const bad = (await json(await post(url, { properties: { codeInputType: 'inline', executionType: 'synchronous', code: 'nope(' } })))['properties'];
+    const bad = (
+      await json(await post(url, { properties: { codeInputType: 'inline', executionType: 'synchronous', code: 'nope(' } }))
+    )['properties'];
     expect(bad.status).toContain('Failure');
     expect(bad.stderr.length).toBeGreaterThan(0);
   });
@@ -188,9 +222,15 @@ describe('Azure CLI az containerapp session code-interpreter execute', () => {
 describe('Gen 2 asynchronous executions', () => {
   test('operation-id header, 202 with Operation-Location, polled to Succeeded', async () => {
     const id = newIdentifier();
-    const r = await post(`${ep}/executions?identifier=${id}&api-version=2025-10-02-preview`, {
-      codeInputType: 'Inline', executionType: 'Asynchronous', code: 'let s = 0; for (let i = 0; i < 1e5; i++) s += i; s',
-    }, { 'operation-id': 'op-123' });
+    const r = await post(
+      `${ep}/executions?identifier=${id}&api-version=2025-10-02-preview`,
+      {
+        codeInputType: 'Inline',
+        executionType: 'Asynchronous',
+        code: 'let s = 0; for (let i = 0; i < 1e5; i++) s += i; s',
+      },
+      { 'operation-id': 'op-123' },
+    );
     expect(r.status).toBe(202);
     expect(r.headers.get('operation-id')).toBe('op-123');
     const location = r.headers.get('operation-location')!;
@@ -214,21 +254,34 @@ describe('session management (third-party .management clients, 2025-02-02-previe
   test('getSession, listSessions (value and sessions), stopSession, and unknown identifiers', async () => {
     const id = `mg-${newIdentifier()}`;
     await post(`${ep}/executions?identifier=${id}`, { code: '1' });
-    const get = await json(await fetch(`${ep}/.management/getSession?identifier=${id}&api-version=2025-02-02-preview`, { method: 'POST', headers: bearer }));
+    const get = await json(
+      await fetch(`${ep}/.management/getSession?identifier=${id}&api-version=2025-02-02-preview`, {
+        method: 'POST',
+        headers: bearer,
+      }),
+    );
     expect(get).toMatchObject({ identifier: id });
     for (const key of ['etag', 'expiresAt', 'expireAt', 'createdAt', 'lastAccessedAt']) expect(typeof get[key]).toBe('string');
     const viaGet = await json(await fetch(`${ep}/session?identifier=${id}&api-version=2025-02-02-preview`, { headers: bearer }));
     expect(viaGet['etag']).toBe(get['etag']);
-    const list = await json(await fetch(`${ep}/.management/listSessions?skip=0&api-version=2025-02-02-preview`, { method: 'POST', headers: bearer }));
+    const list = await json(
+      await fetch(`${ep}/.management/listSessions?skip=0&api-version=2025-02-02-preview`, { method: 'POST', headers: bearer }),
+    );
     expect(list['value'].map((s: { identifier: string }) => s.identifier)).toContain(id);
     expect(list['sessions']).toEqual(list['value']);
     expect(list['count']).toBe(list['value'].length);
     const list2 = await json(await fetch(`${ep}/listSessions?api-version=2025-02-02-preview`, { headers: bearer }));
     expect(list2['sessions'].length).toBe(list['value'].length);
-    const stop = await fetch(`${ep}/.management/stopSession?identifier=${id}&api-version=2025-02-02-preview`, { method: 'POST', headers: bearer });
+    const stop = await fetch(`${ep}/.management/stopSession?identifier=${id}&api-version=2025-02-02-preview`, {
+      method: 'POST',
+      headers: bearer,
+    });
     expect(stop.status).toBe(200);
     expect(await stop.text()).toBe(`Session ${id} in session pool js stopped.`);
-    const gone = await fetch(`${ep}/.management/getSession?identifier=${id}&api-version=2025-02-02-preview`, { method: 'POST', headers: bearer });
+    const gone = await fetch(`${ep}/.management/getSession?identifier=${id}&api-version=2025-02-02-preview`, {
+      method: 'POST',
+      headers: bearer,
+    });
     expect(gone.status).toBe(400);
     expect(gone.headers.get('x-ms-error-code')).toBe('SessionWithIdentifierNotFound');
     const meta = await json(await fetch(`${ep}/metadata?api-version=2025-02-02-preview`, { headers: bearer }));

@@ -7,7 +7,15 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
 import { ContainerBackend } from '../../backends/container/index.js';
 import { SessionPool } from '../../src/index.js';
-import { ADMIN_KEY, containerBackendAvailable, json, newIdentifier, requestsMultipart, startServer, type Harness } from './helpers.js';
+import {
+  ADMIN_KEY,
+  containerBackendAvailable,
+  json,
+  newIdentifier,
+  requestsMultipart,
+  startServer,
+  type Harness,
+} from './helpers.js';
 
 const available = await containerBackendAvailable();
 const bearer = { authorization: `Bearer ${ADMIN_KEY}` };
@@ -16,7 +24,11 @@ let py: string;
 let sh: string;
 
 const post = (url: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> =>
-  fetch(url, { method: 'POST', headers: { ...bearer, 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+  fetch(url, {
+    method: 'POST',
+    headers: { ...bearer, 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
 const gen1 = (code: string): unknown => ({ properties: { codeInputType: 'inline', executionType: 'synchronous', code } });
 const upload = (url: string, filename: string, data: string): Promise<Response> => {
   const { body, contentType } = requestsMultipart(filename, data);
@@ -29,8 +41,22 @@ describe.skipIf(!available)('clients against Python and Shell container sessions
     h = await startServer({
       withDefaultPool: false,
       pools: [
-        new SessionPool({ name: 'py', backend: new ContainerBackend(), containerType: 'PythonLTS', readySessionInstances: 1, maxConcurrentSessions: 12, limits }),
-        new SessionPool({ name: 'sh', backend: new ContainerBackend(), containerType: 'Shell', readySessionInstances: 1, maxConcurrentSessions: 4, limits }),
+        new SessionPool({
+          name: 'py',
+          backend: new ContainerBackend(),
+          containerType: 'PythonLTS',
+          readySessionInstances: 1,
+          maxConcurrentSessions: 12,
+          limits,
+        }),
+        new SessionPool({
+          name: 'sh',
+          backend: new ContainerBackend(),
+          containerType: 'Shell',
+          readySessionInstances: 1,
+          maxConcurrentSessions: 4,
+          limits,
+        }),
       ],
     });
     py = `${h.url}/pools/py`;
@@ -40,7 +66,11 @@ describe.skipIf(!available)('clients against Python and Shell container sessions
     await h?.close();
     // Leak check: closing the server closed the pools, which removed every container they made.
     const { execFileSync } = await import('node:child_process');
-    const left = execFileSync('podman', ['ps', '-a', '--filter', `label=sandpool.owner-pid=${process.pid}`, '--format', '{{.Names}}'], { encoding: 'utf8' });
+    const left = execFileSync(
+      'podman',
+      ['ps', '-a', '--filter', `label=sandpool.owner-pid=${process.pid}`, '--format', '{{.Names}}'],
+      { encoding: 'utf8' },
+    );
     expect(left.trim()).toBe('');
   }, 120_000);
 
@@ -53,7 +83,11 @@ describe.skipIf(!available)('clients against Python and Shell container sessions
     expect(up['value'][0].properties).toMatchObject({ filename: 'test1.txt', size: 16 });
     await upload(`${py}/files/upload?${q}`, 'test2.txt', 'second');
     const list = await json(await fetch(`${py}/files?${q}`, { headers: bearer }));
-    expect(list['value'].map((v: { properties: { filename: string; size: number } }) => [v.properties.filename, v.properties.size]).sort()).toEqual([
+    expect(
+      list['value']
+        .map((v: { properties: { filename: string; size: number } }) => [v.properties.filename, v.properties.size])
+        .sort(),
+    ).toEqual([
       ['test1.txt', 16],
       ['test2.txt', 6],
     ]);
@@ -61,14 +95,19 @@ describe.skipIf(!available)('clients against Python and Shell container sessions
     expect(await content.text()).toBe('hello from test1');
     const read = (await json(await post(`${py}/code/execute?${q}`, gen1('open("/mnt/data/test2.txt").read()'))))['properties'];
     expect(read.result).toBe('second');
-    const del = await fetch(`${py}/session?identifier=${encodeURIComponent(id)}&api-version=2025-10-02-preview`, { method: 'DELETE', headers: bearer });
+    const del = await fetch(`${py}/session?identifier=${encodeURIComponent(id)}&api-version=2025-10-02-preview`, {
+      method: 'DELETE',
+      headers: bearer,
+    });
     expect(del.status).toBe(204);
   }, 120_000);
 
   test('matplotlib figure → result {type:"image", format:"png", base64_data}', async () => {
     const id = newIdentifier();
     const code = 'import matplotlib\nmatplotlib.use("Agg")\nimport matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()';
-    const p = (await json(await post(`${py}/code/execute?identifier=${id}&api-version=2024-02-02-preview`, gen1(code))))['properties'];
+    const p = (await json(await post(`${py}/code/execute?identifier=${id}&api-version=2024-02-02-preview`, gen1(code))))[
+      'properties'
+    ];
     expect(p.status).toBe('Success');
     expect(p.result).toMatchObject({ type: 'image', format: 'png' });
     expect(Buffer.from(p.result.base64_data, 'base64').subarray(1, 4).toString()).toBe('PNG');
@@ -80,8 +119,23 @@ describe.skipIf(!available)('clients against Python and Shell container sessions
     const up = await json(await upload(`${py}/files/upload?${q}`, '/mnt/data/data.csv', 'a,b\n1,2\n'));
     for (const entry of up['value']) expect(entry.properties).toMatchObject({ filename: 'data.csv', size: 8 });
     const list = await json(await fetch(`${py}/files?${q}`, { headers: bearer }));
-    expect(list['value'].some((v: { properties: { filename: string } }) => `/mnt/data/${v.properties.filename}` === '/mnt/data/data.csv')).toBe(true);
-    const p = (await json(await post(`${py}/code/execute?${q}`, { properties: { codeInputType: 'inline', executionType: 'synchronous', code: 'import csv\nlen(open("/mnt/data/data.csv").read())\n', timeoutInSeconds: 100 } })))['properties'];
+    expect(
+      list['value'].some(
+        (v: { properties: { filename: string } }) => `/mnt/data/${v.properties.filename}` === '/mnt/data/data.csv',
+      ),
+    ).toBe(true);
+    const p = (
+      await json(
+        await post(`${py}/code/execute?${q}`, {
+          properties: {
+            codeInputType: 'inline',
+            executionType: 'synchronous',
+            code: 'import csv\nlen(open("/mnt/data/data.csv").read())\n',
+            timeoutInSeconds: 100,
+          },
+        }),
+      )
+    )['properties'];
     expect(p).toMatchObject({ status: 'Success', result: 8, stdout: '', stderr: '' });
   }, 120_000);
 
@@ -95,12 +149,30 @@ describe.skipIf(!available)('clients against Python and Shell container sessions
     expect(await got.text()).toBe('sk data');
     const list = await json(await fetch(`${py}/files?${q}`, { headers: bearer }));
     expect(list['value'][0]).toMatchObject({ name: 'report.txt', type: 'file', sizeInBytes: 7 });
-    const r = await json(await post(`${py}/executions?${q}`, { codeInputType: 'Inline', executionType: 'Synchronous', timeoutInSeconds: 100, code: '6 * 7' }, { 'user-agent': 'Semantic-Kernel/1.60.0 (Language=dotnet)' }));
+    const r = await json(
+      await post(
+        `${py}/executions?${q}`,
+        { codeInputType: 'Inline', executionType: 'Synchronous', timeoutInSeconds: 100, code: '6 * 7' },
+        { 'user-agent': 'Semantic-Kernel/1.60.0 (Language=dotnet)' },
+      ),
+    );
     expect(r).toMatchObject({ status: 'Succeeded', result: { executionResult: '42' } });
 
-    const old = await json(await post(`${py}/python/execute?api-version=2024-02-02-preview`, { properties: { identifier: id, codeInputType: 'inline', executionType: 'synchronous', timeoutInSeconds: 100, pythonCode: 'print(1)' } }));
+    const old = await json(
+      await post(`${py}/python/execute?api-version=2024-02-02-preview`, {
+        properties: {
+          identifier: id,
+          codeInputType: 'inline',
+          executionType: 'synchronous',
+          timeoutInSeconds: 100,
+          pythonCode: 'print(1)',
+        },
+      }),
+    );
     expect(old).toMatchObject({ status: 'Success', result: '', stdout: '1\n', stderr: '' });
-    const dl = await fetch(`${py}/python/downloadFile?identifier=${id}&filename=report.txt&api-version=2024-02-02-preview`, { headers: bearer });
+    const dl = await fetch(`${py}/python/downloadFile?identifier=${id}&filename=report.txt&api-version=2024-02-02-preview`, {
+      headers: bearer,
+    });
     expect(await dl.text()).toBe('sk data');
     const slashes = await json(await fetch(`${py}//files?identifier=${id}&api-version=2024-02-02-preview`, { headers: bearer }));
     expect(slashes['value'][0].properties).toMatchObject({ filename: 'report.txt', size: 7 });
@@ -109,9 +181,14 @@ describe.skipIf(!available)('clients against Python and Shell container sessions
   test('AutoGen: package discovery parses the multi-line repr; os.chdir setup cell; Failure on exceptions', async () => {
     const id = newIdentifier();
     const url = `${py}/code/execute?api-version=2024-02-02-preview&identifier=${id}`;
-    const pkgs = (await json(await post(url, gen1('import pkg_resources\n[d.project_name for d in pkg_resources.working_set]'))))['properties'];
+    const pkgs = (await json(await post(url, gen1('import pkg_resources\n[d.project_name for d in pkg_resources.working_set]'))))[
+      'properties'
+    ];
     expect(pkgs.status).toContain('Success');
-    const names = String(pkgs.result).replace(/^\[|\]$/g, '').split(',\n').map((s) => s.trim().replace(/^'|'$/g, ''));
+    const names = String(pkgs.result)
+      .replace(/^\[|\]$/g, '')
+      .split(',\n')
+      .map((s) => s.trim().replace(/^'|'$/g, ''));
     expect(names).toContain('numpy');
     expect(names.length).toBeGreaterThan(5);
     expect((await json(await post(url, gen1("import os\nos.chdir('/mnt/data')"))))['properties'].status).toContain('Success');
@@ -137,7 +214,10 @@ describe.skipIf(!available)('clients against Python and Shell container sessions
     expect(missing.status).toBe(404);
     // The 2024-08-02-preview spelling of delete answers 200 with a message.
     await upload(`${py}/files/upload?${q}`, 'old.txt', 'o');
-    const legacy = await fetch(`${py}/files/old.txt?identifier=${id}&api-version=2024-08-02-preview`, { method: 'DELETE', headers: bearer });
+    const legacy = await fetch(`${py}/files/old.txt?identifier=${id}&api-version=2024-08-02-preview`, {
+      method: 'DELETE',
+      headers: bearer,
+    });
     expect(await json(legacy)).toEqual({ message: 'file deleted successfully' });
   }, 120_000);
 
@@ -161,12 +241,18 @@ describe.skipIf(!available)('clients against Python and Shell container sessions
     const q = `identifier=${id}&api-version=2025-02-02-preview`;
     const send = (contentType: string, body: string): Promise<Response> =>
       fetch(`${py}/files?${q}`, { method: 'POST', headers: { ...bearer, 'content-type': contentType }, body });
-    const truncated = await send('multipart/form-data; boundary=XYZ', '--XYZ\r\nContent-Disposition: form-data; name="file"; filename="t.txt"\r\n\r\nunterminated');
+    const truncated = await send(
+      'multipart/form-data; boundary=XYZ',
+      '--XYZ\r\nContent-Disposition: form-data; name="file"; filename="t.txt"\r\n\r\nunterminated',
+    );
     expect(truncated.status).toBe(400);
     expect((await json(truncated))['error'].code).toBe('InvalidRequestContent');
     const noBoundary = await send('multipart/form-data', 'whatever');
     expect(noBoundary.status).toBe(400);
-    const fieldOnly = await send('multipart/form-data; boundary=XYZ', '--XYZ\r\nContent-Disposition: form-data; name="note"\r\n\r\nhi\r\n--XYZ--\r\n');
+    const fieldOnly = await send(
+      'multipart/form-data; boundary=XYZ',
+      '--XYZ\r\nContent-Disposition: form-data; name="note"\r\n\r\nhi\r\n--XYZ--\r\n',
+    );
     expect((await json(fieldOnly))['error'].message).toMatch(/no file part/);
     expect((await send('application/json', '{}')).status).toBe(415);
     expect((await json(await fetch(`${py}/files?${q}`, { headers: bearer })))['value']).toEqual([]);
@@ -189,7 +275,11 @@ describe.skipIf(!available)('clients against Python and Shell container sessions
     expect(await dl.text()).toBe('line1\n');
     const list = await json(await fetch(`${sh}/files?${q}`, { headers: bearer }));
     expect(list['value'].map((f: { name: string; sizeInBytes: number }) => [f.name, f.sizeInBytes])).toEqual([['notes.txt', 6]]);
-    const code = await post(`${sh}/executions?${q}`, { codeInputType: 'Inline', executionType: 'Synchronous', code: 'echo via-code' });
+    const code = await post(`${sh}/executions?${q}`, {
+      codeInputType: 'Inline',
+      executionType: 'Synchronous',
+      code: 'echo via-code',
+    });
     expect((await json(code))['result'].stdout).toBe('via-code\n');
   }, 120_000);
 });

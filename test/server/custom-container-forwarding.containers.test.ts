@@ -34,7 +34,10 @@ describe.skipIf(!available)('custom-container forwarding', () => {
 
   beforeAll(async () => {
     const image = buildEchoImage();
-    h = await startServer({ withDefaultPool: false, backends: { container: () => new ContainerBackend(), quickjs: () => new QuickJSBackend() } });
+    h = await startServer({
+      withDefaultPool: false,
+      backends: { container: () => new ContainerBackend(), quickjs: () => new QuickJSBackend() },
+    });
     const put = await h.request('/pools/reflect', {
       method: 'PUT',
       body: JSON.stringify({
@@ -69,7 +72,11 @@ describe.skipIf(!available)('custom-container forwarding', () => {
 
   afterAll(async () => {
     await h?.close();
-    const left = execFileSync('podman', ['ps', '-a', '--filter', `label=sandpool.owner-pid=${process.pid}`, '--format', '{{.Names}}'], { encoding: 'utf8' });
+    const left = execFileSync(
+      'podman',
+      ['ps', '-a', '--filter', `label=sandpool.owner-pid=${process.pid}`, '--format', '{{.Names}}'],
+      { encoding: 'utf8' },
+    );
     expect(left.trim()).toBe('');
   }, 120_000);
 
@@ -77,7 +84,12 @@ describe.skipIf(!available)('custom-container forwarding', () => {
     const id = newIdentifier();
     const r = await fetch(`${ep}/api/items/7?identifier=${id}&x=1`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'text/plain', 'x-custom': 'kept', cookie: 'session=secret' },
+      headers: {
+        authorization: `Bearer ${ADMIN_KEY}`,
+        'content-type': 'text/plain',
+        'x-custom': 'kept',
+        cookie: 'session=secret',
+      },
       body: 'payload',
     });
     expect(r.status).toBe(200);
@@ -137,7 +149,9 @@ describe.skipIf(!available)('custom-container forwarding', () => {
       if (status !== 200) await new Promise((resolve) => setTimeout(resolve, 500));
     }
     expect(status).toBe(200);
-    const stop = await h.request(`/pools/reflect/.management/stopSession?identifier=${id}&api-version=2025-02-02-preview`, { method: 'POST' });
+    const stop = await h.request(`/pools/reflect/.management/stopSession?identifier=${id}&api-version=2025-02-02-preview`, {
+      method: 'POST',
+    });
     expect(await stop.text()).toBe(`Session ${id} in session pool reflect stopped.`);
   }, 120_000);
 });

@@ -6,7 +6,13 @@ import { join } from 'node:path';
 
 import { QuickJSBackend } from '../../backends/quickjs/index.js';
 import { SessionPool } from '../../src/index.js';
-import { createServer, silentLogger, type CreateServerOptions, type LogRecord, type SandpoolServer } from '../../src/server/index.js';
+import {
+  createServer,
+  silentLogger,
+  type CreateServerOptions,
+  type LogRecord,
+  type SandpoolServer,
+} from '../../src/server/index.js';
 
 export interface Harness {
   readonly server: SandpoolServer;
@@ -85,12 +91,19 @@ export async function containerBackendAvailable(): Promise<boolean> {
   const { spawnSync } = await import('node:child_process');
   const ci = process.env['CI'] === 'true' || process.env['CI'] === '1';
   const ok = spawnSync('podman', ['image', 'exists', 'localhost/sandpool/code-interpreter:latest']).status === 0;
-  if (!ok && ci) throw new Error('the container backend (podman + localhost/sandpool/code-interpreter) is required under CI; npm run setup installs it');
+  if (!ok && ci)
+    throw new Error(
+      'the container backend (podman + localhost/sandpool/code-interpreter) is required under CI; npm run setup installs it',
+    );
   return ok;
 }
 
 /** A multipart body exactly as Python `requests` builds it for `files={"file": (name, data, type)}`. */
-export function requestsMultipart(filename: string, data: Uint8Array | string, contentType = 'application/octet-stream'): { body: Buffer; contentType: string } {
+export function requestsMultipart(
+  filename: string,
+  data: Uint8Array | string,
+  contentType = 'application/octet-stream',
+): { body: Buffer; contentType: string } {
   const boundary = 'a3f1c2e4b5d6978812345678abcdef00';
   const head = `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${filename}"\r\nContent-Type: ${contentType}\r\n\r\n`;
   const body = Buffer.concat([Buffer.from(head), Buffer.from(data), Buffer.from(`\r\n--${boundary}--\r\n`)]);

@@ -17,7 +17,15 @@ let h: Harness;
 beforeAll(async () => {
   const pools = [jsPool('javascript', { maxConcurrentSessions: 20 })];
   if (containers) {
-    pools.push(new SessionPool({ name: 'python', backend: new ContainerBackend(), containerType: 'PythonLTS', readySessionInstances: 1, maxConcurrentSessions: 4 }));
+    pools.push(
+      new SessionPool({
+        name: 'python',
+        backend: new ContainerBackend(),
+        containerType: 'PythonLTS',
+        readySessionInstances: 1,
+        maxConcurrentSessions: 4,
+      }),
+    );
   }
   h = await startServer({ pools, withDefaultPool: false });
 }, 120_000);
@@ -83,13 +91,18 @@ describe.skipIf(!containers)('@llamaindex/azure AzureDynamicSessionTool on a Pyt
       });
       const out = (await tool.call({ code: 'import math\nprint("pi")\nround(math.pi, 2)' })) as Record<string, unknown>;
       expect(out).toMatchObject({ status: 'Success', result: 3.14, stdout: 'pi\n', stderr: '' });
-      const uploaded = (await tool.uploadFile({ data: new Blob(['col\n1\n2\n']), remoteFilename: 'numbers.csv' })) as unknown as Record<string, unknown>;
+      const uploaded = (await tool.uploadFile({
+        data: new Blob(['col\n1\n2\n']),
+        remoteFilename: 'numbers.csv',
+      })) as unknown as Record<string, unknown>;
       expect(uploaded).toMatchObject({ filename: 'numbers.csv', size: 8 });
       const listed = (await tool.listFiles()) as unknown as Record<string, unknown>[];
       expect(listed.map((f) => f['filename'])).toEqual(['numbers.csv']);
       const stream = (await tool.downloadFile({ remoteFilename: 'numbers.csv' })) as ReadableStream<Uint8Array>;
       expect(await new Response(stream).text()).toBe('col\n1\n2\n');
-      const summed = (await tool.call({ code: 'import pandas as pd\nint(pd.read_csv("/mnt/data/numbers.csv")["col"].sum())' })) as Record<string, unknown>;
+      const summed = (await tool.call({
+        code: 'import pandas as pd\nint(pd.read_csv("/mnt/data/numbers.csv")["col"].sum())',
+      })) as Record<string, unknown>;
       expect(summed['result']).toBe(3);
     } finally {
       log.mockRestore();

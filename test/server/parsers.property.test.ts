@@ -16,30 +16,80 @@ const expectedFailure = (error: unknown): boolean => error instanceof HttpError 
 
 describe('parsers of untrusted input', () => {
   test('matchRoute: any method and path → a route, undefined, or a 400 HttpError', () => {
-    const segment = fc.oneof(fc.constantFrom('pools', 'p', 'code', 'execute', 'files', 'content', '.management', 'executions', 'python', 'session', '', '%', '%zz', '%2F', '..', 'subscriptions', 'sessionPools'), fc.string());
+    const segment = fc.oneof(
+      fc.constantFrom(
+        'pools',
+        'p',
+        'code',
+        'execute',
+        'files',
+        'content',
+        '.management',
+        'executions',
+        'python',
+        'session',
+        '',
+        '%',
+        '%zz',
+        '%2F',
+        '..',
+        'subscriptions',
+        'sessionPools',
+      ),
+      fc.string(),
+    );
     fc.assert(
-      fc.property(fc.constantFrom('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS', 'weird'), fc.array(segment, { maxLength: 8 }), fc.boolean(), (method, segments, custom) => {
-        const path = `/${segments.join('/')}`;
-        try {
-          const match = matchRoute(method, path, () => custom);
-          if (match !== undefined) {
-            expect(typeof match.operation).toBe('string');
-            if (match.operation === 'forward') expect(match.forwardPath?.startsWith('/')).toBe(true);
+      fc.property(
+        fc.constantFrom('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS', 'weird'),
+        fc.array(segment, { maxLength: 8 }),
+        fc.boolean(),
+        (method, segments, custom) => {
+          const path = `/${segments.join('/')}`;
+          try {
+            const match = matchRoute(method, path, () => custom);
+            if (match !== undefined) {
+              expect(typeof match.operation).toBe('string');
+              if (match.operation === 'forward') expect(match.forwardPath?.startsWith('/')).toBe(true);
+            }
+          } catch (error) {
+            expect(error).toBeInstanceOf(HttpError);
+            expect((error as HttpError).status).toBe(400);
           }
-        } catch (error) {
-          expect(error).toBeInstanceOf(HttpError);
-          expect((error as HttpError).status).toBe(400);
-        }
-      }),
+        },
+      ),
       { seed: 20261122, numRuns: 3000 },
     );
   });
 
   test('parseExecuteBody: any JSON object → a normalised body or a 400', () => {
-    const value = fc.oneof(fc.string(), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.array(fc.string(), { maxLength: 3 }), fc.dictionary(fc.string(), fc.string(), { maxKeys: 3 }));
-    const keys = fc.constantFrom('code', 'pythonCode', 'codeInputType', 'executionType', 'timeoutInSeconds', 'identifier', 'shellCommand', 'execCommandAndArgs', 'stdin', 'outputStreamsMaxLength', 'other');
+    const value = fc.oneof(
+      fc.string(),
+      fc.integer(),
+      fc.double(),
+      fc.boolean(),
+      fc.constant(null),
+      fc.array(fc.string(), { maxLength: 3 }),
+      fc.dictionary(fc.string(), fc.string(), { maxKeys: 3 }),
+    );
+    const keys = fc.constantFrom(
+      'code',
+      'pythonCode',
+      'codeInputType',
+      'executionType',
+      'timeoutInSeconds',
+      'identifier',
+      'shellCommand',
+      'execCommandAndArgs',
+      'stdin',
+      'outputStreamsMaxLength',
+      'other',
+    );
     const flat = fc.dictionary(keys, value, { maxKeys: 6 });
-    const body = fc.oneof(flat, flat.map((p) => ({ properties: p })), fc.record({ properties: value }));
+    const body = fc.oneof(
+      flat,
+      flat.map((p) => ({ properties: p })),
+      fc.record({ properties: value }),
+    );
     fc.assert(
       fc.property(body, (input) => {
         try {
@@ -47,7 +97,8 @@ describe('parsers of untrusted input', () => {
           expect(['Synchronous', 'Asynchronous']).toContain(parsed.executionType);
           if (parsed.code !== undefined) expect(typeof parsed.code).toBe('string');
           if (parsed.timeoutInSeconds !== undefined) expect(parsed.timeoutInSeconds).toBeGreaterThan(0);
-          if (parsed.execCommandAndArgs !== undefined) expect(parsed.execCommandAndArgs.every((a) => typeof a === 'string')).toBe(true);
+          if (parsed.execCommandAndArgs !== undefined)
+            expect(parsed.execCommandAndArgs.every((a) => typeof a === 'string')).toBe(true);
         } catch (error) {
           expect(expectedFailure(error)).toBe(true);
           expect(toErrorResponse(error, 'r').status).toBe(400);

@@ -38,7 +38,11 @@ describe('pool management', () => {
   test('PUT, GET with live counts, PATCH, persistence across restarts, DELETE', async () => {
     const h = await startServer({ dataDir, withDefaultPool: false });
     try {
-      const put = await h.request('/pools/calc', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(definition) });
+      const put = await h.request('/pools/calc', {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(definition),
+      });
       expect(put.status).toBe(201);
       const created = await json(put);
       expect(created).toMatchObject({ name: 'calc', type: 'Microsoft.App/sessionPools', backend: 'quickjs' });
@@ -47,19 +51,29 @@ describe('pool management', () => {
       await waitFor(async () => (await json(await h.request('/pools/calc')))['properties'].status.readySessionCount === 2);
       const ep = created['properties'].poolManagementEndpoint as string;
       const id = newIdentifier();
-      const run = await h.request(`/pools/calc/executions?identifier=${id}`, { method: 'POST', body: JSON.stringify({ code: '2 ** 10' }) });
+      const run = await h.request(`/pools/calc/executions?identifier=${id}`, {
+        method: 'POST',
+        body: JSON.stringify({ code: '2 ** 10' }),
+      });
       expect((await json(run))['result'].executionResult).toBe(1024);
       await waitFor(async () => {
-        const s = (await json(await fetch(ep, { headers: { authorization: 'Bearer test-admin-key-0123456789' } })))['properties'].status;
+        const s = (await json(await fetch(ep, { headers: { authorization: 'Bearer test-admin-key-0123456789' } })))['properties']
+          .status;
         return s.allocatedSessionCount === 1 && s.readySessionCount === 2 && s.pendingSessionCount === 0;
       });
 
-      const patch = await h.request('/pools/calc', { method: 'PATCH', body: JSON.stringify({ properties: { scaleConfiguration: { readySessionInstances: 1 } } }) });
+      const patch = await h.request('/pools/calc', {
+        method: 'PATCH',
+        body: JSON.stringify({ properties: { scaleConfiguration: { readySessionInstances: 1 } } }),
+      });
       expect(patch.status).toBe(200);
       const patched = await json(patch);
       expect(patched['properties'].scaleConfiguration).toEqual({ maxConcurrentSessions: 5, readySessionInstances: 1 });
       // A live update keeps the allocated session.
-      const again = await h.request(`/pools/calc/executions?identifier=${id}`, { method: 'POST', body: JSON.stringify({ code: '1' }) });
+      const again = await h.request(`/pools/calc/executions?identifier=${id}`, {
+        method: 'POST',
+        body: JSON.stringify({ code: '1' }),
+      });
       expect(again.status).toBe(200);
       expect((await json(await h.request(`/pools/calc/session?identifier=${id}`)))['identifier']).toBe(id);
 
@@ -72,7 +86,10 @@ describe('pool management', () => {
       const list = await json(await h.request('/pools'));
       expect(list['value'].map((p: { name: string }) => p.name)).toEqual(['calc']);
       expect(await readdir(join(dataDir, 'pools'))).toEqual(['calc.json']);
-      expect(JSON.parse(await readFile(join(dataDir, 'pools', 'calc.json'), 'utf8'))).toMatchObject({ name: 'calc', backend: 'quickjs' });
+      expect(JSON.parse(await readFile(join(dataDir, 'pools', 'calc.json'), 'utf8'))).toMatchObject({
+        name: 'calc',
+        backend: 'quickjs',
+      });
     } finally {
       await h.close();
     }
@@ -99,7 +116,9 @@ describe('pool management', () => {
         properties: {
           containerType: 'PythonLTS',
           scaleConfiguration: { maxConcurrentSessions: 2, readySessionInstances: 5 },
-          dynamicPoolConfiguration: { lifecycleConfiguration: { lifecycleType: 'OnContainerExit', cooldownPeriodInSeconds: 300 } },
+          dynamicPoolConfiguration: {
+            lifecycleConfiguration: { lifecycleType: 'OnContainerExit', cooldownPeriodInSeconds: 300 },
+          },
         },
       };
       const r = await h.request('/pools/broken', { method: 'PUT', body: JSON.stringify(bad) });
@@ -108,11 +127,20 @@ describe('pool management', () => {
       const targets = (error.details as { target: string }[]).map((d) => d.target).sort();
       expect(targets).toEqual(['containerType', 'cooldownPeriodInSeconds', 'readySessionInstances']);
       expect(error.message).toContain('readySessionInstances');
-      const unknownBackend = await h.request('/pools/x1', { method: 'PUT', body: JSON.stringify({ backend: 'warp', properties: {} }) });
+      const unknownBackend = await h.request('/pools/x1', {
+        method: 'PUT',
+        body: JSON.stringify({ backend: 'warp', properties: {} }),
+      });
       expect((await json(unknownBackend))['error'].message).toMatch(/unknown backend "warp"; available: quickjs/);
-      const broken = await startServer({ withDefaultPool: false, backends: { flaky: () => Promise.reject(new Error('engine socket missing')) } });
+      const broken = await startServer({
+        withDefaultPool: false,
+        backends: { flaky: () => Promise.reject(new Error('engine socket missing')) },
+      });
       try {
-        const r2 = await broken.request('/pools/x2', { method: 'PUT', body: JSON.stringify({ backend: 'flaky', properties: {} }) });
+        const r2 = await broken.request('/pools/x2', {
+          method: 'PUT',
+          body: JSON.stringify({ backend: 'flaky', properties: {} }),
+        });
         expect(r2.status).toBe(400);
         expect((await json(r2))['error'].message).toBe('backend "flaky" is not available on this server: engine socket missing');
       } finally {

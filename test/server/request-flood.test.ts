@@ -34,7 +34,9 @@ describe('request floods', () => {
     await (await execute('flooded', 'var n = 0')).text();
     globalThis.gc?.();
     const heapBefore = process.memoryUsage().heapUsed;
-    const responses = await Promise.all(Array.from({ length: FLOOD }, () => execute('flooded', 'await new Promise((r) => setTimeout(r, 2)); n += 1; n')));
+    const responses = await Promise.all(
+      Array.from({ length: FLOOD }, () => execute('flooded', 'await new Promise((r) => setTimeout(r, 2)); n += 1; n')),
+    );
     const statuses = new Map<number, number>();
     for (const r of responses) {
       statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
@@ -65,7 +67,10 @@ describe('request floods', () => {
     const list = (await (await h.request('/pools/flood/listSessions?api-version=2025-02-02-preview')).json()) as {
       value: { identifier: string }[];
     };
-    for (const s of list.value) await h.request(`/pools/flood/session?identifier=${encodeURIComponent(s.identifier)}&api-version=2025-10-02-preview`, { method: 'DELETE' });
+    for (const s of list.value)
+      await h.request(`/pools/flood/session?identifier=${encodeURIComponent(s.identifier)}&api-version=2025-10-02-preview`, {
+        method: 'DELETE',
+      });
     const after = await execute('after-the-crowd', '6 * 7');
     expect(after.status).toBe(200);
     expect(((await after.json()) as { properties: { result: number } }).properties.result).toBe(42);

@@ -53,7 +53,11 @@ describe('route table', () => {
 
   test('custom-container pools forward everything but .management', () => {
     const custom = (name: string): boolean => name === 'cc';
-    expect(matchRoute('POST', '/pools/cc/api/upload%20it', custom)).toEqual({ operation: 'forward', pool: 'cc', forwardPath: '/api/upload%20it' });
+    expect(matchRoute('POST', '/pools/cc/api/upload%20it', custom)).toEqual({
+      operation: 'forward',
+      pool: 'cc',
+      forwardPath: '/api/upload%20it',
+    });
     expect(matchRoute('POST', '/pools/cc/.management/stopSession', custom)?.operation).toBe('management.stopSession');
     expect(matchRoute('GET', '/pools/cc', custom)?.operation).toBe('pool.get');
   });
@@ -68,13 +72,18 @@ describe('route table', () => {
 
 describe('execute body parsing', () => {
   test('wrapped and flat bodies, code and pythonCode, any enum case', () => {
-    const wrapped = parseExecuteBody({ properties: { codeInputType: 'inline', executionType: 'synchronous', pythonCode: 'x', identifier: 'abcd' } });
+    const wrapped = parseExecuteBody({
+      properties: { codeInputType: 'inline', executionType: 'synchronous', pythonCode: 'x', identifier: 'abcd' },
+    });
     expect(wrapped).toMatchObject({ code: 'x', identifier: 'abcd', executionType: 'Synchronous' });
     const flat = parseExecuteBody({ codeInputType: 'INLINE', executionType: 'Asynchronous', code: 'y', timeoutInSeconds: 60 });
     expect(flat).toMatchObject({ code: 'y', executionType: 'Asynchronous', timeoutInSeconds: 60 });
     expect(parseExecuteBody({ codeInputType: 'InlineBase64', code: Buffer.from('1+1').toString('base64') }).code).toBe('1+1');
     expect(parseExecuteBody({ shellCommand: 'ls' })).toMatchObject({ shellCommand: 'ls', code: undefined });
-    expect(parseExecuteBody({ execCommandAndArgs: ['ls', '-a'], stdin: 'x' })).toMatchObject({ execCommandAndArgs: ['ls', '-a'], stdin: 'x' });
+    expect(parseExecuteBody({ execCommandAndArgs: ['ls', '-a'], stdin: 'x' })).toMatchObject({
+      execCommandAndArgs: ['ls', '-a'],
+      stdin: 'x',
+    });
   });
 
   test('what is actually wrong is refused with a reason', () => {

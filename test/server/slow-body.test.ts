@@ -60,7 +60,6 @@ describe('server: stalled request bodies', () => {
     expect(outcome.closed).toBe(true);
   }, 30_000);
 
-
   it('an authenticated client stalling its body is answered 408 and cut off after the idle timeout', async () => {
     const outcome = await stallBody(port, true);
     expect(outcome.response).toBe('HTTP/1.1 408 Request Timeout');

@@ -14,7 +14,8 @@ import { ADMIN_KEY, containerBackendAvailable, jsPool, startServer, type Harness
 
 const BROWSER = '/usr/bin/chromium';
 const CI = process.env['CI'] === 'true' || process.env['CI'] === '1';
-if (CI && !existsSync(BROWSER)) throw new Error(`${BROWSER} is missing: npm run setup installs it (scripts/setup/40-ui-browser.mjs)`);
+if (CI && !existsSync(BROWSER))
+  throw new Error(`${BROWSER} is missing: npm run setup installs it (scripts/setup/40-ui-browser.mjs)`);
 const containers = await containerBackendAvailable();
 
 describe.skipIf(!existsSync(BROWSER))('status page', () => {
@@ -23,9 +24,21 @@ describe.skipIf(!existsSync(BROWSER))('status page', () => {
 
   beforeAll(async () => {
     const pools = [jsPool('js', { readySessionInstances: 2 })];
-    if (containers) pools.push(new SessionPool({ name: 'py', backend: new ContainerBackend(), containerType: 'PythonLTS', readySessionInstances: 1, maxConcurrentSessions: 2 }));
+    if (containers)
+      pools.push(
+        new SessionPool({
+          name: 'py',
+          backend: new ContainerBackend(),
+          containerType: 'PythonLTS',
+          readySessionInstances: 1,
+          maxConcurrentSessions: 2,
+        }),
+      );
     h = await startServer({ pools, withDefaultPool: false });
-    browser = await chromium.launch({ executablePath: BROWSER, args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+    browser = await chromium.launch({
+      executablePath: BROWSER,
+      args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+    });
   }, 120_000);
 
   afterAll(async () => {
@@ -63,7 +76,9 @@ describe.skipIf(!existsSync(BROWSER))('status page', () => {
       const sessionRow = page.locator('#sessions tr', { hasText: 'ui-test-session-1' });
       expect(await sessionRow.locator('td').nth(4).textContent()).toMatch(/^\d+ s$/);
       const samples = async (chart: string): Promise<number> =>
-        page.$$eval(`#${chart} svg[data-pool="js"] rect`, (rects) => rects.reduce((n, r) => n + Number(r.getAttribute('data-count')), 0));
+        page.$$eval(`#${chart} svg[data-pool="js"] rect`, (rects) =>
+          rects.reduce((n, r) => n + Number(r.getAttribute('data-count')), 0),
+        );
       await page.locator('#exec-charts svg[data-pool="js"] rect').first().waitFor({ state: 'attached' });
       expect(await samples('alloc-charts')).toBe(1);
       expect(await samples('exec-charts')).toBe(1);
@@ -78,26 +93,33 @@ describe.skipIf(!existsSync(BROWSER))('status page', () => {
     }
   }, 120_000);
 
-  test.skipIf(!containers)('images from a Python figure are drawn', async () => {
-    const page = await browser.newPage();
-    try {
-      await page.goto(`${h.url}/ui/`);
-      await page.fill('#token', ADMIN_KEY);
-      await page.dispatchEvent('#token', 'change');
-      await page.locator('#run-pool option[value="py"]').waitFor({ state: 'attached' });
-      await page.selectOption('#run-pool', 'py');
-      await page.fill('#code', 'import matplotlib\nmatplotlib.use("Agg")\nimport matplotlib.pyplot as plt\nplt.bar([1, 2], [3, 4])\nplt.show()');
-      await page.click('#run');
-      await page.locator('#run-status', { hasText: /^Succeeded$/ }).waitFor({ timeout: 90_000 });
-      const size = await page.locator('#out-images img').evaluate(async (img) => {
-        const image = img as unknown as { decode(): Promise<void>; naturalWidth: number; naturalHeight: number };
-        await image.decode();
-        return [image.naturalWidth, image.naturalHeight];
-      });
-      expect(size[0]).toBeGreaterThan(100);
-      expect(size[1]).toBeGreaterThan(100);
-    } finally {
-      await page.close();
-    }
-  }, 120_000);
+  test.skipIf(!containers)(
+    'images from a Python figure are drawn',
+    async () => {
+      const page = await browser.newPage();
+      try {
+        await page.goto(`${h.url}/ui/`);
+        await page.fill('#token', ADMIN_KEY);
+        await page.dispatchEvent('#token', 'change');
+        await page.locator('#run-pool option[value="py"]').waitFor({ state: 'attached' });
+        await page.selectOption('#run-pool', 'py');
+        await page.fill(
+          '#code',
+          'import matplotlib\nmatplotlib.use("Agg")\nimport matplotlib.pyplot as plt\nplt.bar([1, 2], [3, 4])\nplt.show()',
+        );
+        await page.click('#run');
+        await page.locator('#run-status', { hasText: /^Succeeded$/ }).waitFor({ timeout: 90_000 });
+        const size = await page.locator('#out-images img').evaluate(async (img) => {
+          const image = img as unknown as { decode(): Promise<void>; naturalWidth: number; naturalHeight: number };
+          await image.decode();
+          return [image.naturalWidth, image.naturalHeight];
+        });
+        expect(size[0]).toBeGreaterThan(100);
+        expect(size[1]).toBeGreaterThan(100);
+      } finally {
+        await page.close();
+      }
+    },
+    120_000,
+  );
 });

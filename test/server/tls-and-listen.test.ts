@@ -15,8 +15,29 @@ let dir: string;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'sandpool-tls-'));
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=localhost',
-    '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+      '-keyout',
+      join(dir, 'key.pem'),
+      '-out',
+      join(dir, 'cert.pem'),
+    ],
+    { stdio: 'ignore' },
+  );
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
@@ -24,28 +45,41 @@ afterAll(async () => {
 
 describe('listening', () => {
   test('HTTPS with the given certificate', async () => {
-    const server = createServer({ pools: [jsPool('js')], auth: { adminKey: 'tls-admin-key-123456' }, tls: { certFile: join(dir, 'cert.pem'), keyFile: join(dir, 'key.pem') }, logger: silentLogger });
+    const server = createServer({
+      pools: [jsPool('js')],
+      auth: { adminKey: 'tls-admin-key-123456' },
+      tls: { certFile: join(dir, 'cert.pem'), keyFile: join(dir, 'key.pem') },
+      logger: silentLogger,
+    });
     try {
       const { url, port } = await server.listen({ port: 0 });
       expect(url).toBe(`https://127.0.0.1:${port}`);
       const ca = await readFile(join(dir, 'cert.pem'));
       const body = await new Promise<string>((resolve, reject) => {
-        const req = request(`${url}/pools/js/executions?identifier=tls-session-1`, { method: 'POST', ca, headers: { authorization: 'Bearer tls-admin-key-123456' } }, (res) => {
-          let text = '';
-          res.on('data', (c: Buffer) => (text += c.toString()));
-          res.on('end', () => resolve(text));
-        });
+        const req = request(
+          `${url}/pools/js/executions?identifier=tls-session-1`,
+          { method: 'POST', ca, headers: { authorization: 'Bearer tls-admin-key-123456' } },
+          (res) => {
+            let text = '';
+            res.on('data', (c: Buffer) => (text += c.toString()));
+            res.on('end', () => resolve(text));
+          },
+        );
         req.on('error', reject);
         req.end('{"code":"6*7"}');
       });
       expect(JSON.parse(body)).toMatchObject({ status: 'Succeeded', result: { executionResult: 42 } });
-      const pool = JSON.parse(await new Promise<string>((resolve, reject) => {
-        request(`${url}/pools/js`, { ca, headers: { authorization: 'Bearer tls-admin-key-123456' } }, (res) => {
-          let text = '';
-          res.on('data', (c: Buffer) => (text += c.toString()));
-          res.on('end', () => resolve(text));
-        }).on('error', reject).end();
-      })) as { properties: { poolManagementEndpoint: string } };
+      const pool = JSON.parse(
+        await new Promise<string>((resolve, reject) => {
+          request(`${url}/pools/js`, { ca, headers: { authorization: 'Bearer tls-admin-key-123456' } }, (res) => {
+            let text = '';
+            res.on('data', (c: Buffer) => (text += c.toString()));
+            res.on('end', () => resolve(text));
+          })
+            .on('error', reject)
+            .end();
+        }),
+      ) as { properties: { poolManagementEndpoint: string } };
       expect(pool.properties.poolManagementEndpoint).toBe(`https://127.0.0.1:${port}/pools/js`);
     } finally {
       await server.close();
@@ -53,10 +87,18 @@ describe('listening', () => {
   });
 
   test('no credential configured: loopback only; close() frees the port and closes the pools', async () => {
-    expect(isLoopback('127.0.0.1') && isLoopback('::1') && isLoopback('localhost') && !isLoopback('0.0.0.0') && !isLoopback('10.0.0.1')).toBe(true);
+    expect(
+      isLoopback('127.0.0.1') &&
+        isLoopback('::1') &&
+        isLoopback('localhost') &&
+        !isLoopback('0.0.0.0') &&
+        !isLoopback('10.0.0.1'),
+    ).toBe(true);
     const pool = jsPool('js');
     const open = createServer({ pools: [pool], logger: silentLogger });
-    await expect(open.listen({ host: '0.0.0.0', port: 0 })).rejects.toThrow(/refusing to listen on 0\.0\.0\.0 without authentication/);
+    await expect(open.listen({ host: '0.0.0.0', port: 0 })).rejects.toThrow(
+      /refusing to listen on 0\.0\.0\.0 without authentication/,
+    );
     const { port } = await open.listen({ host: '127.0.0.1', port: 0 });
     expect((await fetch(`http://127.0.0.1:${port}/pools`)).status).toBe(200);
     await open.close();

@@ -288,7 +288,9 @@ export function defineBackendConformance(name: string, options: ConformanceOptio
       const other = (['python', 'javascript', 'shell'] as const).find((l) => !backend.capabilities.languages.includes(l));
       if (other !== undefined) {
         const session = await create();
-        const wrongLanguage = await rejection(backend.execute(session, { language: other, code: '1', timeoutMs: 1000, outputMaxBytes: 1000 }));
+        const wrongLanguage = await rejection(
+          backend.execute(session, { language: other, code: '1', timeoutMs: 1000, outputMaxBytes: 1000 }),
+        );
         expect(SandpoolError.is(wrongLanguage)).toBe(true);
         await destroy(session);
       }

@@ -50,8 +50,12 @@ export function defineIsolateAttacks(name: string, options: IsolateAttackOptions
       live.delete(session);
     }
 
-    const run = (session: BackendSession, code: string, timeoutMs = 10_000, outputMaxBytes = 64 * 1024): Promise<ExecutionOutcome> =>
-      backend.execute(session, { language: 'javascript', code, timeoutMs, outputMaxBytes });
+    const run = (
+      session: BackendSession,
+      code: string,
+      timeoutMs = 10_000,
+      outputMaxBytes = 64 * 1024,
+    ): Promise<ExecutionOutcome> => backend.execute(session, { language: 'javascript', code, timeoutMs, outputMaxBytes });
 
     beforeAll(async () => {
       backend = await options.makeBackend();

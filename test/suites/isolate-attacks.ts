@@ -28,7 +28,8 @@ export interface IsolateAttack {
 const show = (o: ExecutionOutcome): string => JSON.stringify(o).slice(0, 2000);
 const failed = (o: ExecutionOutcome): void => expect(o.status, show(o)).toBe('Failed');
 const timedOut = (o: ExecutionOutcome): void => expect(o, show(o)).toMatchObject({ status: 'Failed', timedOut: true });
-const result = (value: unknown) => (o: ExecutionOutcome) => expect(o, show(o)).toMatchObject({ status: 'Succeeded', result: value });
+const result = (value: unknown) => (o: ExecutionOutcome) =>
+  expect(o, show(o)).toMatchObject({ status: 'Succeeded', result: value });
 
 export const ISOLATE_ATTACKS: readonly IsolateAttack[] = [
   {
@@ -101,11 +102,11 @@ const s = String(probe()); Error.prepareStackTrace = undefined;
     title: 'no host global exists in the sandbox',
     steps: [
       {
-        code: "[typeof process, typeof require, typeof module, typeof exports, typeof Buffer, typeof global, typeof fetch, typeof __dirname, typeof XMLHttpRequest].join()",
+        code: '[typeof process, typeof require, typeof module, typeof exports, typeof Buffer, typeof global, typeof fetch, typeof __dirname, typeof XMLHttpRequest].join()',
         check: result(Array(9).fill('undefined').join()),
       },
       {
-        code: "Object.getOwnPropertyNames(globalThis).filter((n) => /emit|settle|sandpool|checkSource|ivm/i.test(n)).join()",
+        code: 'Object.getOwnPropertyNames(globalThis).filter((n) => /emit|settle|sandpool|checkSource|ivm/i.test(n)).join()',
         check: result(''),
       },
     ],
@@ -144,7 +145,9 @@ const s = String(probe()); Error.prepareStackTrace = undefined;
     id: 'memory-objects',
     title: 'a memory bomb of small objects fails the execution',
     testMs: 180_000,
-    steps: [{ code: 'var objs = []; for (;;) objs.push({ i: objs.length, s: String(objs.length) })', timeoutMs: 30_000, check: failed }],
+    steps: [
+      { code: 'var objs = []; for (;;) objs.push({ i: objs.length, s: String(objs.length) })', timeoutMs: 30_000, check: failed },
+    ],
   },
   {
     id: 'memory-buffers',
@@ -178,7 +181,7 @@ const s = String(probe()); Error.prepareStackTrace = undefined;
       { code: "eval('('.repeat(5000) + '1' + ')'.repeat(5000))" },
       { code: "Function('return ' + '['.repeat(5000) + ']'.repeat(5000))()" },
       // V8 may parse this; QuickJS must refuse it before its parser recurses. Either way, no crash.
-      { code: '- '.repeat(20_000) + '1' },
+      { code: `${'- '.repeat(20_000)}1` },
       { code: 'let o = {}; for (let i = 0; i < 1e5; i++) o = { o }; JSON.stringify(o)', check: failed },
       { code: 'let a = []; for (let i = 0; i < 1e5; i++) a = [a]; String(a).length', check: failed },
       { code: 'let d = []; for (let i = 0; i < 1e5; i++) d = [d]; d', check: (o) => expect(typeof o.result).toBe('string') },
@@ -219,7 +222,11 @@ const s = String(probe()); Error.prepareStackTrace = undefined;
       { code: '(function f() { Promise.resolve().then(f); })()', timeoutMs: 1000, check: timedOut },
       { code: 'async function spin() { for (;;) await null; } spin(); 1', timeoutMs: 1000, check: timedOut },
       { code: '(function q() { queueMicrotask(q); })()', timeoutMs: 1000, check: timedOut },
-      { code: 'await new Promise(() => {})', timeoutMs: 5000, check: (o) => expect(o).toMatchObject({ status: 'Failed', timedOut: false }) },
+      {
+        code: 'await new Promise(() => {})',
+        timeoutMs: 5000,
+        check: (o) => expect(o).toMatchObject({ status: 'Failed', timedOut: false }),
+      },
     ],
   },
   {
@@ -241,7 +248,10 @@ const s = String(probe()); Error.prepareStackTrace = undefined;
       { code: 'function t() { setTimeout(t, 0); } t()', timeoutMs: 1000, check: timedOut },
       { code: 'setInterval(() => {}, 1)', timeoutMs: 1000, check: timedOut },
       { code: 'for (let i = 0; i < 1e6; i++) setTimeout(() => {}, 1e9)', timeoutMs: 10_000, check: failed },
-      { code: "setTimeout(() => console.log('tick'), 10); 'after'", check: (o) => expect(o).toMatchObject({ result: 'after', stdout: 'tick\n' }) },
+      {
+        code: "setTimeout(() => console.log('tick'), 10); 'after'",
+        check: (o) => expect(o).toMatchObject({ result: 'after', stdout: 'tick\n' }),
+      },
     ],
   },
   {

@@ -2,7 +2,7 @@
  * JavaScript semantics shared by the in-process backends (QuickJS, isolated-vm): script-mode
  * globals, top-level await, result rendering, console formatting, sandbox timers, request
  * validation and destroy during an execution. Beyond the cross-language conformance suite, these
- * pin down the JS-specific behaviour documented in backends/js-shared.
+ * pin down the JS-specific behaviour documented in backends/support/js-isolate.
  */
 
 import { randomBytes } from 'node:crypto';
@@ -22,10 +22,20 @@ export function defineJsSemantics(name: string, makeBackend: () => Backend): voi
 
     const create = (): Promise<BackendSession> =>
       backend.create(
-        { sessionId: `sem-${randomBytes(6).toString('hex')}`, poolName: 'sem', ownerId: 'sem', containerType: 'NodeLTS', limits, network },
+        {
+          sessionId: `sem-${randomBytes(6).toString('hex')}`,
+          poolName: 'sem',
+          ownerId: 'sem',
+          containerType: 'NodeLTS',
+          limits,
+          network,
+        },
         { onExit: () => undefined },
       );
-    const run = (code: string, extra: { timeoutMs?: number; outputMaxBytes?: number; on?: BackendSession } = {}): Promise<ExecutionOutcome> =>
+    const run = (
+      code: string,
+      extra: { timeoutMs?: number; outputMaxBytes?: number; on?: BackendSession } = {},
+    ): Promise<ExecutionOutcome> =>
       backend.execute(extra.on ?? session, {
         language: 'javascript',
         code,
@@ -56,7 +66,9 @@ export function defineJsSemantics(name: string, makeBackend: () => Backend): voi
     it('supports top-level await and keeps its declarations', async () => {
       expect(await value('const w = await Promise.resolve(20); w + 1')).toBe(21);
       expect(await value('w')).toBe(20);
-      expect(await value('const { a, b: [d] } = await Promise.resolve({ a: 1, b: [2] }); function g() { return a + d; } g()')).toBe(3);
+      expect(
+        await value('const { a, b: [d] } = await Promise.resolve({ a: 1, b: [2] }); function g() { return a + d; } g()'),
+      ).toBe(3);
       expect(await value('g() + a')).toBe(4);
       const loop = await run('for await (const v of [Promise.resolve(1), 2]) console.log(v)');
       expect(loop.stdout).toBe('1\n2\n');
@@ -93,7 +105,9 @@ export function defineJsSemantics(name: string, makeBackend: () => Backend): voi
     });
 
     it('formats console output like Node and routes it to the right stream', async () => {
-      const out = await run("console.log('a', 1, true, null, undefined, { x: 'y' }, [1, 'two']); console.info('%s=%d', 'n', 42); console.debug('%o', { k: 1 })");
+      const out = await run(
+        "console.log('a', 1, true, null, undefined, { x: 'y' }, [1, 'two']); console.info('%s=%d', 'n', 42); console.debug('%o', { k: 1 })",
+      );
       expect(out.stdout).toBe("a 1 true null undefined { x: 'y' } [ 1, 'two' ]\nn=42\n{ k: 1 }\n");
       const err = await run("console.warn('w'); console.error(new Error('e').message)");
       expect(err).toMatchObject({ stdout: '', stderr: 'w\ne\n' });
@@ -112,11 +126,15 @@ export function defineJsSemantics(name: string, makeBackend: () => Backend): voi
     });
 
     it('runs sandbox timers in due order with microtasks first, and clears them', async () => {
-      const ordered = await run("setTimeout(() => console.log('b'), 30); setTimeout(() => console.log('a'), 10); queueMicrotask(() => console.log('m')); 'x'");
+      const ordered = await run(
+        "setTimeout(() => console.log('b'), 30); setTimeout(() => console.log('a'), 10); queueMicrotask(() => console.log('m')); 'x'",
+      );
       expect(ordered).toMatchObject({ status: 'Succeeded', result: 'x', stdout: 'm\na\nb\n' });
       const cleared = await run("const t = setTimeout(() => console.log('no'), 10); clearTimeout(t); 'y'");
       expect(cleared.stdout).toBe('');
-      const interval = await run("let ticks = 0; const iv = setInterval(() => { console.log(++ticks); if (ticks === 3) clearInterval(iv); }, 5)");
+      const interval = await run(
+        'let ticks = 0; const iv = setInterval(() => { console.log(++ticks); if (ticks === 3) clearInterval(iv); }, 5)',
+      );
       expect(interval.stdout).toBe('1\n2\n3\n');
     });
 
@@ -128,15 +146,22 @@ export function defineJsSemantics(name: string, makeBackend: () => Backend): voi
     });
 
     it('rejects requests it cannot run with typed errors', async () => {
-      const wrong = await backend.execute(session, { language: 'python', code: '1', timeoutMs: 1000, outputMaxBytes: 100 }).catch((e: unknown) => e);
+      const wrong = await backend
+        .execute(session, { language: 'python', code: '1', timeoutMs: 1000, outputMaxBytes: 100 })
+        .catch((e: unknown) => e);
       expect(SandpoolError.is(wrong) && wrong.code).toBe(ErrorCode.UNSUPPORTED);
-      const badTimeout = await backend.execute(session, { language: 'javascript', code: '1', timeoutMs: 0, outputMaxBytes: 100 }).catch((e: unknown) => e);
+      const badTimeout = await backend
+        .execute(session, { language: 'javascript', code: '1', timeoutMs: 0, outputMaxBytes: 100 })
+        .catch((e: unknown) => e);
       expect(SandpoolError.is(badTimeout) && badTimeout.code).toBe(ErrorCode.INVALID_REQUEST);
     });
 
     it('ends an execution that is running when its session is destroyed', async () => {
       const doomed = await create();
-      const running = run('await new Promise((resolve) => setTimeout(resolve, 8000)); 1', { on: doomed, timeoutMs: 20_000 }).catch((e: unknown) => e);
+      const running = run('await new Promise((resolve) => setTimeout(resolve, 8000)); 1', {
+        on: doomed,
+        timeoutMs: 20_000,
+      }).catch((e: unknown) => e);
       await new Promise((resolve) => setTimeout(resolve, 200));
       const started = performance.now();
       await backend.destroy(doomed, { reason: 'stopped' });

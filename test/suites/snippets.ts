@@ -76,7 +76,7 @@ const python: ConformanceSnippets = {
   infiniteLoop: 'while True:\n    pass',
   infiniteLoopWithFinally: 'try:\n    while True:\n        pass\nfinally:\n    while True:\n        pass',
   bigOutput: "print('x' * 200000)",
-  memoryBomb: "hog = []\nwhile True:\n    hog.append(bytearray(1 << 24))",
+  memoryBomb: 'hog = []\nwhile True:\n    hog.append(bytearray(1 << 24))',
   setSecret: "conformance_secret = 's3cr3t'",
   probeSecret: "'present' if 'conformance_secret' in globals() else 'missing'",
   increment: "n = globals().get('n', 0) + 1\nn",

@@ -36,7 +36,17 @@ describe('dist', () => {
   it('loads through require and import with the same public surface', async () => {
     const cjs = require(join(dist, 'index.cjs')) as Record<string, unknown>;
     const esm = (await import(join(dist, 'index.js'))) as Record<string, unknown>;
-    for (const name of ['SessionPool', 'Session', 'SandpoolError', 'PoolExhaustedError', 'InvalidIdentifierError', 'SessionNotFoundError', 'BackendError', 'ExecutionTimeoutError', 'ErrorCode']) {
+    for (const name of [
+      'SessionPool',
+      'Session',
+      'SandpoolError',
+      'PoolExhaustedError',
+      'InvalidIdentifierError',
+      'SessionNotFoundError',
+      'BackendError',
+      'ExecutionTimeoutError',
+      'ErrorCode',
+    ]) {
       expect(typeof cjs[name], `cjs ${name}`).not.toBe('undefined');
       expect(typeof esm[name], `esm ${name}`).not.toBe('undefined');
     }
@@ -48,7 +58,11 @@ describe('dist', () => {
     const error = new cjs.PoolExhaustedError('full');
     expect(error instanceof esm.SandpoolError).toBe(true);
     expect(esm.SandpoolError.is(error)).toBe(true);
-    expect(JSON.parse(JSON.stringify(error))).toEqual({ name: 'PoolExhaustedError', code: 'SANDPOOL_POOL_EXHAUSTED', message: 'full' });
+    expect(JSON.parse(JSON.stringify(error))).toEqual({
+      name: 'PoolExhaustedError',
+      code: 'SANDPOOL_POOL_EXHAUSTED',
+      message: 'full',
+    });
   });
 
   it('keeps backend dependencies out of the root entry', () => {

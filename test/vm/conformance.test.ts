@@ -1,5 +1,5 @@
 import { makeVmBackend, VM_LIMITS, CREATE_TIMEOUT_MS, TEST_TIMEOUT_MS } from './vm-test-config.js';
-import { defineBackendConformance } from '../conformance/backend-suite.js';
+import { defineBackendConformance } from '../suites/backend-conformance.js';
 
 // The core conformance suite, unchanged, on microVMs under whatever accelerator works here (TCG on
 // the CI machine). Sessions are restored from the shared warm snapshot.

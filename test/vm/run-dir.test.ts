@@ -26,14 +26,29 @@ describe('VM run directories', () => {
     const stranger = spawn('sleep', ['30']);
     writeFileSync(
       join(dead, 'state.json'),
-      JSON.stringify({ version: 1, ownerId: 'dead', ownerPid: deadPid(), ownerStartTime: '1', sessionId: 'b', poolName: 'p', qemuPid: stranger.pid }),
+      JSON.stringify({
+        version: 1,
+        ownerId: 'dead',
+        ownerPid: deadPid(),
+        ownerStartTime: '1',
+        sessionId: 'b',
+        poolName: 'p',
+        qemuPid: stranger.pid,
+      }),
     );
     // A recycled pid: our own pid with another start time is a dead owner too.
     const recycled = join(runDir, sessionDirName('recycled', 'c'));
     mkdirSync(recycled);
     writeFileSync(
       join(recycled, 'state.json'),
-      JSON.stringify({ version: 1, ownerId: 'recycled', ownerPid: process.pid, ownerStartTime: 'not-now', sessionId: 'c', poolName: 'p' }),
+      JSON.stringify({
+        version: 1,
+        ownerId: 'recycled',
+        ownerPid: process.pid,
+        ownerStartTime: 'not-now',
+        sessionId: 'c',
+        poolName: 'p',
+      }),
     );
     // Something else in the run dir that is not a session directory is left alone.
     mkdirSync(join(runDir, 'unrelated'));

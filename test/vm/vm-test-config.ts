@@ -30,7 +30,10 @@ export function makeVmBackend(options: VMBackendOptions = {}): VMBackend {
 }
 
 let counter = 0;
-export function vmSpec(ownerId: string, overrides: { limits?: SessionLimitsInput; egress?: 'EgressEnabled' | 'EgressDisabled' } = {}): SessionSpec {
+export function vmSpec(
+  ownerId: string,
+  overrides: { limits?: SessionLimitsInput; egress?: 'EgressEnabled' | 'EgressDisabled' } = {},
+): SessionSpec {
   counter += 1;
   return {
     sessionId: `vmtest-${process.pid}-${counter}`,

@@ -8,8 +8,8 @@
 import { randomInt } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 
-import type { ExecuteRequest, ExecutionOutcome, FileInfo } from '../../src/backend.js';
-import { AbortedError, BackendError, SandpoolError } from '../../src/errors.js';
+import type { ExecuteRequest, ExecutionOutcome, FileInfo } from '../../../src/backend.js';
+import { AbortedError, BackendError, type SandpoolError } from '../../../src/errors.js';
 import { agentError } from './agent-errors.js';
 import { validateExecute } from './execute-request.js';
 import { FrameReader, FrameTooLargeError } from './frame-reader.js';
@@ -127,13 +127,18 @@ export class AgentClient implements FileTransport {
     return await new Promise<ExecutionOutcome>((resolve, reject) => {
       const onDeadline = (): void => {
         cleanup();
-        resolve(output.finish({
-          status: 'Failed',
-          result: '',
-          sessionState: 'lost',
-          timedOut: true,
-          executionTimeInMilliseconds: Date.now() - started,
-        }, 'sandpool: the session agent did not answer after the time limit; the session is lost\n'));
+        resolve(
+          output.finish(
+            {
+              status: 'Failed',
+              result: '',
+              sessionState: 'lost',
+              timedOut: true,
+              executionTimeInMilliseconds: Date.now() - started,
+            },
+            'sandpool: the session agent did not answer after the time limit; the session is lost\n',
+          ),
+        );
         this.#fail(new BackendError('agent did not answer an execution within its deadline'));
       };
       // Until the agent says the execution started, it may be waiting for a kernel restart: allow
@@ -380,7 +385,7 @@ export class AgentClient implements FileTransport {
     // Frames for forgotten requests (cancelled downloads, timed-out pings) are dropped on purpose.
     if (frame.id === null) return;
     const pending = this.#pending.get(frame.id);
-    if (pending && pending.onFrame(frame)) this.#pending.delete(frame.id);
+    if (pending?.onFrame(frame)) this.#pending.delete(frame.id);
   }
 
   /** Fails the connection (rejecting every pending call) and returns the error. Never throws. */

@@ -9,9 +9,9 @@ import { fileURLToPath } from 'node:url';
 
 /** Absolute path of the repository's `agent/` directory (copy it into images as a whole). */
 export function agentDirectory(): string {
-  // backends/agent-client/ → repo root; from dist/ the layout is dist/backends/… so walk up to the package root.
+  // backends/support/agent-client/ → repo root; from dist/ the layout is dist/backends/… so walk up to the package root.
   let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
+  for (let i = 0; i < 6; i++) {
     if (existsSync(path.join(dir, 'agent', 'sandpool_agent', '__main__.py'))) return path.join(dir, 'agent');
     dir = path.dirname(dir);
   }
@@ -20,7 +20,10 @@ export function agentDirectory(): string {
 
 export interface AgentCommandOptions {
   /** `stdio`, a unix socket path to listen on, or a character device to open. */
-  readonly transport: { readonly kind: 'stdio' } | { readonly kind: 'unix'; readonly path: string } | { readonly kind: 'device'; readonly path: string };
+  readonly transport:
+    | { readonly kind: 'stdio' }
+    | { readonly kind: 'unix'; readonly path: string }
+    | { readonly kind: 'device'; readonly path: string };
   /** The agent directory as seen by the interpreter (inside the image). @default agentDirectory() */
   readonly agentDir?: string | undefined;
   /** @default 'python3' */

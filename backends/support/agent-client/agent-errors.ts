@@ -8,7 +8,7 @@ import {
   SandpoolError,
   SessionBusyError,
   UnsupportedError,
-} from '../../src/errors.js';
+} from '../../../src/errors.js';
 
 export function agentError(code: string, message: string, context: string): SandpoolError {
   const text = `${context}: ${message}`;

@@ -1,7 +1,7 @@
 /** Host-side checks of an execution request, mirroring the agent's limits (agent/PROTOCOL.md). */
 
-import type { ExecuteRequest } from '../../src/backend.js';
-import { InvalidRequestError } from '../../src/errors.js';
+import type { ExecuteRequest } from '../../../src/backend.js';
+import { InvalidRequestError } from '../../../src/errors.js';
 
 const MAX_CODE_BYTES = 4 << 20;
 const MAX_OUTPUT_BYTES = 64 << 20;

@@ -4,8 +4,16 @@
  * host buffers at most `DOWNLOAD_WINDOW` chunks per transfer.
  */
 
-import type { FileInfo } from '../../src/backend.js';
-import { AbortedError, BackendError, ErrorCode, FileError, InvalidRequestError, SandpoolError, toSandpoolError } from '../../src/errors.js';
+import type { FileInfo } from '../../../src/backend.js';
+import {
+  AbortedError,
+  BackendError,
+  ErrorCode,
+  FileError,
+  InvalidRequestError,
+  type SandpoolError,
+  toSandpoolError,
+} from '../../../src/errors.js';
 import type { Pending } from './agent-client.js';
 import { agentError } from './agent-errors.js';
 import type { FrameId } from './protocol.js';
@@ -98,7 +106,11 @@ export async function uploadFile(
         throw new FileError(ErrorCode.FILE_TOO_LARGE, `upload of ${path} exceeds the limit of ${maxBytes} bytes`);
       }
       for (let offset = 0; offset < chunk.byteLength; offset += UPLOAD_CHUNK_BYTES) {
-        const piece = Buffer.from(chunk.buffer, chunk.byteOffset + offset, Math.min(UPLOAD_CHUNK_BYTES, chunk.byteLength - offset));
+        const piece = Buffer.from(
+          chunk.buffer,
+          chunk.byteOffset + offset,
+          Math.min(UPLOAD_CHUNK_BYTES, chunk.byteLength - offset),
+        );
         await t.sendAndDrain({ op: 'files.upload.chunk', id, data: piece.toString('base64') });
         if (failed) break outer;
       }

@@ -3,7 +3,7 @@
  * host side too: a misbehaving agent cannot make the host buffer more than the cap plus a marker.
  */
 
-import type { ExecutionOutcome } from '../../src/backend.js';
+import type { ExecutionOutcome } from '../../../src/backend.js';
 import type { WireOutcome } from './protocol.js';
 
 /** Room for the agent's own truncation marker beyond the cap. */
@@ -14,7 +14,10 @@ class StreamBuffer {
   #bytes = 0;
   truncated = false;
 
-  constructor(private readonly limit: number, private readonly name: string) {}
+  constructor(
+    private readonly limit: number,
+    private readonly name: string,
+  ) {}
 
   add(data: string): void {
     if (this.truncated) return;
@@ -26,7 +29,10 @@ class StreamBuffer {
     }
     // Keep what fits (cut on a character boundary), then mark the cut ourselves.
     const room = this.limit - this.#bytes;
-    const head = Buffer.from(data).subarray(0, room).toString('utf8').replace(/\uFFFD$/, '');
+    const head = Buffer.from(data)
+      .subarray(0, room)
+      .toString('utf8')
+      .replace(/\uFFFD$/, '');
     this.#parts.push(head, `\n[sandpool: ${this.name} truncated by the host]\n`);
     this.truncated = true;
   }

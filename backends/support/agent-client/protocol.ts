@@ -3,8 +3,8 @@
  * frame the agent sends. Nothing from the agent is used before it passed one of these checks.
  */
 
-import type { ExecutionOutcome, FileInfo, ImageOutput } from '../../src/backend.js';
-import type { JsonValue } from '../../src/types.js';
+import type { ExecutionOutcome, FileInfo, ImageOutput } from '../../../src/backend.js';
+import type { JsonValue } from '../../../src/types.js';
 
 export const PROTOCOL_VERSION = 1;
 

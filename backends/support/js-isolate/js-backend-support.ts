@@ -3,8 +3,14 @@
  * per-session queue that keeps executions on one sandbox strictly in order.
  */
 
-import type { BackendCapabilities, ExecuteRequest, ExecutionOutcome } from '../../src/backend.js';
-import { AbortedError, InvalidRequestError, SessionNotFoundError, UnsupportedError, toSandpoolError } from '../../src/errors.js';
+import type { BackendCapabilities, ExecuteRequest, ExecutionOutcome } from '../../../src/backend.js';
+import {
+  AbortedError,
+  InvalidRequestError,
+  SessionNotFoundError,
+  UnsupportedError,
+  toSandpoolError,
+} from '../../../src/errors.js';
 import { runJsExecution, type SandboxDriver } from './run-execution.js';
 
 /** In-process isolates run JavaScript only, with no files, network, snapshots or HTTP. */

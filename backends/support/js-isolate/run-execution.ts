@@ -7,8 +7,8 @@
  * numbers across the boundary; all rendering happens in the sandbox prelude (sandbox-prelude.ts).
  */
 
-import type { ExecuteRequest, ExecutionOutcome } from '../../src/backend.js';
-import { AbortedError } from '../../src/errors.js';
+import type { ExecuteRequest, ExecutionOutcome } from '../../../src/backend.js';
+import { AbortedError } from '../../../src/errors.js';
 import { OutputBuffer, truncationMarker } from './output-buffer.js';
 import { prepareTopLevelAwait } from './top-level-await.js';
 
@@ -26,15 +26,7 @@ export type Fault =
 export type Step<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly fault: Fault };
 
 /** Functions of the prelude's API object that the host calls with numeric arguments. */
-export type PreludeCall =
-  | 'begin'
-  | 'drain'
-  | 'status'
-  | 'nextTimer'
-  | 'runTimer'
-  | 'clearTimers'
-  | 'render'
-  | 'renderError';
+export type PreludeCall = 'begin' | 'drain' | 'status' | 'nextTimer' | 'runTimer' | 'clearTimers' | 'render' | 'renderError';
 
 export interface SandboxDriver {
   /**
@@ -159,7 +151,7 @@ export async function runJsExecution(
       stderr.write('Error: the result promise never settled and nothing is left to run (no pending timers or jobs)\n');
     } else {
       status = 'Failed';
-      stderr.write(String(unwrap(await driver.call('renderError', [], left()))) + '\n');
+      stderr.write(`${String(unwrap(await driver.call('renderError', [], left())))}\n`);
     }
   } catch (error) {
     if (!(error instanceof FaultSignal)) {
@@ -173,14 +165,16 @@ export async function runJsExecution(
     if (fault.kind === 'error' || fault.kind === 'timeout') await drain();
     switch (fault.kind) {
       case 'error':
-        stderr.write(fault.text + '\n');
+        stderr.write(`${fault.text}\n`);
         // Timers the cell set before it threw must not fire during the next one.
         if (!(await driver.call('clearTimers', [], 1000)).ok) sessionState = 'lost';
         break;
       case 'timeout': {
         timedOut = true;
         const seconds = Math.round(request.timeoutMs) / 1000;
-        stderr.write(`Request timed out waiting for code execution to complete after ${seconds} seconds: execution interrupted\n`);
+        stderr.write(
+          `Request timed out waiting for code execution to complete after ${seconds} seconds: execution interrupted\n`,
+        );
         // Timers and jobs of the interrupted cell must not fire during the next one.
         const cleared = await driver.call('clearTimers', [], 1000);
         if (!cleared.ok || driver.hasPendingJobs()) sessionState = 'lost';

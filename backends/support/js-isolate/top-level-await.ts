@@ -79,7 +79,8 @@ export async function prepareTopLevelAwait(code: string): Promise<string> {
       for (const d of stmt.declarations) {
         if (d.init) parts.push(`(${src(d.id)} = ${src(d.init)})`);
         else if (d.id.type === 'Identifier' && stmt.kind !== 'var') parts.push(`(${d.id.name} = undefined)`);
-        else if (d.id.type === 'Identifier') parts.push(`(${d.id.name} = typeof ${d.id.name} === 'undefined' ? undefined : ${d.id.name})`);
+        else if (d.id.type === 'Identifier')
+          parts.push(`(${d.id.name} = typeof ${d.id.name} === 'undefined' ? undefined : ${d.id.name})`);
       }
       edits.push({ start: stmt.start, end: stmt.end, text: parts.length > 0 ? `void (${parts.join(', ')});` : ';' });
     } else if (stmt.type === 'FunctionDeclaration' && stmt.id) {

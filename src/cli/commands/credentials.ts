@@ -33,7 +33,10 @@ Options:
 
 function parseRoles(value: string | undefined): Role[] {
   const roles = new Set<Role>();
-  for (const item of (value ?? 'executor').split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const item of (value ?? 'executor')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const role = parseRole(item);
     if (role === undefined) throw new UsageError(`unknown role "${item}" (use executor, contributor or reader)`);
     roles.add(role);
@@ -78,7 +81,12 @@ export async function token(argv: readonly string[]): Promise<number> {
   return 0;
 }
 
-const KEYS_OPTIONS: OptionSpec = { ...COMMON_OPTIONS, 'data-dir': { type: 'string' }, name: { type: 'string' }, roles: { type: 'string' } };
+const KEYS_OPTIONS: OptionSpec = {
+  ...COMMON_OPTIONS,
+  'data-dir': { type: 'string' },
+  name: { type: 'string' },
+  roles: { type: 'string' },
+};
 
 export async function keys(argv: readonly string[]): Promise<number> {
   const parsed = parse(argv, KEYS_OPTIONS);
@@ -91,14 +99,21 @@ export async function keys(argv: readonly string[]): Promise<number> {
   const stored = await readApiKeys(dataDir);
   if (sub === 'list') {
     const shown = stored.map(({ id, name, roles, createdAt }) => ({ id, name, roles, createdAt }));
-    process.stdout.write(parsed.values['json'] === true ? `${JSON.stringify(shown)}\n` : shown.map((k) => `${k.id}  ${k.name}  ${k.roles.join(',')}\n`).join(''));
+    process.stdout.write(
+      parsed.values['json'] === true
+        ? `${JSON.stringify(shown)}\n`
+        : shown.map((k) => `${k.id}  ${k.name}  ${k.roles.join(',')}\n`).join(''),
+    );
     return 0;
   }
   if (sub !== 'create') throw new UsageError(`unknown keys command "${sub}" (create or list)`);
   const name = stringOption(parsed, 'name');
-  if (name === undefined || !/^[A-Za-z0-9._-]{1,64}$/.test(name)) throw new UsageError('--name is required: 1–64 letters, digits, ".", "_" or "-"');
+  if (name === undefined || !/^[A-Za-z0-9._-]{1,64}$/.test(name))
+    throw new UsageError('--name is required: 1–64 letters, digits, ".", "_" or "-"');
   const { key, record } = createApiKey(name, parseRoles(stringOption(parsed, 'roles')));
   await saveApiKeys(dataDir, [...stored, record]);
-  process.stdout.write(parsed.values['json'] === true ? `${JSON.stringify({ key, id: record.id, name, roles: record.roles })}\n` : `${key}\n`);
+  process.stdout.write(
+    parsed.values['json'] === true ? `${JSON.stringify({ key, id: record.id, name, roles: record.roles })}\n` : `${key}\n`,
+  );
   return 0;
 }

@@ -68,7 +68,8 @@ function summary(pools: PoolResource[]): string {
 
 async function definition(parsed: ReturnType<typeof parse>): Promise<Record<string, unknown>> {
   const file = stringOption(parsed, 'properties');
-  const properties: Record<string, unknown> = file === undefined ? {} : (JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>);
+  const properties: Record<string, unknown> =
+    file === undefined ? {} : (JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>);
   const type = stringOption(parsed, 'container-type');
   if (type !== undefined) properties['containerType'] = type;
   const ready = numberOption(parsed, 'ready');
@@ -82,7 +83,9 @@ async function definition(parsed: ReturnType<typeof parse>): Promise<Record<stri
   }
   const cooldown = numberOption(parsed, 'cooldown');
   if (cooldown !== undefined) {
-    properties['dynamicPoolConfiguration'] = { lifecycleConfiguration: { lifecycleType: 'Timed', cooldownPeriodInSeconds: cooldown } };
+    properties['dynamicPoolConfiguration'] = {
+      lifecycleConfiguration: { lifecycleType: 'Timed', cooldownPeriodInSeconds: cooldown },
+    };
   }
   const backend = stringOption(parsed, 'backend');
   return { properties, ...(backend === undefined ? {} : { backend }) };

@@ -60,7 +60,8 @@ const OPTIONS: OptionSpec = {
 export function parseListen(value: string): { host: string; port: number } {
   const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value) ?? /^()()(\d{1,5})$/.exec(value);
   const port = Number(match?.[3]);
-  if (match === null || !Number.isInteger(port) || port > 65535) throw new UsageError(`--listen must be HOST:PORT, got "${value}"`);
+  if (match === null || !Number.isInteger(port) || port > 65535)
+    throw new UsageError(`--listen must be HOST:PORT, got "${value}"`);
   return { host: match[1] ?? (match[2] === '' || match[2] === undefined ? '127.0.0.1' : match[2]), port };
 }
 
@@ -92,7 +93,8 @@ export async function serve(argv: readonly string[]): Promise<number> {
 
   const adminKey = process.env['SANDPOOL_ADMIN_KEY'];
   const apiKeys = watchApiKeys(dataDir);
-  const credentialConfigured = (): boolean => (adminKey !== undefined && adminKey !== '') || jwtConfigured || apiKeys().length > 0;
+  const credentialConfigured = (): boolean =>
+    (adminKey !== undefined && adminKey !== '') || jwtConfigured || apiKeys().length > 0;
   if (!isLoopback(host) && !credentialConfigured()) {
     throw new InvalidOptionsError(
       `refusing to listen on ${host} without authentication: set SANDPOOL_ADMIN_KEY, create an API key (sandpool keys create) or configure JWTs, or listen on 127.0.0.1`,
@@ -102,7 +104,14 @@ export async function serve(argv: readonly string[]): Promise<number> {
   const backends: Record<string, BackendFactory> = {};
   for (const name of BACKEND_NAMES) backends[name] = () => createBackend(name);
   const poolsArg = stringOption(parsed, 'pools') ?? 'python,javascript,shell';
-  const wanted = new Set(poolsArg === 'none' ? [] : poolsArg.split(',').map((s) => s.trim()).filter(Boolean));
+  const wanted = new Set(
+    poolsArg === 'none'
+      ? []
+      : poolsArg
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean),
+  );
   const builtins = wanted.size === 0 ? [] : await builtinPools(log, wanted);
 
   const server = createServer({
@@ -156,7 +165,14 @@ export async function serve(argv: readonly string[]): Promise<number> {
 
   try {
     const { url } = await server.listen({ host, port });
-    process.stdout.write(`sandpool serving on ${url} (data dir ${dataDir}; pools: ${server.pools().map((p) => p.name).join(', ') || 'none'})\n`);
+    process.stdout.write(
+      `sandpool serving on ${url} (data dir ${dataDir}; pools: ${
+        server
+          .pools()
+          .map((p) => p.name)
+          .join(', ') || 'none'
+      })\n`,
+    );
   } catch (error) {
     await server.close();
     throw error;

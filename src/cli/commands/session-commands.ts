@@ -6,7 +6,16 @@ import { basename } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
-import { CLIENT_OPTIONS, CommandError, UsageError, numberOption, parse, requiredOption, stringOption, type OptionSpec } from '../args.js';
+import {
+  CLIENT_OPTIONS,
+  CommandError,
+  UsageError,
+  numberOption,
+  parse,
+  requiredOption,
+  stringOption,
+  type OptionSpec,
+} from '../args.js';
 import { call, callJson, clientConfig, poolPath } from '../http-client.js';
 import { print, table } from '../output.js';
 
@@ -83,7 +92,12 @@ export async function exec(argv: readonly string[]): Promise<number> {
   const shell = meta.properties.containerType === 'Shell';
   const body = shell
     ? { shellCommand: code, ...(timeout === undefined ? {} : { timeoutInSeconds: timeout }) }
-    : { codeInputType: 'Inline', executionType: 'Synchronous', code, ...(timeout === undefined ? {} : { timeoutInSeconds: timeout }) };
+    : {
+        codeInputType: 'Inline',
+        executionType: 'Synchronous',
+        code,
+        ...(timeout === undefined ? {} : { timeoutInSeconds: timeout }),
+      };
   const result = (await callJson(config, 'POST', poolPath(pool, 'executions', { identifier: id }), body)) as Gen2Execution;
   if (parsed.values['json'] === true) {
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
@@ -126,12 +140,16 @@ export async function files(argv: readonly string[]): Promise<number> {
     case 'upload': {
       const local = needs(a, 'a LOCAL file');
       const remote = b ?? basename(local);
-      const size = (await stat(local).catch(() => {
-        throw new CommandError(`cannot read ${local}`);
-      })).size;
+      const size = (
+        await stat(local).catch(() => {
+          throw new CommandError(`cannot read ${local}`);
+        })
+      ).size;
       // Stream the file: a multipart body built by hand so large files are never held in memory.
       const boundary = `sandpool-${Math.random().toString(36).slice(2)}`;
-      const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${remote.replace(/"/g, '%22')}"\r\nContent-Type: application/octet-stream\r\n\r\n`);
+      const head = Buffer.from(
+        `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${remote.replace(/"/g, '%22')}"\r\nContent-Type: application/octet-stream\r\n\r\n`,
+      );
       const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
       async function* body(): AsyncIterable<Uint8Array> {
         yield head;
@@ -140,7 +158,10 @@ export async function files(argv: readonly string[]): Promise<number> {
       }
       const response = await call(config, 'POST', poolPath(pool, 'files', { identifier: id }), {
         body: Readable.toWeb(Readable.from(body())) as unknown as ReadableStream<Uint8Array>,
-        headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(head.length + size + tail.length) },
+        headers: {
+          'content-type': `multipart/form-data; boundary=${boundary}`,
+          'content-length': String(head.length + size + tail.length),
+        },
       });
       const info = (await response.json()) as ResourceFile;
       print(json, info, () => `uploaded ${info.name} (${info.sizeInBytes} bytes)\n`);
@@ -148,22 +169,42 @@ export async function files(argv: readonly string[]): Promise<number> {
     }
     case 'download': {
       const remote = needs(a, 'a REMOTE file');
-      const response = await call(config, 'GET', poolPath(pool, `files/${remote.split('/').map(encodeURIComponent).join('/')}/content`, { identifier: id }));
+      const response = await call(
+        config,
+        'GET',
+        poolPath(pool, `files/${remote.split('/').map(encodeURIComponent).join('/')}/content`, { identifier: id }),
+      );
       const source = Readable.fromWeb(response.body as never);
       await pipeline(source, b === undefined || b === '-' ? process.stdout : createWriteStream(b));
       return 0;
     }
     case 'ls': {
-      const query: Record<string, string | undefined> = { identifier: id, path: a, recursive: parsed.values['recursive'] === true ? 'true' : undefined };
+      const query: Record<string, string | undefined> = {
+        identifier: id,
+        path: a,
+        recursive: parsed.values['recursive'] === true ? 'true' : undefined,
+      };
       const body = (await callJson(config, 'GET', poolPath(pool, 'files', query))) as { value: ResourceFile[] };
       print(json, body, () =>
-        table(['NAME', 'TYPE', 'SIZE', 'MODIFIED'], body.value.map((f) => [f.directory ? `${f.directory}/${f.name}` : f.name, f.type, String(f.sizeInBytes), f.lastModifiedAt])),
+        table(
+          ['NAME', 'TYPE', 'SIZE', 'MODIFIED'],
+          body.value.map((f) => [
+            f.directory ? `${f.directory}/${f.name}` : f.name,
+            f.type,
+            String(f.sizeInBytes),
+            f.lastModifiedAt,
+          ]),
+        ),
       );
       return 0;
     }
     case 'rm': {
       const remote = needs(a, 'a REMOTE file');
-      await callJson(config, 'DELETE', poolPath(pool, `files/${remote.split('/').map(encodeURIComponent).join('/')}`, { identifier: id }));
+      await callJson(
+        config,
+        'DELETE',
+        poolPath(pool, `files/${remote.split('/').map(encodeURIComponent).join('/')}`, { identifier: id }),
+      );
       print(json, { deleted: remote }, () => `deleted ${remote}\n`);
       return 0;
     }
@@ -198,7 +239,12 @@ export async function sessions(argv: readonly string[]): Promise<number> {
       print(json, body, () =>
         table(
           ['IDENTIFIER', 'AGE', 'IDLE', 'EXPIRES IN'],
-          body.value.map((s) => [s.identifier, ago(s.createdAt, now), ago(s.lastAccessedAt, now), s.expiresAt === null ? '-' : `${Math.round((Date.parse(s.expiresAt) - now) / 1000)}s`]),
+          body.value.map((s) => [
+            s.identifier,
+            ago(s.createdAt, now),
+            ago(s.lastAccessedAt, now),
+            s.expiresAt === null ? '-' : `${Math.round((Date.parse(s.expiresAt) - now) / 1000)}s`,
+          ]),
         ),
       );
       return 0;

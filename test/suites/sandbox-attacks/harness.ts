@@ -14,11 +14,11 @@ import { join } from 'node:path';
 
 import { expect } from 'vitest';
 
-import { QuickJSBackend } from '../../backends/quickjs/index.js';
-import { ErrorCode, FileError, SandpoolError } from '../../src/errors.js';
-import type { Session, SessionPool } from '../../src/index.js';
-import { SessionPool as Pool } from '../../src/index.js';
-import { createServer as createSandpoolServer, silentLogger, type SandpoolServer } from '../../src/server/index.js';
+import { QuickJSBackend } from '../../../backends/quickjs/index.js';
+import { ErrorCode, FileError, SandpoolError } from '../../../src/errors.js';
+import type { Session, SessionPool } from '../../../src/index.js';
+import { SessionPool as Pool } from '../../../src/index.js';
+import { createServer as createSandpoolServer, silentLogger, type SandpoolServer } from '../../../src/server/index.js';
 import type { HostFacts } from './probe-scripts.js';
 
 export interface HostFixtures {
@@ -36,7 +36,9 @@ export function hostAddresses(): string[] {
     .map((i) => i!.address);
 }
 
-export async function startHostFixtures(extraTargets: readonly (readonly [string, string, number])[] = []): Promise<HostFixtures> {
+export async function startHostFixtures(
+  extraTargets: readonly (readonly [string, string, number])[] = [],
+): Promise<HostFixtures> {
   const canary = `sandpool-canary-${randomBytes(8).toString('hex')}`;
   const dir = mkdtempSync(join(tmpdir(), 'sandpool-security-'));
   const hostCanaryFile = join(dir, 'host-only.txt');
@@ -79,7 +81,13 @@ export async function startHostFixtures(extraTargets: readonly (readonly [string
     ...extraTargets,
   ];
   return {
-    facts: { hostCanaryFile, repoFile: join(import.meta.dirname, 'attack-harness.ts'), canary, canaryPid: canaryProcess.pid ?? -1, targets },
+    facts: {
+      hostCanaryFile,
+      repoFile: join(import.meta.dirname, 'harness.ts'),
+      canary,
+      canaryPid: canaryProcess.pid ?? -1,
+      targets,
+    },
     hits: () => hits,
     async close() {
       canaryProcess.kill('SIGKILL');

@@ -19,7 +19,7 @@ export interface HostFacts {
   readonly targets: readonly (readonly [string, string, number])[];
 }
 
-const PRELUDE = String.raw`
+const PRELUDE = `
 import json, os, socket, ctypes, ctypes.util, errno as _errno, hashlib, stat
 R = {}
 def err(e):
