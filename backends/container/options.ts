@@ -4,12 +4,16 @@ import { z } from 'zod';
 
 import { parseOrThrow } from '../../src/options.js';
 
-/** The image `npm run setup` builds (scripts/setup/20-container.mjs). */
-export const DEFAULT_IMAGE = 'localhost/sandpool/code-interpreter:latest';
+/**
+ * The image `npm run setup` builds (scripts/setup/20-container.mjs). `SANDPOOL_CONTAINER_IMAGE`
+ * names another tag of it: setup then tags its build with that name instead of `:latest` and prunes
+ * nothing, so several checkouts with different agent code can share one engine.
+ */
+export const DEFAULT_IMAGE = process.env['SANDPOOL_CONTAINER_IMAGE'] || 'localhost/sandpool/code-interpreter:latest';
 
 export const ContainerBackendOptionsSchema = z
   .object({
-    /** Code-interpreter image (Python/JavaScript/shell sessions). @default localhost/sandpool/code-interpreter:latest */
+    /** Code-interpreter image (Python/JavaScript/shell sessions). @default $SANDPOOL_CONTAINER_IMAGE or localhost/sandpool/code-interpreter:latest */
     image: z.string().min(1).max(512).default(DEFAULT_IMAGE),
     /** Engine socket; wins over DOCKER_HOST. Without both, well-known sockets are tried, then podman is started. */
     socketPath: z.string().min(1).optional(),

@@ -152,6 +152,10 @@ function agentFiles(dir, out = []) {
  * @returns {Promise<{ base: string, image: string, built: boolean }>}
  */
 export async function ensureCodeInterpreterImage({ root, log }) {
+  // A checkout-specific tag (see backends/container/options.ts): tag it, leave :latest and every
+  // other tag alone, so checkouts with different agent code can share the engine.
+  const devTag = process.env.SANDPOOL_CONTAINER_IMAGE || undefined;
+  const mainTag = devTag ?? `${IMAGE_REPOSITORY}:latest`;
   const { tar, hash: rootfsHash } = await ensureRootfs({ log });
   const base = `localhost/sandpool/rootfs:${rootfsHash}`;
   if (!imageExists(base)) {
@@ -170,7 +174,7 @@ export async function ensureCodeInterpreterImage({ root, log }) {
   for (const file of files.sort()) hash.update(relative(root, file)).update('\0').update(readFileSync(file));
   const image = `${IMAGE_REPOSITORY}:${hash.digest('hex').slice(0, 16)}`;
   if (imageExists(image)) {
-    await podman(['tag', image, `${IMAGE_REPOSITORY}:latest`], { log });
+    await podman(['tag', image, mainTag], { log });
     return { base, image, built: false };
   }
   const context = mkdtempSync(join(tmpdir(), 'sandpool-image-'));
@@ -204,8 +208,10 @@ export async function ensureCodeInterpreterImage({ root, log }) {
   } finally {
     rmSync(context, { recursive: true, force: true });
   }
-  await pruneOldTags(IMAGE_REPOSITORY, [image, `${IMAGE_REPOSITORY}:latest`], log);
-  await pruneOldTags('localhost/sandpool/rootfs', [base], log);
+  if (devTag === undefined) {
+    await pruneOldTags(IMAGE_REPOSITORY, [image, mainTag], log);
+    await pruneOldTags('localhost/sandpool/rootfs', [base], log);
+  }
   return { base, image, built: true };
 }
 
