@@ -183,6 +183,22 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     return this.#byIdentifier.get(identifier)?.handleObject as Session | undefined;
   }
 
+  /**
+   * End the session of `identifier` now (reason `stopped`) and wipe its data. An acquire of the
+   * identifier still in flight is waited for, so the session it yields is ended too.
+   * Resolves true when there was a session to end, false when the identifier had none.
+   * @throws {InvalidIdentifierError} the identifier breaks Azure's rules
+   */
+  async release(identifier: string): Promise<boolean> {
+    assertIdentifier(identifier);
+    const inFlight = this.#acquiring.get(identifier);
+    if (inFlight !== undefined) await inFlight.catch(() => undefined);
+    const slot = this.#byIdentifier.get(identifier);
+    if (slot === undefined) return false;
+    await this.#destroy(slot, 'stopped');
+    return true;
+  }
+
   /** A snapshot of every live session (pending, ready and allocated). */
   sessions(): SessionInfo[] {
     return [...this.#slots.values()].map((slot) => this.#host.info(slot));

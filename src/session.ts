@@ -16,6 +16,7 @@ export interface SessionHost {
   fetch(slot: Slot, request: Request): Promise<Response>;
   connect(slot: Slot): Promise<Duplex>;
   stop(slot: Slot): Promise<void>;
+  extend(slot: Slot, seconds: number): Promise<Date | undefined>;
   info(slot: Slot): SessionInfo;
 }
 
@@ -99,6 +100,19 @@ export class Session {
   /** Destroy the session now (reason `stopped`) and wipe its data. Idempotent. */
   stop(): Promise<void> {
     return this.#host.stop(this.#slot);
+  }
+
+  /**
+   * Keep the session alive for at least `seconds` more: its cooldown and maxAlive deadlines move to
+   * no earlier than now + `seconds` (never brought forward; later activity still restarts the
+   * cooldown). Resolves with the new `expiresAt`.
+   * @throws {InvalidRequestError} `seconds` is not a positive number of at most one year
+   * @throws {SessionNotFoundError} the session was destroyed
+   * @example
+   * await session.extend(3600); // not reaped within the next hour, even at maxAlive
+   */
+  extend(seconds: number): Promise<Date | undefined> {
+    return this.#host.extend(this.#slot, seconds);
   }
 
   info(): SessionInfo {

@@ -4,15 +4,22 @@ import type { Slot } from './slot.js';
 /**
  * When an allocated session expires and why. Timed pools expire after `cooldownPeriodInSeconds`
  * without activity; any pool with `maxAlivePeriodInSeconds` also expires that long after
- * allocation, whatever its activity. The earlier of the two wins.
+ * allocation, whatever its activity. The earlier of the two wins. `session.extend()` moves both
+ * deadlines to at least `extendedUntil` (it never brings one forward).
  */
 export function expiryOf(
   options: Pick<ResolvedPoolOptions, 'lifecycleType' | 'cooldownPeriodInSeconds' | 'maxAlivePeriodInSeconds'>,
-  slot: Pick<Slot, 'lastAccessedAt' | 'allocatedAt'>,
+  slot: Pick<Slot, 'lastAccessedAt' | 'allocatedAt' | 'extendedUntil'>,
 ): { at: number | undefined; reason: 'cooldown' | 'maxAlive' } {
-  const idle = options.lifecycleType === 'Timed' ? (slot.lastAccessedAt ?? 0) + options.cooldownPeriodInSeconds * 1000 : Infinity;
+  const floor = slot.extendedUntil ?? -Infinity;
+  const idle =
+    options.lifecycleType === 'Timed'
+      ? Math.max(floor, (slot.lastAccessedAt ?? 0) + options.cooldownPeriodInSeconds * 1000)
+      : Infinity;
   const alive =
-    options.maxAlivePeriodInSeconds === undefined ? Infinity : (slot.allocatedAt ?? 0) + options.maxAlivePeriodInSeconds * 1000;
+    options.maxAlivePeriodInSeconds === undefined
+      ? Infinity
+      : Math.max(floor, (slot.allocatedAt ?? 0) + options.maxAlivePeriodInSeconds * 1000);
   const at = Math.min(idle, alive);
   return { at: Number.isFinite(at) ? at : undefined, reason: alive <= idle ? 'maxAlive' : 'cooldown' };
 }

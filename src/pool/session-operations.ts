@@ -50,6 +50,9 @@ const LANGUAGE_OF: Record<ResolvedPoolOptions['containerType'], Language | undef
 
 let executionCounter = 0;
 
+/** Longest single extension: a year keeps every deadline far inside a timer's and a Date's range. */
+export const MAX_EXTEND_SECONDS = 365 * 24 * 3600;
+
 function requireLive(slot: Slot): NonNullable<Slot['handle']> {
   if (slot.state !== 'Allocated' || slot.handle === undefined) {
     throw new SessionNotFoundError(`session ${slot.id} no longer exists (it was destroyed); acquire the identifier again`);
@@ -270,6 +273,19 @@ export function createSessionHost(pool: PoolInternals): SessionHost {
 
     async stop(slot) {
       await pool.destroy(slot, 'stopped');
+    },
+
+    async extend(slot, seconds) {
+      if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds <= 0 || seconds > MAX_EXTEND_SECONDS) {
+        throw new InvalidRequestError(`extend() takes a number of seconds in (0, ${MAX_EXTEND_SECONDS}]`);
+      }
+      requireLive(slot);
+      const until = Date.now() + Math.ceil(seconds * 1000);
+      slot.extendedUntil = Math.max(slot.extendedUntil ?? 0, until);
+      // The armed timer fires no later than the old deadline and re-arms itself lazily, so the
+      // extension needs no timer churn here.
+      const at = pool.expiresAt(slot);
+      return at === undefined ? undefined : new Date(at);
     },
 
     info(slot): SessionInfo {

@@ -17,6 +17,8 @@ export interface Slot {
   readyAt: number | undefined;
   allocatedAt: number | undefined;
   lastAccessedAt: number | undefined;
+  /** `session.extend()`: the session does not expire (cooldown or maxAlive) before this instant. */
+  extendedUntil: number | undefined;
   /** One timer per allocated session; on firing it re-checks cooldown and maxAlive lazily. */
   expiryTimer: NodeJS.Timeout | undefined;
   /** Executions finished on this session. */
@@ -53,6 +55,7 @@ export function newSlot(now: number): Slot {
     readyAt: undefined,
     allocatedAt: undefined,
     lastAccessedAt: undefined,
+    extendedUntil: undefined,
     expiryTimer: undefined,
     executions: 0,
     executionCount: 0,
