@@ -7,6 +7,7 @@ import { defineConfig } from 'tsup';
 const candidates: Record<string, string> = {
   index: 'src/index.ts',
   'server/index': 'src/server/index.ts',
+  'cluster/index': 'src/cluster/index.ts',
   'cli/main': 'src/cli/main.ts',
   'backends/quickjs/index': 'backends/quickjs/index.ts',
   'backends/isolated-vm/index': 'backends/isolated-vm/index.ts',
@@ -25,5 +26,5 @@ export default defineConfig({
   splitting: true,
   shims: true,
   // Heavy or native backend dependencies are loaded from node_modules at run time, never bundled.
-  external: ['isolated-vm', 'quickjs-emscripten', 'dockerode'],
+  external: ['isolated-vm', 'quickjs-emscripten', 'dockerode', 'etcd3'],
 });

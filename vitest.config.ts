@@ -15,6 +15,7 @@ const ENGINE_TESTS = [
   'test/vm/**/*.test.ts',
   'test/agent/**/*.test.ts',
   'test/**/*.containers.test.ts',
+  'test/cluster/**/*.test.ts',
 ];
 
 export default defineConfig({

@@ -22,6 +22,7 @@ export const ErrorCode = {
   FILE_NOT_FOUND: 'SANDPOOL_FILE_NOT_FOUND',
   INVALID_PATH: 'SANDPOOL_INVALID_PATH',
   FILE_TOO_LARGE: 'SANDPOOL_FILE_TOO_LARGE',
+  CLUSTER_UNAVAILABLE: 'SANDPOOL_CLUSTER_UNAVAILABLE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -153,6 +154,17 @@ export class FileError extends SandpoolError {
 export class InvalidRequestError extends SandpoolError {
   constructor(message: string, options?: SandpoolErrorOptions) {
     super(ErrorCode.INVALID_REQUEST, message, options);
+  }
+}
+
+/**
+ * Cluster mode cannot serve this identifier right now: the ownership store (etcd) is unreachable,
+ * this member's lease is not held, or the owning member does not answer. Transient: retry later.
+ * `details.reason` says which (`store`, `lease`, `owner`).
+ */
+export class ClusterUnavailableError extends SandpoolError {
+  constructor(message: string, options?: SandpoolErrorOptions) {
+    super(ErrorCode.CLUSTER_UNAVAILABLE, message, options);
   }
 }
 

@@ -31,6 +31,7 @@ export type * from './events.js';
 export {
   AbortedError,
   BackendError,
+  ClusterUnavailableError,
   ErrorCode,
   ExecutionTimeoutError,
   FileError,

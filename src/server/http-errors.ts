@@ -39,6 +39,8 @@ export const ERROR_STATUS: Readonly<Record<ErrorCode, HttpErrorMapping>> = {
   [ErrorCode.FILE_NOT_FOUND]: { status: 404, azureCode: 'FileNotFound' },
   [ErrorCode.INVALID_PATH]: { status: 400, azureCode: 'SessionRequestValidationFailed' },
   [ErrorCode.FILE_TOO_LARGE]: { status: 413, azureCode: 'RequestEntityTooLarge' },
+  // Cluster mode: the ownership store or the owning member is out of reach for now.
+  [ErrorCode.CLUSTER_UNAVAILABLE]: { status: 503, azureCode: 'SessionClusterUnavailable', retryAfterSeconds: 2 },
 };
 
 /**
