@@ -8,6 +8,7 @@ import { z } from 'zod';
 
 import type { Backend } from './backend.js';
 import { InvalidOptionsError } from './errors.js';
+import { imageReferenceProblem } from './image-reference.js';
 
 const MiB = 1024 * 1024;
 
@@ -100,8 +101,18 @@ const ProbeSchema = z
   })
   .refine((p) => p.httpGet !== undefined || p.tcpSocket !== undefined, 'a probe needs httpGet or tcpSocket');
 
+/** An OCI/Docker image reference, checked against the reference grammar (src/image-reference.ts). */
+export const ImageReferenceSchema = z
+  .string()
+  .min(1)
+  .max(512)
+  .superRefine((image, ctx) => {
+    const problem = imageReferenceProblem(image);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: `not a valid image reference: ${problem}` });
+  });
+
 export const CustomContainerTemplateSchema = z.object({
-  image: z.string().min(1).max(512),
+  image: ImageReferenceSchema,
   command: z.array(z.string()).max(256).optional(),
   args: z.array(z.string()).max(256).optional(),
   env: z.array(EnvVarSchema).max(512).default([]),

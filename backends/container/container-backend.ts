@@ -43,7 +43,7 @@ import { codeInterpreterSpec, customContainerSpec, type SpecContext } from './co
 import { connectEngine, type EngineConnection } from './engine-connection.js';
 import { ensureEgressNetwork, removeEgressNetwork } from './egress-network.js';
 import { forwardFetch } from './http-forward.js';
-import { ensureImage, checkRuntime } from './image-check.js';
+import { assertImageReference, ensureImage, checkRuntime } from './image-check.js';
 import { ownerIdentity } from './labels.js';
 import { reapDeadOwners } from './leftovers.js';
 import { resolveContainerOptions, type ContainerBackendOptions, type ResolvedContainerOptions } from './options.js';
@@ -122,6 +122,7 @@ export class ContainerBackend implements Backend {
   }
 
   async prepare(context: PrepareContext): Promise<void> {
+    if (context.customContainer !== undefined) assertImageReference(context.customContainer.image);
     const docker = await this.engine();
     await checkRuntime(docker, this.options.runtime, this.#connected?.socketPath !== undefined);
     if (context.containerType === 'CustomContainer') {
@@ -163,6 +164,7 @@ export class ContainerBackend implements Backend {
     const custom = spec.containerType === 'CustomContainer';
     if (custom && spec.customContainer === undefined)
       throw new BackendError('CustomContainer sessions need a customContainer template');
+    if (custom) assertImageReference(spec.customContainer!.image);
     const suffix = randomBytes(4).toString('hex');
     const hostDir = join(this.#ownerDir, `${spec.sessionId}-${suffix}`);
     mkdirSync(hostDir, { recursive: true, mode: 0o700 });

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import Docker from 'dockerode';
 
 import { BackendError, ErrorCode } from '../../src/errors.js';
+import { refuseEngineRedirects } from './engine-redirects.js';
 
 export type ConnectionKind = 'DOCKER_HOST' | 'socket' | 'found' | 'started';
 
@@ -122,6 +123,7 @@ async function stopChild(child: ChildProcess): Promise<void> {
 
 /** Resolve the engine endpoint, in this order: explicit socket, DOCKER_HOST, well-known sockets, a podman we start. */
 export async function connectEngine(options: ConnectOptions): Promise<EngineConnection> {
+  refuseEngineRedirects();
   const connection = await resolveEngine(options);
   try {
     const version = await connection.docker.version();

@@ -99,7 +99,8 @@ export function forwardFetch(request: Request, options: ForwardOptions): Promise
       return;
     }
     req.once('response', (res) => resolve(toResponse(res, request.method)));
-    req.once('error', (error) => {
+    // 'on', not 'once': a request may emit a second error (body failure after the response head).
+    req.on('error', (error) => {
       if (signal?.aborted) reject(new AbortedError('the forwarded request was aborted', { cause: error }));
       else reject(new BackendError(`forwarding to the session failed: ${error.message}`, { cause: error }));
     });
@@ -107,7 +108,7 @@ export function forwardFetch(request: Request, options: ForwardOptions): Promise
       req.end();
     } else {
       const body = Readable.fromWeb(request.body as unknown as NodeReadableStream<Uint8Array>);
-      body.once('error', (error) => req.destroy(error));
+      body.on('error', (error) => req.destroy(error));
       body.pipe(req);
     }
   });
@@ -124,7 +125,7 @@ export function httpProbe(socketPath: string, path: string, host: string, timeou
       const code = res.statusCode ?? 0;
       resolve(code >= 200 && code < 400);
     });
-    req.once('error', () => {
+    req.on('error', () => {
       clearTimeout(timer);
       resolve(false);
     });

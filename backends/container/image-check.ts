@@ -4,10 +4,23 @@ import { existsSync } from 'node:fs';
 
 import type Docker from 'dockerode';
 
-import { AbortedError, BackendError, ErrorCode } from '../../src/errors.js';
+import { AbortedError, BackendError, ErrorCode, InvalidOptionsError } from '../../src/errors.js';
+import { imageReferenceProblem } from '../../src/image-reference.js';
+import { engineErrorMessage } from './engine-redirects.js';
 
 function isNotFound(error: unknown): boolean {
   return (error as { statusCode?: number }).statusCode === 404;
+}
+
+/**
+ * Refuse a reference outside the OCI/Docker grammar before it reaches the engine: the Engine API
+ * puts it into a URL path unescaped. Pools validate it too; this guards direct backend callers.
+ */
+export function assertImageReference(image: string): void {
+  const problem = imageReferenceProblem(image);
+  if (problem !== undefined) {
+    throw new InvalidOptionsError(`invalid image reference ${JSON.stringify(image.slice(0, 300))}: ${problem}`);
+  }
 }
 
 /** Make sure `image` is in the engine's store; pull it from its registry when allowed. */
@@ -16,12 +29,13 @@ export async function ensureImage(
   image: string,
   options: { readonly pull: boolean; readonly log: (m: string) => void; readonly signal?: AbortSignal | undefined },
 ): Promise<void> {
+  assertImageReference(image);
   try {
     await docker.getImage(image).inspect();
     return;
   } catch (error) {
     if (!isNotFound(error))
-      throw new BackendError(`cannot inspect image ${image}: ${(error as Error).message}`, { cause: error });
+      throw new BackendError(`cannot inspect image ${image}: ${engineErrorMessage(error)}`, { cause: error });
   }
   if (!options.pull) {
     throw new BackendError(
@@ -46,7 +60,7 @@ export async function ensureImage(
     await docker.getImage(image).inspect();
   } catch (error) {
     if (options.signal?.aborted) throw new AbortedError('pulling the image was aborted');
-    throw new BackendError(`image ${image} is not in the engine's store and pulling it failed: ${(error as Error).message}`, {
+    throw new BackendError(`image ${image} is not in the engine's store and pulling it failed: ${engineErrorMessage(error)}`, {
       code: ErrorCode.BACKEND_UNAVAILABLE,
       cause: error,
     });

@@ -2,7 +2,7 @@
 
 import { z } from 'zod';
 
-import { parseOrThrow } from '../../src/options.js';
+import { ImageReferenceSchema, parseOrThrow } from '../../src/options.js';
 
 /**
  * The image `npm run setup` builds (scripts/setup/20-container.mjs). `SANDPOOL_CONTAINER_IMAGE`
@@ -14,7 +14,7 @@ export const DEFAULT_IMAGE = process.env['SANDPOOL_CONTAINER_IMAGE'] || 'localho
 export const ContainerBackendOptionsSchema = z
   .object({
     /** Code-interpreter image (Python/JavaScript/shell sessions). @default $SANDPOOL_CONTAINER_IMAGE or localhost/sandpool/code-interpreter:latest */
-    image: z.string().min(1).max(512).default(DEFAULT_IMAGE),
+    image: ImageReferenceSchema.default(DEFAULT_IMAGE),
     /** Engine socket; wins over DOCKER_HOST. Without both, well-known sockets are tried, then podman is started. */
     socketPath: z.string().min(1).optional(),
     /** Start `podman system service` when no engine answers. @default true */

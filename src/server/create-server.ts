@@ -138,13 +138,17 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
     ui: options.ui === false ? undefined : createStatusPage(() => metrics!),
   });
   const bodyIdleMs = options.bodyIdleTimeoutMs ?? options.headersTimeoutMs ?? 30_000;
+  // Dispatch and upgrade answer every failure themselves; a rejection reaching here is a bug, logged
+  // rather than left to end the process as an unhandled rejection.
+  const unexpected = (what: string) => (error: unknown) =>
+    log({ level: 'error', msg: `${what} failed unexpectedly`, error: (error as Error)?.message ?? String(error) });
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     guardStalledBody(req, res, bodyIdleMs);
-    void dispatch(req, res);
+    dispatch(req, res).catch(unexpected('request'));
   };
   const upgrade = createUpgradeHandler(state, auth);
   const upgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    void upgrade(req, socket, head);
+    upgrade(req, socket, head).catch(unexpected('upgrade'));
   };
   const ready = registry.loadPersisted();
 
@@ -211,6 +215,9 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
           resolve();
         });
       });
+      // A listening server emits 'error' for failures such as accept() running out of file
+      // descriptors; without a listener that would end the process.
+      server.on('error', (error) => log({ level: 'error', msg: 'server error', error: error.message }));
       const address = server.address() as AddressInfo;
       const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
       const url = `${options.tls === undefined ? 'http' : 'https'}://${shown}:${address.port}`;

@@ -9,7 +9,7 @@ import type { Readable } from 'node:stream';
 import busboy from 'busboy';
 
 import type { FileInfo } from '../backend.js';
-import { ErrorCode, FileError } from '../errors.js';
+import { AbortedError, ErrorCode, FileError } from '../errors.js';
 import type { Session } from '../session.js';
 import { HttpError, badRequest } from './http-errors.js';
 import { sendEmpty, sendJson, sendStream, type RequestContext } from './http-io.js';
@@ -64,6 +64,20 @@ function receiveUploads(
     const results: FileInfo[] = [];
     let failure: unknown;
     let chain: Promise<void> = Promise.resolve();
+    // A client that goes away mid-body never ends the request, and neither does one cut off by the
+    // body idle timeout (its 408 finishes the response, after which Node no longer reports the
+    // request's end): the parser would wait forever, holding the session's upload open and its
+    // half-written temp file in /mnt/data. Destroying the parser fails the part stream, which
+    // makes the backend abort the upload and remove the temp file.
+    const cutOff = (): void => {
+      if (!ctx.req.complete) parser.destroy(new AbortedError('the request ended before the upload was complete'));
+    };
+    ctx.req.once('close', cutOff);
+    ctx.res.once('close', cutOff);
+    parser.once('close', () => {
+      ctx.req.off('close', cutOff);
+      ctx.res.off('close', cutOff);
+    });
     parser.on('file', (_field, stream, info) => {
       // A truncated body errors the part stream too; the reader (capped) or the parser's own error
       // handler reports it, and an unlistened 'error' event must never take the process down.

@@ -7,7 +7,7 @@
 import { optionsToAzureProperties } from '../azure-properties.js';
 import { HttpError, badRequest } from './http-errors.js';
 import { sendEmpty, sendJson, type RequestContext } from './http-io.js';
-import type { PoolEntry } from './pool-registry.js';
+import type { FailedDefinition, PoolEntry } from './pool-registry.js';
 import { readJsonObject } from './request-body.js';
 import type { ServerState } from './server-state.js';
 
@@ -37,9 +37,40 @@ export function poolResource(entry: PoolEntry, baseUrl: string): Record<string, 
   };
 }
 
+/**
+ * A stored definition that failed to load: name, backend, type and the reason, never the stored
+ * properties (they hold secret values). Counts are zero; it serves nothing until fixed.
+ */
+export function failedPoolResource(failed: FailedDefinition, baseUrl: string): Record<string, unknown> {
+  return {
+    id: `/pools/${failed.name}`,
+    name: failed.name,
+    type: 'Microsoft.App/sessionPools',
+    backend: failed.backend ?? null,
+    properties: {
+      ...(failed.containerType === undefined ? {} : { containerType: failed.containerType }),
+      poolManagementEndpoint: `${baseUrl}/pools/${encodeURIComponent(failed.name)}`,
+      provisioningState: 'Failed',
+      provisioningError: `the stored definition could not be loaded: ${failed.error}`,
+      status: { readySessionCount: 0, allocatedSessionCount: 0, pendingSessionCount: 0, waitingAcquireCount: 0 },
+      definedIn: 'api',
+    },
+  };
+}
+
 function existingEntry(state: ServerState, ctx: RequestContext): PoolEntry {
-  const entry = state.registry.get(ctx.route.pool ?? '');
-  if (entry === undefined) throw new HttpError(404, 'ResourceNotFound', `no session pool named "${ctx.route.pool ?? ''}"`);
+  const name = ctx.route.pool ?? '';
+  const entry = state.registry.get(name);
+  if (entry === undefined) {
+    if (state.registry.getFailed(name) !== undefined) {
+      throw new HttpError(
+        409,
+        'Conflict',
+        `pool "${name}" failed to load from its stored definition; replace it with PUT or remove it with DELETE`,
+      );
+    }
+    throw new HttpError(404, 'ResourceNotFound', `no session pool named "${name}"`);
+  }
   return entry;
 }
 
@@ -69,11 +100,20 @@ function splitBody(body: Record<string, unknown>): { properties: Record<string, 
 }
 
 export function handleListPools(state: ServerState, ctx: RequestContext): void {
-  sendJson(ctx.res, 200, { value: state.registry.entries().map((e) => poolResource(e, ctx.baseUrl)), nextLink: null });
+  const value = [
+    ...state.registry.entries().map((e) => poolResource(e, ctx.baseUrl)),
+    ...state.registry.failed().map((f) => failedPoolResource(f, ctx.baseUrl)),
+  ];
+  sendJson(ctx.res, 200, { value, nextLink: null });
 }
 
 export function handleGetPool(state: ServerState, ctx: RequestContext): void {
-  sendJson(ctx.res, 200, poolResource(existingEntry(state, ctx), ctx.baseUrl));
+  const failed = state.registry.getFailed(ctx.route.pool ?? '');
+  const resource =
+    failed !== undefined && state.registry.get(failed.name) === undefined
+      ? failedPoolResource(failed, ctx.baseUrl)
+      : poolResource(existingEntry(state, ctx), ctx.baseUrl);
+  sendJson(ctx.res, 200, resource);
 }
 
 export async function handlePutPool(state: ServerState, ctx: RequestContext): Promise<void> {

@@ -36,6 +36,23 @@ export interface PoolEntry {
   startError: string | undefined;
 }
 
+/**
+ * A persisted definition that could not be loaded (bad JSON, invalid options, unknown backend…).
+ * It is kept and reported — GET /pools, the logs, the status page — until a PUT replaces it or a
+ * DELETE removes it; the server and the other pools run on.
+ */
+export interface FailedDefinition {
+  /** The pool's name: the file's base name. */
+  readonly name: string;
+  readonly file: string;
+  /** The stored backend name, when the file said one. */
+  readonly backend: string | undefined;
+  /** The stored containerType, when it is one sandpool knows. */
+  readonly containerType: ContainerType | undefined;
+  readonly error: string;
+  readonly failedAt: Date;
+}
+
 export interface PoolRegistryOptions {
   readonly backends: Readonly<Record<string, BackendFactory>>;
   /** Backend name for a definition without `backend`. */
@@ -49,6 +66,7 @@ export interface PoolRegistryOptions {
 
 export class PoolRegistry {
   readonly #entries = new Map<string, PoolEntry>();
+  readonly #failed = new Map<string, FailedDefinition>();
   readonly #options: PoolRegistryOptions;
   /** Serialises definition changes per pool name, so two PUTs never interleave. */
   readonly #locks = new Map<string, Promise<unknown>>();
@@ -67,6 +85,15 @@ export class PoolRegistry {
 
   pools(): SessionPool[] {
     return this.entries().map((e) => e.pool);
+  }
+
+  /** Persisted definitions that failed to load, by name. */
+  failed(): FailedDefinition[] {
+    return [...this.#failed.values()];
+  }
+
+  getFailed(name: string): FailedDefinition | undefined {
+    return this.#failed.get(name);
   }
 
   backendNames(): string[] {
@@ -93,6 +120,7 @@ export class PoolRegistry {
       await this.#persist(definition);
       const entry: PoolEntry = { pool, definition, provisioningState: 'InProgress', startError: undefined };
       this.#entries.set(definition.name, entry);
+      this.#failed.delete(definition.name);
       this.#options.onAdd(pool);
       if (existing !== undefined) await this.#closeEntry(existing);
       this.#start(entry);
@@ -104,7 +132,13 @@ export class PoolRegistry {
   remove(name: string): Promise<boolean> {
     return this.#locked(name, async () => {
       const entry = this.#entries.get(name);
-      if (entry === undefined) return false;
+      if (entry === undefined) {
+        const failed = this.#failed.get(name);
+        if (failed === undefined) return false;
+        this.#failed.delete(name);
+        await rm(failed.file, { force: true });
+        return true;
+      }
       if (entry.definition === undefined) {
         throw new HttpError(409, 'Conflict', `pool "${name}" is defined in code and cannot be deleted over HTTP`);
       }
@@ -121,7 +155,10 @@ export class PoolRegistry {
     (entry as { definition: PoolDefinition | undefined }).definition = definition;
   }
 
-  /** Recreate the pools persisted under the data dir. A broken definition is logged and skipped. */
+  /**
+   * Recreate the pools persisted under the data dir. A definition that cannot be loaded is marked
+   * failed and reported (never thrown): one broken file must not stop the server or the others.
+   */
   async loadPersisted(): Promise<void> {
     const dir = this.#options.dataDir;
     if (dir === undefined) return;
@@ -132,13 +169,25 @@ export class PoolRegistry {
       return;
     }
     for (const file of names.sort()) {
+      const name = file.slice(0, -'.json'.length);
+      const path = join(dir, 'pools', file);
+      let stored: unknown;
       try {
-        const definition = JSON.parse(await readFile(join(dir, 'pools', file), 'utf8')) as PoolDefinition;
-        if (this.#entries.has(definition.name)) continue;
+        stored = JSON.parse(await readFile(path, 'utf8'));
+        const definition = storedDefinition(stored, name);
+        if (this.#entries.has(name)) throw new Error(`a pool named "${name}" is already defined in code`);
         await this.define(definition);
-        this.#options.log({ level: 'info', msg: 'pool restored', pool: definition.name, backend: definition.backend });
+        this.#options.log({ level: 'info', msg: 'pool restored', pool: name, backend: definition.backend });
       } catch (error) {
-        this.#options.log({ level: 'error', msg: 'could not restore a persisted pool', file, error: (error as Error).message });
+        const failed = failedDefinition(name, path, stored, error);
+        this.#failed.set(name, failed);
+        this.#options.log({
+          level: 'error',
+          msg: 'could not restore a persisted pool',
+          pool: name,
+          file,
+          error: failed.error,
+        });
       }
     }
   }
@@ -147,6 +196,7 @@ export class PoolRegistry {
   async closeAll(): Promise<void> {
     const entries = this.entries();
     this.#entries.clear();
+    this.#failed.clear();
     await Promise.allSettled(entries.map((e) => this.#closeEntry(e)));
   }
 
@@ -255,4 +305,32 @@ export class PoolRegistry {
       if (this.#locks.get(name) === next) this.#locks.delete(name);
     }
   }
+}
+
+/** A stored definition's shape, checked before it is built (the pool options check the rest). */
+function storedDefinition(stored: unknown, name: string): PoolDefinition {
+  if (typeof stored !== 'object' || stored === null || Array.isArray(stored)) throw new Error('the file is not a JSON object');
+  const { name: storedName, backend, properties } = stored as Record<string, unknown>;
+  if (storedName !== name) throw new Error(`the file names pool ${JSON.stringify(storedName)}, not "${name}"`);
+  if (typeof backend !== 'string') throw new Error('the definition has no backend name');
+  if (typeof properties !== 'object' || properties === null || Array.isArray(properties)) {
+    throw new Error('the definition has no properties object');
+  }
+  return { name, backend, properties: properties as Record<string, unknown> };
+}
+
+/** What is reported about a definition that failed to load: never its properties (secret values). */
+function failedDefinition(name: string, file: string, stored: unknown, error: unknown): FailedDefinition {
+  const record = typeof stored === 'object' && stored !== null ? (stored as Record<string, unknown>) : {};
+  const properties = typeof record['properties'] === 'object' && record['properties'] !== null ? record['properties'] : {};
+  const type = ContainerTypeSchema.safeParse((properties as Record<string, unknown>)['containerType']);
+  const message = error instanceof Error ? error.message : String(error);
+  return {
+    name,
+    file,
+    backend: typeof record['backend'] === 'string' ? record['backend'].slice(0, 64) : undefined,
+    containerType: type.success ? type.data : undefined,
+    error: message.length > 2000 ? `${message.slice(0, 2000)}…` : message,
+    failedAt: new Date(),
+  };
 }

@@ -27,6 +27,12 @@ export function poolEntry(state: ServerState, ctx: RequestContext): PoolEntry {
   const name = ctx.route.pool;
   const entry = name === undefined ? undefined : state.registry.get(name);
   if (entry === undefined) {
+    const failed = name === undefined ? undefined : state.registry.getFailed(name);
+    if (failed !== undefined) {
+      throw new HttpError(503, 'SessionPoolUnavailable', `session pool "${failed.name}" failed to load: ${failed.error}`, {
+        headers: { 'retry-after': '30' },
+      });
+    }
     throw new HttpError(404, 'SessionPoolNotFound', `no session pool named "${name ?? ''}"`);
   }
   return entry;

@@ -133,7 +133,8 @@ const PAGE = String.raw`<!doctype html>
       pools.forEach(function (p) {
         var s = p.properties.status, tr = document.createElement('tr');
         tr.setAttribute('data-pool', p.name);
-        cell(tr, p.name); cell(tr, p.properties.containerType); cell(tr, p.backend); cell(tr, p.properties.provisioningState);
+        cell(tr, p.name); cell(tr, p.properties.containerType || '-'); cell(tr, p.backend || '-');
+        cell(tr, p.properties.provisioningState + (p.properties.provisioningError ? ': ' + p.properties.provisioningError : ''), p.properties.provisioningState === 'Failed' ? 'state error' : 'state');
         cell(tr, String(s.readySessionCount), 'num ready'); cell(tr, String(s.allocatedSessionCount), 'num allocated'); cell(tr, String(s.pendingSessionCount), 'num pending');
         tbody.appendChild(tr);
         var opt = document.createElement('option'); opt.value = p.name; opt.textContent = p.name; select.appendChild(opt);

@@ -13,6 +13,7 @@ import {
   type LogRecord,
   type SandpoolServer,
 } from '../../src/server/index.js';
+import { trapProcessErrors } from '../helpers/process-errors.js';
 
 export interface Harness {
   readonly server: SandpoolServer;
@@ -39,6 +40,9 @@ export function jsPool(name: string, extra: Record<string, unknown> = {}): Sessi
 
 export async function startServer(options: Partial<CreateServerOptions> & { withDefaultPool?: boolean } = {}): Promise<Harness> {
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'sandpool-server-test-')));
+  // Every server test fails on an uncaughtException or unhandledRejection while its server runs:
+  // an emitter or stream without an error path would end a real server process.
+  const processErrors = trapProcessErrors();
   const logs: LogRecord[] = [];
   const { withDefaultPool = true, ...rest } = options;
   const server = createServer({
@@ -64,8 +68,12 @@ export async function startServer(options: Partial<CreateServerOptions> & { with
       return fetch(`${url}${path}`, { ...init, headers });
     },
     async close() {
-      await server.close();
-      if (options.dataDir === undefined) await rm(dataDir, { recursive: true, force: true });
+      try {
+        await server.close();
+        if (options.dataDir === undefined) await rm(dataDir, { recursive: true, force: true });
+      } finally {
+        processErrors.assertNone();
+      }
     },
   };
 }
