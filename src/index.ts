@@ -6,6 +6,7 @@
 export { SessionPool } from './session-pool.js';
 export type { AcquireOptions } from './session-pool.js';
 export { Session } from './session.js';
+export type { SessionApi } from './session.js';
 export type { ExecuteOptions, ExecutionResult, PoolStats, SessionInfo, SessionState } from './session-types.js';
 
 export type {

@@ -1,37 +1,95 @@
 import type { Duplex } from 'node:stream';
 
-import type { FileInfo } from './backend.js';
-import type { ByteSource } from './pool/byte-source.js';
-import type { Slot } from './pool/slot.js';
+import type { Backend, BackendFiles, BackendSession, DestroyReason, ExecutionOutcome, FileInfo } from './backend.js';
+import {
+  ErrorCode,
+  InvalidRequestError,
+  SessionBusyError,
+  SessionNotFoundError,
+  UnsupportedError,
+  toSandpoolError,
+} from './errors.js';
+import type { SessionPoolEvents } from './events.js';
+import type { ResolvedPoolOptions } from './options.js';
+import { toByteChunks, type ByteSource } from './pool/byte-source.js';
+import { lostOutcome, toExecuteRequest, toExecutionResult } from './pool/execution-request.js';
+import { normaliseDataPath } from './pool/file-paths.js';
+import { slotInfo, type Slot } from './pool/slot.js';
 import type { ExecuteOptions, ExecutionResult, SessionInfo, SessionState } from './session-types.js';
 
-/** What a Session needs from its pool. Internal: the pool implements it. */
-export interface SessionHost {
-  execute(slot: Slot, options: ExecuteOptions): Promise<ExecutionResult>;
-  uploadFile(slot: Slot, path: string, data: ByteSource): Promise<FileInfo>;
-  listFiles(slot: Slot, options: { path?: string | undefined; recursive?: boolean | undefined }): Promise<FileInfo[]>;
-  fileInfo(slot: Slot, path: string): Promise<FileInfo>;
-  downloadFile(slot: Slot, path: string): Promise<{ info: FileInfo; body: AsyncIterable<Uint8Array> }>;
-  deleteFile(slot: Slot, path: string): Promise<void>;
-  fetch(slot: Slot, request: Request): Promise<Response>;
-  connect(slot: Slot): Promise<Duplex>;
-  stop(slot: Slot): Promise<void>;
-  extend(slot: Slot, seconds: number): Promise<Date | undefined>;
-  info(slot: Slot): SessionInfo;
+/**
+ * What a session offers its caller, wherever it runs. `Session` implements it for a session of this
+ * process's pool; cluster mode's `RemoteSession` implements it by forwarding every call to the
+ * member that owns the session. Code written against `SessionApi` (the server's handlers among it)
+ * works with either. (`Session.extend` is not part of it yet: remote handles do not forward it.)
+ *
+ * Every method touches the session, which restarts its cooldown. Once the session is destroyed
+ * every method rejects with `SessionNotFoundError`.
+ */
+export interface SessionApi {
+  /** The caller's identifier. */
+  readonly identifier: string;
+  /** The pool-assigned session id (unique, not secret). */
+  readonly id: string;
+  readonly state: SessionState;
+  /** Run code; executions on one session run one at a time, in call order. */
+  execute(options: ExecuteOptions): Promise<ExecutionResult>;
+  uploadFile(path: string, data: ByteSource): Promise<FileInfo>;
+  listFiles(options?: { path?: string | undefined; recursive?: boolean | undefined }): Promise<FileInfo[]>;
+  fileInfo(path: string): Promise<FileInfo>;
+  downloadFile(path: string): Promise<{ info: FileInfo; body: AsyncIterable<Uint8Array> }>;
+  deleteFile(path: string): Promise<void>;
+  fetch(request: Request): Promise<Response>;
+  connect(): Promise<Duplex>;
+  /** Destroy the session now and wipe its data. Idempotent. */
+  stop(): Promise<void>;
+  info(): SessionInfo;
 }
 
 /**
- * A session allocated to an identifier. Every method touches the session, which restarts its
- * cooldown. Once the session is destroyed (cooldown, stop, crash, pool close) every method rejects
- * with `SessionNotFoundError`; `pool.acquire(identifier)` then gives a fresh session.
+ * @internal What a Session needs from the pool that allocated it: the pool's lifecycle
+ * bookkeeping (cooldown, reaping, statistics, events). SessionPool provides it.
  */
-export class Session {
-  readonly #host: SessionHost;
-  readonly #slot: Slot;
+export interface SessionOwner {
+  readonly backend: Backend;
+  /** The pool's options as they are now (`pool.update()` replaces them). */
+  options(): ResolvedPoolOptions;
+  emit<K extends keyof SessionPoolEvents>(event: K, payload: Parameters<SessionPoolEvents[K]>[0]): void;
+  /** Whether anyone listens to `event` (payloads are built only then: the hot path stays lean). */
+  listening(event: keyof SessionPoolEvents): boolean;
+  destroy(slot: Slot, reason: DestroyReason, message?: string): Promise<void>;
+  /** Every execution on the slot settled: the pool may now reap it if it expired meanwhile. */
+  idle(slot: Slot): void;
+  expiresAt(slot: Slot): number | undefined;
+  /** Count a finished execution; the first on a session feeds the first-execution timing. */
+  executed(durationMs: number, first: boolean): void;
+}
 
-  /** @internal Created by SessionPool; do not construct directly. */
-  constructor(host: SessionHost, slot: Slot) {
-    this.#host = host;
+let executionCounter = 0;
+
+/** Longest single extension: a year keeps every deadline far inside a timer's and a Date's range. */
+export const MAX_EXTEND_SECONDS = 365 * 24 * 3600;
+
+/**
+ * A session allocated to an identifier. It owns its executions: they run one at a time, in call
+ * order, through one promise chain, with a bounded queue behind the running one (the backend
+ * never sees two executions of one session at once). Every method touches the session, which
+ * restarts its cooldown. Once the session is destroyed (cooldown, stop, crash, pool close) every
+ * method rejects with `SessionNotFoundError`; `pool.acquire(identifier)` then gives a fresh one.
+ */
+export class Session implements SessionApi {
+  readonly #owner: SessionOwner;
+  readonly #slot: Slot;
+  /** Tail of the execution chain. */
+  #tail: Promise<unknown> = Promise.resolve();
+  /** Executions started and not yet settled (running + queued). */
+  #inFlight = 0;
+  /** Executions finished. */
+  #finished = 0;
+
+  /** @internal Created by SessionPool on allocation; do not construct directly. */
+  constructor(owner: SessionOwner, slot: Slot) {
+    this.#owner = owner;
     this.#slot = slot;
   }
 
@@ -49,6 +107,16 @@ export class Session {
     return this.#slot.state;
   }
 
+  /** @internal Executions running or queued on this session. */
+  get executionsInFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** @internal Resolves once every execution started so far has settled; never rejects. */
+  whenIdle(): Promise<unknown> {
+    return this.#tail;
+  }
+
   /**
    * Run code in the session. Executions on one session run one at a time, in call order.
    * Resolves with `status: 'Failed'` for errors in the code, timeouts and crashes (Azure semantics).
@@ -60,46 +128,85 @@ export class Session {
    * (await session.execute({ code: 'x + 1' })).result; // 42
    */
   execute(options: ExecuteOptions): Promise<ExecutionResult> {
-    return this.#host.execute(this.#slot, options);
+    try {
+      this.#live();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const limit = this.#owner.options().limits.maxQueuedExecutions;
+    // `#inFlight` counts the running one too: the queue is what waits behind it.
+    if (this.#inFlight > limit) {
+      return Promise.reject(
+        new SessionBusyError(`session has ${this.#inFlight - 1} executions queued (limit ${limit}); retry later`),
+      );
+    }
+    executionCounter += 1;
+    const id = `exec-${this.#slot.id}-${executionCounter.toString(36)}`;
+    const queuedAt = Date.now();
+    this.#inFlight += 1;
+    const settled = this.#tail
+      .then(() => this.#run(options, id, queuedAt))
+      .finally(() => {
+        this.#inFlight -= 1;
+        this.#owner.idle(this.#slot);
+      });
+    this.#tail = settled.catch(() => undefined);
+    return settled;
   }
 
   /** Write a file under `/mnt/data`, streamed; rejects with FILE_TOO_LARGE past the pool's cap. */
-  uploadFile(path: string, data: ByteSource): Promise<FileInfo> {
-    return this.#host.uploadFile(this.#slot, path, data);
+  async uploadFile(path: string, data: ByteSource): Promise<FileInfo> {
+    const target = normaliseDataPath(path);
+    const { handle, files } = this.#files();
+    return files.upload(handle, target, toByteChunks(data), { maxBytes: this.#owner.options().limits.maxFileSizeBytes });
   }
 
   /** List `/mnt/data` (or a sub-directory), optionally recursively. */
-  listFiles(options: { path?: string | undefined; recursive?: boolean | undefined } = {}): Promise<FileInfo[]> {
-    return this.#host.listFiles(this.#slot, options);
+  async listFiles(options: { path?: string | undefined; recursive?: boolean | undefined } = {}): Promise<FileInfo[]> {
+    const dir = normaliseDataPath(options.path ?? '', { allowRoot: true });
+    const { handle, files } = this.#files();
+    return files.list(handle, { path: dir, recursive: options.recursive === true });
   }
 
   /** Metadata of one file. */
-  fileInfo(path: string): Promise<FileInfo> {
-    return this.#host.fileInfo(this.#slot, path);
+  async fileInfo(path: string): Promise<FileInfo> {
+    const target = normaliseDataPath(path);
+    const { handle, files } = this.#files();
+    return files.stat(handle, target);
   }
 
   /** Read a file as a stream of chunks. */
-  downloadFile(path: string): Promise<{ info: FileInfo; body: AsyncIterable<Uint8Array> }> {
-    return this.#host.downloadFile(this.#slot, path);
+  async downloadFile(path: string): Promise<{ info: FileInfo; body: AsyncIterable<Uint8Array> }> {
+    const target = normaliseDataPath(path);
+    const { handle, files } = this.#files();
+    return files.download(handle, target, {});
   }
 
-  deleteFile(path: string): Promise<void> {
-    return this.#host.deleteFile(this.#slot, path);
+  async deleteFile(path: string): Promise<void> {
+    const target = normaliseDataPath(path);
+    const { handle, files } = this.#files();
+    await files.delete(handle, target);
   }
 
   /** Custom-container sessions: forward an HTTP request to the container's target port. */
-  fetch(request: Request): Promise<Response> {
-    return this.#host.fetch(this.#slot, request);
+  async fetch(request: Request): Promise<Response> {
+    const { backend } = this.#owner;
+    const handle = this.#forwarding();
+    if (backend.fetch === undefined) throw new UnsupportedError(`backend "${backend.name}" has no fetch()`);
+    return backend.fetch(handle, request);
   }
 
   /** Custom-container sessions: a raw byte stream to the target port (WebSocket upgrades). */
-  connect(): Promise<Duplex> {
-    return this.#host.connect(this.#slot);
+  async connect(): Promise<Duplex> {
+    const { backend } = this.#owner;
+    const handle = this.#forwarding();
+    if (backend.connect === undefined) throw new UnsupportedError(`backend "${backend.name}" has no connect()`);
+    return backend.connect(handle);
   }
 
   /** Destroy the session now (reason `stopped`) and wipe its data. Idempotent. */
-  stop(): Promise<void> {
-    return this.#host.stop(this.#slot);
+  async stop(): Promise<void> {
+    await this.#owner.destroy(this.#slot, 'stopped');
   }
 
   /**
@@ -111,11 +218,108 @@ export class Session {
    * @example
    * await session.extend(3600); // not reaped within the next hour, even at maxAlive
    */
-  extend(seconds: number): Promise<Date | undefined> {
-    return this.#host.extend(this.#slot, seconds);
+  async extend(seconds: number): Promise<Date | undefined> {
+    if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds <= 0 || seconds > MAX_EXTEND_SECONDS) {
+      throw new InvalidRequestError(`extend() takes a number of seconds in (0, ${MAX_EXTEND_SECONDS}]`);
+    }
+    this.#live();
+    const slot = this.#slot;
+    slot.extendedUntil = Math.max(slot.extendedUntil ?? 0, Date.now() + Math.ceil(seconds * 1000));
+    // The armed timer fires no later than the old deadline and re-arms itself lazily, so the
+    // extension needs no timer churn here.
+    const at = this.#owner.expiresAt(slot);
+    return at === undefined ? undefined : new Date(at);
   }
 
   info(): SessionInfo {
-    return this.#host.info(this.#slot);
+    return slotInfo(this.#slot, this.#owner.expiresAt(this.#slot));
+  }
+
+  // ---- internals -------------------------------------------------------------------------------
+
+  /** The backend's handle while the session is allocated; SessionNotFoundError after. */
+  #live(): BackendSession {
+    const slot = this.#slot;
+    if (slot.state !== 'Allocated' || slot.handle === undefined) {
+      throw new SessionNotFoundError(`session ${slot.id} no longer exists (it was destroyed); acquire the identifier again`);
+    }
+    return slot.handle;
+  }
+
+  #touch(): void {
+    this.#slot.lastAccessedAt = Date.now();
+  }
+
+  /** One execution, when its turn has come. */
+  async #run(options: ExecuteOptions, id: string, queuedAt: number): Promise<ExecutionResult> {
+    const owner = this.#owner;
+    const { backend } = owner;
+    const request = toExecuteRequest(options, backend, owner.options());
+    const handle = this.#live();
+    const slot = this.#slot;
+    const started = Date.now();
+    const base = {
+      pool: owner.options().name,
+      backend: backend.name,
+      sessionId: slot.id,
+      identifier: this.identifier,
+      executionId: id,
+    };
+    if (owner.listening('executionStarted')) {
+      owner.emit('executionStarted', { ...base, at: started, language: request.language, queueMs: started - queuedAt });
+    }
+    this.#touch();
+    let outcome: ExecutionOutcome;
+    let replaced = false;
+    try {
+      outcome = await backend.execute(handle, request, { signal: options.signal });
+    } catch (error) {
+      const failure = toSandpoolError(error, 'execution failed');
+      if (failure.code === ErrorCode.INVALID_REQUEST || failure.code === ErrorCode.UNSUPPORTED) throw failure;
+      // The session died under the code (process, container or VM gone): fail this execution at
+      // once with Azure's semantics and replace the session.
+      replaced = true;
+      outcome = lostOutcome(failure.message, started);
+      void owner.destroy(slot, 'failed', failure.message);
+    }
+    if (!replaced && outcome.sessionState === 'lost') {
+      replaced = true;
+      void owner.destroy(slot, 'failed', 'the backend reported the session lost after an execution');
+    }
+    this.#touch();
+    this.#finished += 1;
+    owner.executed(Date.now() - started, this.#finished === 1);
+    const result = toExecutionResult(id, outcome, replaced, request.timeoutMs);
+    if (owner.listening('executionFinished')) {
+      const timedOut = outcome.timedOut === true;
+      owner.emit('executionFinished', {
+        ...base,
+        at: Date.now(),
+        status: result.status,
+        durationMs: Date.now() - started,
+        timedOut,
+      });
+    }
+    return result;
+  }
+
+  #files(): { handle: BackendSession; files: BackendFiles } {
+    const handle = this.#live();
+    const { backend } = this.#owner;
+    if (!backend.capabilities.files || backend.files === undefined) {
+      throw new UnsupportedError(`backend "${backend.name}" has no file system for sessions`);
+    }
+    this.#touch();
+    return { handle, files: backend.files };
+  }
+
+  #forwarding(): BackendSession {
+    const handle = this.#live();
+    const { backend } = this.#owner;
+    if (!backend.capabilities.httpForwarding) {
+      throw new UnsupportedError(`backend "${backend.name}" does not forward HTTP (custom-container sessions only)`);
+    }
+    this.#touch();
+    return handle;
   }
 }

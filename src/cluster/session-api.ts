@@ -1,23 +1,5 @@
 /**
- * What `ClusterPool.acquire()` returns: the public surface of a pool's `Session`, which a local
- * session and a remote handle both offer.
+ * What `ClusterPool.acquire()` returns: the public surface of a pool's session, which a local
+ * `Session` and a `RemoteSession` both offer. One definition, in src/session.ts.
  */
-
-import type { Session } from '../session.js';
-
-export type SessionApi = Pick<
-  Session,
-  | 'identifier'
-  | 'id'
-  | 'state'
-  | 'execute'
-  | 'uploadFile'
-  | 'listFiles'
-  | 'fileInfo'
-  | 'downloadFile'
-  | 'deleteFile'
-  | 'fetch'
-  | 'connect'
-  | 'stop'
-  | 'info'
->;
+export type { SessionApi } from '../session.js';

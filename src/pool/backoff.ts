@@ -8,6 +8,7 @@ const MAX_MS = 30_000;
 export class Backoff {
   #failures = 0;
   #until = 0;
+  #retryTimer: NodeJS.Timeout | undefined;
 
   /** Record a failure; returns the delay before the next attempt. */
   fail(now = Date.now()): number {
@@ -25,5 +26,25 @@ export class Backoff {
   /** Milliseconds left before the next attempt is allowed (0 when not backing off). */
   remaining(now = Date.now()): number {
     return Math.max(0, this.#until - now);
+  }
+
+  /**
+   * While backing off, call `retry` once the wait is over (one unref'd timer, however often this
+   * is called) and return true; otherwise return false at once.
+   */
+  deferred(retry: () => void): boolean {
+    const wait = this.remaining();
+    if (wait === 0) return false;
+    this.#retryTimer ??= setTimeout(() => {
+      this.#retryTimer = undefined;
+      retry();
+    }, wait).unref();
+    return true;
+  }
+
+  /** Drop a scheduled retry (the pool is closing). */
+  cancel(): void {
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
   }
 }

@@ -1,5 +1,7 @@
 import { totalmem } from 'node:os';
 
+import { resolveCustomContainer, type ResolvedPoolOptions } from '../options.js';
+
 /**
  * A process-wide cap on the memory that out-of-process sessions (containers, VMs) may reserve,
  * across every pool: by default 80% of the host's RAM, or `SANDPOOL_HOST_MEMORY_BUDGET_MB`.
@@ -64,3 +66,12 @@ const configured = Number(process.env['SANDPOOL_HOST_MEMORY_BUDGET_MB']);
 export const hostMemoryBudget = new HostMemoryBudget(
   Number.isFinite(configured) && configured > 0 ? configured : Math.floor((totalmem() / 1024 / 1024) * 0.8),
 );
+
+/**
+ * What each session of a pool reserves from the budget: 0 for in-process backends, else the
+ * memory a session really gets (a custom container's template memory wins over the pool limit).
+ */
+export function reservationPerSession(options: ResolvedPoolOptions): number {
+  if (options.backend.capabilities.inProcess) return 0;
+  return resolveCustomContainer(options)?.memoryMb ?? options.limits.memoryMb;
+}

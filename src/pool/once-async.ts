@@ -37,3 +37,18 @@ export async function settleWithin(promises: readonly Promise<unknown>[], graceM
   await Promise.race([Promise.allSettled(promises), grace]);
   clearTimeout(timer);
 }
+
+/** Background promises an owner must await before it may say it is closed. */
+export class BackgroundWork {
+  readonly #running = new Set<Promise<unknown>>();
+
+  track(work: Promise<unknown>): void {
+    this.#running.add(work);
+    void work.finally(() => this.#running.delete(work));
+  }
+
+  /** Resolves once nothing is running, including work tracked while waiting. */
+  async drain(): Promise<void> {
+    while (this.#running.size > 0) await Promise.allSettled([...this.#running]);
+  }
+}

@@ -1,5 +1,6 @@
-import type { Backend, SessionExit, SessionSpec } from '../backend.js';
+import type { Backend, DestroyReason, SessionExit, SessionSpec } from '../backend.js';
 import { toSandpoolError, type SandpoolError } from '../errors.js';
+import { resolveCustomContainer, type ResolvedPoolOptions } from '../options.js';
 import { newSlot, type Slot } from './slot.js';
 
 export interface SessionFactoryHooks {
@@ -11,28 +12,59 @@ export interface SessionFactoryHooks {
   failed(slot: Slot, failure: SandpoolError): void;
   /** The session ended by itself after creation. */
   exited(slot: Slot, exit: SessionExit): void;
+  /** The backend failed to destroy a session (it is reported, never retried). */
+  destroyFailed(slot: Slot, failure: SandpoolError): void;
   /** Background work the pool must await on close. */
   track(work: Promise<unknown>): void;
 }
 
 /**
- * Turns the backend's `create` into slot transitions. A slot dropped while its create was in
- * flight (the pool closed, or it was trimmed) gets its abort signal; if the backend still
- * finishes, what it made is destroyed at once instead of leaking.
+ * The pool's only caller of the backend's `prepare`, `create` and `destroy`; turns their results into slot
+ * transitions (through the hooks). A slot dropped while its create was in flight (the pool closed,
+ * or it was trimmed) gets its abort signal; if the backend still finishes, what it made is
+ * destroyed at once instead of leaking. Every call is tracked, so the pool's close awaits it.
  */
 export class SessionFactory {
   constructor(
     private readonly backend: Backend,
-    private readonly specFor: (sessionId: string) => SessionSpec,
+    /** The owning pool's id, for the labels that let a later start find a crashed owner's leftovers. */
+    private readonly ownerId: string,
+    /** Read at every call: the pool's options may change (`pool.update()`). */
+    private readonly options: () => ResolvedPoolOptions,
     private readonly hooks: SessionFactoryHooks,
   ) {}
+
+  /** What every session of the pool is created from: the spec without its session id. */
+  specBase(): Omit<SessionSpec, 'sessionId'> {
+    const o = this.options();
+    return {
+      poolName: o.name,
+      ownerId: this.ownerId,
+      containerType: o.containerType,
+      limits: o.limits,
+      network: o.network,
+      customContainer: resolveCustomContainer(o),
+    };
+  }
+
+  /** The backend's one-time preparation; rejects with a SandpoolError saying the backend is not usable. */
+  async prepare(): Promise<void> {
+    try {
+      await this.backend.prepare?.({ ...this.specBase(), signal: undefined });
+    } catch (error) {
+      throw toSandpoolError(error, `backend "${this.backend.name}" is not usable`);
+    }
+  }
 
   start(onDemand: boolean): Slot {
     const slot = newSlot(Date.now());
     this.hooks.pending(slot, onDemand);
     const started = performance.now();
     const work = this.backend
-      .create(this.specFor(slot.id), { signal: slot.createAbort.signal, onExit: (exit) => this.hooks.exited(slot, exit) })
+      .create(
+        { sessionId: slot.id, ...this.specBase() },
+        { signal: slot.createAbort.signal, onExit: (exit) => this.hooks.exited(slot, exit) },
+      )
       .then(
         (handle) => {
           slot.handle = handle;
@@ -49,5 +81,14 @@ export class SessionFactory {
       );
     this.hooks.track(work);
     return slot;
+  }
+
+  /** Destroy a created session in the backend; resolves when done, never rejects. */
+  destroy(slot: Slot, reason: DestroyReason): Promise<void> {
+    const work = this.backend.destroy(slot.handle!, { reason }).catch((error: unknown) => {
+      this.hooks.destroyFailed(slot, toSandpoolError(error, 'destroying a session failed'));
+    });
+    this.hooks.track(work);
+    return work;
   }
 }

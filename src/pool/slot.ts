@@ -1,9 +1,11 @@
 import type { BackendSession } from '../backend.js';
-import type { SessionState } from '../session-types.js';
+import type { Session } from '../session.js';
+import type { SessionInfo, SessionState } from '../session-types.js';
 
 /**
- * The pool's private record of one session. Exactly one state at a time; the pool derives every
- * count from these records instead of keeping separate counters that could drift.
+ * The pool's private record of one session, from its creation to its destruction. Exactly one
+ * state at a time, changed only by `SlotTable.transition` (slot-table.ts), which also keeps the
+ * pool's sets and counts. The public `Session` exists once the slot is allocated.
  */
 export interface Slot {
   readonly id: string;
@@ -21,18 +23,10 @@ export interface Slot {
   extendedUntil: number | undefined;
   /** One timer per allocated session; on firing it re-checks cooldown and maxAlive lazily. */
   expiryTimer: NodeJS.Timeout | undefined;
-  /** Executions finished on this session. */
-  executionCount: number;
-  /** Executions started and not yet settled (running + queued). */
-  executions: number;
-  /** Tail of this session's FIFO execution chain. */
-  tail: Promise<unknown>;
-  /** Set when the slot should be destroyed as soon as its executions finish. */
-  expireWhenIdle: 'cooldown' | 'maxAlive' | undefined;
   /** Resolves when the backend destroy finished; set once destruction starts. */
   destroyed: Promise<void> | undefined;
-  /** The public handle, created once on allocation. */
-  handleObject: unknown;
+  /** The public handle, created once on allocation; it owns the session's executions. */
+  session: Session | undefined;
 }
 
 let counter = 0;
@@ -44,6 +38,7 @@ export function newSessionId(): string {
   return `s${processTag}-${counter.toString(36)}`;
 }
 
+/** A slot not yet known to any table; `SlotTable.transition(slot, 'Pending')` registers it. */
 export function newSlot(now: number): Slot {
   return {
     id: newSessionId(),
@@ -57,11 +52,24 @@ export function newSlot(now: number): Slot {
     lastAccessedAt: undefined,
     extendedUntil: undefined,
     expiryTimer: undefined,
-    executions: 0,
-    executionCount: 0,
-    tail: Promise.resolve(),
-    expireWhenIdle: undefined,
     destroyed: undefined,
-    handleObject: undefined,
+    session: undefined,
+  };
+}
+
+const toDate = (at: number | undefined): Date | undefined => (at === undefined ? undefined : new Date(at));
+
+/** The public snapshot of a slot (`pool.sessions()`, `session.info()`). */
+export function slotInfo(slot: Slot, expiresAt: number | undefined): SessionInfo {
+  return {
+    identifier: slot.identifier,
+    sessionId: slot.id,
+    state: slot.state,
+    etag: slot.handle?.etag ?? slot.id,
+    createdAt: new Date(slot.createdAt),
+    allocatedAt: toDate(slot.allocatedAt),
+    lastAccessedAt: toDate(slot.lastAccessedAt),
+    expiresAt: toDate(expiresAt),
+    executionsInFlight: slot.session?.executionsInFlight ?? 0,
   };
 }

@@ -47,6 +47,12 @@ export class PoolStatistics {
     this.queueMs.add(queueMs);
   }
 
+  /** A finished execution; the first on a session also feeds the first-execution timing. */
+  recordExecution(durationMs: number, first: boolean): void {
+    this.executions += 1;
+    if (first) this.firstExecutionMs.add(durationMs);
+  }
+
   recordCreateFailure(error: SandpoolError): void {
     this.createFailures += 1;
     this.lastError = { message: error.message, code: error.code, at: new Date() };

@@ -1,5 +1,5 @@
 import { AbortedError, ErrorCode, SandpoolError } from '../errors.js';
-import type { Slot } from './slot.js';
+import type { Session } from '../session.js';
 
 /** An acquire waiting for a session to become Ready. Served strictly in arrival order. */
 export interface Waiter {
@@ -7,10 +7,8 @@ export interface Waiter {
   /** When acquire() was called, for allocation latency. */
   readonly acquireStartedAt: number;
   readonly enqueuedAt: number;
-  /** Whether this waiter may wait while the pool is at maxConcurrentSessions. */
-  readonly patient: boolean;
-  /** Called after the pool allocated `slot` to this waiter's identifier. */
-  resolve(slot: Slot): void;
+  /** Called with the session the pool allocated to this waiter's identifier. */
+  resolve(session: Session): void;
   reject(error: SandpoolError): void;
 }
 
@@ -54,7 +52,6 @@ export class WaiterQueue {
 export interface WaitOptions {
   readonly identifier: string;
   readonly acquireStartedAt: number;
-  readonly patient: boolean;
   readonly signal?: AbortSignal | undefined;
   readonly timeoutMs?: number | undefined;
 }
@@ -63,8 +60,8 @@ export interface WaitOptions {
  * Queue an acquire until the pool hands it a session. An abort or a timeout removes the waiter,
  * and every listener and timer is released whichever way the wait ends.
  */
-export function waitInQueue(queue: WaiterQueue, options: WaitOptions): Promise<Slot> {
-  return new Promise<Slot>((resolve, reject) => {
+export function waitInQueue(queue: WaiterQueue, options: WaitOptions): Promise<Session> {
+  return new Promise<Session>((resolve, reject) => {
     if (options.signal?.aborted) {
       reject(new AbortedError('acquire was aborted before it started'));
       return;
@@ -84,10 +81,9 @@ export function waitInQueue(queue: WaiterQueue, options: WaitOptions): Promise<S
       identifier: options.identifier,
       acquireStartedAt: options.acquireStartedAt,
       enqueuedAt: performance.now(),
-      patient: options.patient,
-      resolve: (slot) => {
+      resolve: (session) => {
         cleanup();
-        resolve(slot);
+        resolve(session);
       },
       reject: (error) => {
         cleanup();
@@ -103,4 +99,27 @@ export function waitInQueue(queue: WaiterQueue, options: WaitOptions): Promise<S
     }
     queue.push(waiter);
   });
+}
+
+/** Callers of `pool.start()` waiting for the ready set to fill; all settle together. */
+export class StartWaiters {
+  #waiting: { resolve: () => void; reject: (error: SandpoolError) => void }[] = [];
+
+  /** @param satisfied whether the ready set is full enough for `start()` to resolve */
+  constructor(readonly satisfied: () => boolean) {}
+
+  /** Resolves at once when satisfied, else when `settle` finds it satisfied (or rejects with its error). */
+  wait(): Promise<void> {
+    if (this.satisfied()) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => this.#waiting.push({ resolve, reject }));
+  }
+
+  /** Resolve everyone once satisfied, or reject everyone with `error`; otherwise keep waiting. */
+  settle(error?: SandpoolError): void {
+    if (this.#waiting.length === 0) return;
+    if (error === undefined && !this.satisfied()) return;
+    const waiting = this.#waiting;
+    this.#waiting = [];
+    for (const w of waiting) error === undefined ? w.resolve() : w.reject(error);
+  }
 }

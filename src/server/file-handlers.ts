@@ -10,7 +10,7 @@ import busboy from 'busboy';
 
 import type { FileInfo } from '../backend.js';
 import { AbortedError, ErrorCode, FileError } from '../errors.js';
-import type { Session } from '../session.js';
+import type { SessionApi } from '../session.js';
 import { HttpError, badRequest } from './http-errors.js';
 import { sendEmpty, sendJson, sendStream, type RequestContext } from './http-io.js';
 import { dataPath } from './request-body.js';
@@ -115,7 +115,7 @@ function receiveUploads(
   });
 }
 
-async function sessionFor(state: ServerState, ctx: RequestContext): Promise<{ session: Session; maxBytes: number }> {
+async function sessionFor(state: ServerState, ctx: RequestContext): Promise<{ session: SessionApi; maxBytes: number }> {
   const { pool } = poolEntry(state, ctx);
   const identifier = identifierOf(ctx);
   if (!pool.backend.capabilities.files) {

@@ -1,7 +1,7 @@
 /** What handlers share: the pools, the execution records, the logger and the server's settings. */
 
 import { assertIdentifier, isValidIdentifier } from '../identifier.js';
-import type { Session } from '../session.js';
+import type { SessionApi } from '../session.js';
 import type { SessionPool } from '../session-pool.js';
 import type { ExecutionStore } from './execution-store.js';
 import { HttpError } from './http-errors.js';
@@ -59,6 +59,6 @@ export function identifierOf(ctx: RequestContext, fromBody?: string): string {
 }
 
 /** Get-or-create the session (Azure allocates on first use); honours client disconnects. */
-export function acquire(pool: SessionPool, identifier: string, ctx: RequestContext): Promise<Session> {
+export function acquire(pool: SessionPool, identifier: string, ctx: RequestContext): Promise<SessionApi> {
   return pool.acquire(identifier, { signal: ctx.signal });
 }

@@ -5,7 +5,7 @@
  */
 
 import { SessionNotFoundError } from '../errors.js';
-import type { Session } from '../session.js';
+import type { SessionApi } from '../session.js';
 import type { SessionPool } from '../session-pool.js';
 import { badRequest } from './http-errors.js';
 import { sendEmpty, sendJson, sendText, type RequestContext } from './http-io.js';
@@ -14,7 +14,7 @@ import { sessionList, sessionResource } from './shapes.js';
 
 const PAGE_SIZE = 300;
 
-function existing(pool: SessionPool, identifier: string): Session {
+function existing(pool: SessionPool, identifier: string): SessionApi {
   const session = pool.get(identifier);
   if (session === undefined) {
     throw new SessionNotFoundError(`no session with this identifier in session pool "${pool.name}"`);
