@@ -33,8 +33,6 @@ export interface CommandOptions {
   readonly dir: string;
   /** qcow2 overlay the guest writes to (its upper layer and /mnt/data). */
   readonly scratch: string;
-  /** Restore from the migration stream on this inherited file descriptor instead of booting. */
-  readonly incomingFd?: number | undefined;
   /** Apply QEMU's seccomp sandbox (`-sandbox on,...`). */
   readonly sandbox: boolean;
   /** Arguments appended to the agent's command line inside the guest (kernel command line). */
@@ -139,6 +137,5 @@ export function qemuArgs(options: CommandOptions): string[] {
   if (options.sandbox) {
     args.push('-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny');
   }
-  if (options.incomingFd !== undefined) args.push('-incoming', `fd:${options.incomingFd}`);
   return args;
 }

@@ -41,7 +41,11 @@ export class QemuProcess {
   constructor(
     qemu: string,
     args: readonly string[],
-    options: { incomingFd?: number | undefined; runAs?: { uid: number; gid: number } | undefined } = {},
+    options: {
+      /** Descriptors QEMU inherits as 3, 4, … (snapshot state, snapshot memory). */
+      inheritFds?: readonly number[] | undefined;
+      runAs?: { uid: number; gid: number } | undefined;
+    } = {},
   ) {
     const setpriv = findSetpriv();
     // setpriv applies the parent-death signal after switching user, so both hold.
@@ -50,8 +54,7 @@ export class QemuProcess {
     const [command, argv] =
       setpriv === null ? [qemu, [...args]] : [setpriv, [...drop, '--pdeathsig', 'KILL', '--', qemu, ...args]];
     if (options.runAs !== undefined && setpriv === null) throw new Error('running QEMU as another user needs util-linux setpriv');
-    const stdio: ('pipe' | 'ignore' | number)[] = ['ignore', 'pipe', 'pipe'];
-    if (options.incomingFd !== undefined) stdio.push(options.incomingFd);
+    const stdio: ('pipe' | 'ignore' | number)[] = ['ignore', 'pipe', 'pipe', ...(options.inheritFds ?? [])];
     this.#child = spawn(command, argv, { stdio, detached: false });
     this.#child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
       this.#console = (this.#console + chunk).slice(-CONSOLE_TAIL_BYTES);

@@ -1,12 +1,14 @@
 /**
- * Warm snapshots for fast refill. One VM is booted per (image, machine settings), its agent is
- * waited for until Ready (Python up, libraries imported), the VM is paused and its whole state
- * (RAM + devices) is written with QEMU's migration to a file, next to the scratch disk as it was
- * at that instant. A session is then a new QEMU started with `-incoming` from that file and a fresh
- * copy-on-write overlay on top of the frozen scratch disk, so RAM and disk agree.
+ * Warm snapshots for fast refill. One VM is booted per (image, machine settings) with its RAM in a
+ * file (`ram.bin`, a `share=on` memory backend), its agent is waited for until Ready (Python up,
+ * libraries imported), the VM is paused and its device state is written with QEMU's migration
+ * (`state.bin`, about half a megabyte: the RAM is left out, it is already in its file), next to
+ * the scratch disk as it was at that instant. A session is then a new QEMU that maps `ram.bin`
+ * copy-on-write (snapshot-memory.ts), loads `state.bin`, and gets a fresh overlay on top of the
+ * frozen scratch disk, so RAM and disk agree. Nothing is copied: a restore costs a QEMU start.
  *
- * Layout: `<cacheDir>/vm/snapshots/<key>/{memory.bin,disk.qcow2,meta.json}`; `meta.json` is written
- * last and marks a complete snapshot. The key hashes everything the saved state depends on.
+ * Layout: `<cacheDir>/vm/snapshots/<key>/{ram.bin,state.bin,disk.qcow2,meta.json}`; `meta.json` is
+ * written last and marks a complete snapshot. The key hashes everything the saved state depends on.
  */
 
 import { execFile } from 'node:child_process';
@@ -16,18 +18,22 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 
 import { BackendError } from '../../src/errors.js';
+import { saveState } from './migration.js';
 import type { GuestImage, MachineSettings } from './qemu-command.js';
 import { launchVm } from './vm-launcher.js';
 
 const execFileAsync = promisify(execFile);
 
 /** Bump when the way snapshots are made changes. */
-const SNAPSHOT_RECIPE = 3;
+const SNAPSHOT_RECIPE = 4;
 
 export interface SnapshotInfo {
   readonly key: string;
   readonly dir: string;
-  readonly memory: string;
+  /** Guest RAM as a file, mapped copy-on-write by restored VMs. */
+  readonly ram: string;
+  /** Device state (migration stream without the RAM, `x-ignore-shared`). */
+  readonly state: string;
   readonly disk: string;
   readonly meta: SnapshotMeta;
 }
@@ -37,9 +43,11 @@ export interface SnapshotMeta {
   readonly createdAt: string;
   /** Cold boot to agent-ready of the VM that was saved, in ms. */
   readonly bootMs: number;
-  /** Time to write the migration stream, in ms. */
+  /** Time to write the device state, in ms. */
   readonly saveMs: number;
-  readonly memoryBytes: number;
+  /** Size of `ram.bin` (the guest's RAM size) and of `state.bin`. */
+  readonly ramBytes: number;
+  readonly stateBytes: number;
   readonly qemuVersion: string;
   /** The guest image it was made from (setup prunes snapshots of images it removed). */
   readonly imageHash: string;
@@ -108,10 +116,12 @@ export function loadSnapshot(cacheDir: string, key: string): SnapshotInfo | unde
   if (!existsSync(metaPath)) return undefined;
   try {
     const meta = JSON.parse(readFileSync(metaPath, 'utf8')) as SnapshotMeta;
-    const memory = join(dir, 'memory.bin');
+    const ram = join(dir, 'ram.bin');
+    const state = join(dir, 'state.bin');
     const disk = join(dir, 'disk.qcow2');
-    if (meta.key !== key || statSync(memory).size !== meta.memoryBytes || !existsSync(disk)) return undefined;
-    return { key, dir, memory, disk, meta };
+    if (meta.key !== key || statSync(ram).size !== meta.ramBytes || statSync(state).size !== meta.stateBytes) return undefined;
+    if (!existsSync(disk)) return undefined;
+    return { key, dir, ram, state, disk, meta };
   } catch {
     return undefined;
   }
@@ -192,8 +202,9 @@ async function buildLocked(options: BuildSnapshotOptions, key: string): Promise<
   const finalDir = join(options.cacheDir, 'vm', 'snapshots', key);
   const dir = `${finalDir}.tmp-${process.pid}-${Date.now()}`;
   mkdirSync(dir, { recursive: true });
-  const memory = join(dir, 'memory.bin');
-  if (/['\n]/.test(memory)) throw new BackendError(`unusable cache path for snapshots: ${memory}`);
+  const ram = join(dir, 'ram.bin');
+  const state = join(dir, 'state.bin');
+  if (/['\n,]/.test(dir)) throw new BackendError(`unusable cache path for snapshots: ${dir}`);
   const template = await ensureScratchTemplate(options.cacheDir, options.diskMb);
   let vm: Awaited<ReturnType<typeof launchVm>> | undefined;
   try {
@@ -204,6 +215,8 @@ async function buildLocked(options: BuildSnapshotOptions, key: string): Promise<
       machine: options.machine,
       dir,
       backing: { path: template, format: 'raw' },
+      // The guest writes its RAM straight into the snapshot's file.
+      memory: { saveTo: ram },
       // `exec:` migration spawns a shell; this VM never ran session code.
       sandbox: false,
       readyTimeoutMs: options.readyTimeoutMs,
@@ -215,17 +228,7 @@ async function buildLocked(options: BuildSnapshotOptions, key: string): Promise<
     vm.agent.close();
     await delay(500);
     const saveStarted = Date.now();
-    await vm.qmp.execute('stop');
-    await vm.qmp.execute('migrate-set-parameters', { 'max-bandwidth': 64 * 1024 * 1024 * 1024 });
-    await vm.qmp.execute('migrate', { uri: `exec:cat > '${memory}'` });
-    for (;;) {
-      const info = (await vm.qmp.execute('query-migrate')) as { status?: string; 'error-desc'?: string };
-      if (info.status === 'completed') break;
-      if (info.status === 'failed' || info.status === 'cancelled') {
-        throw new BackendError(`saving the snapshot failed: ${info['error-desc'] ?? info.status}`);
-      }
-      await delay(50);
-    }
+    await saveState(vm.qmp, `exec:cat > '${state}'`, { ignoreShared: true });
     const saveMs = Date.now() - saveStarted;
     await vm.qmp.execute('quit').catch(() => undefined);
     await vm.process.exited;
@@ -235,7 +238,8 @@ async function buildLocked(options: BuildSnapshotOptions, key: string): Promise<
       createdAt: new Date().toISOString(),
       bootMs,
       saveMs,
-      memoryBytes: statSync(memory).size,
+      ramBytes: statSync(ram).size,
+      stateBytes: statSync(state).size,
       qemuVersion: options.qemuVersion,
       imageHash: options.image.hash,
     };

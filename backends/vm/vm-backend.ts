@@ -99,7 +99,10 @@ interface VmSession extends BackendSession {
 export interface VmStartRecord {
   readonly sessionId: string;
   readonly mode: 'snapshot' | 'boot';
+  /** Until Ready: the VM started or restored, its agent answered and the set-up cell ran. */
   readonly ms: number;
+  /** Restores only: until the guest ran again from the snapshot (QEMU start + state load). */
+  readonly restoreMs?: number | undefined;
   /** Why a snapshot restore was not used, when it was not. */
   readonly fallbackReason?: string | undefined;
 }
@@ -138,6 +141,7 @@ export class VMBackend implements Backend {
     if (!['auto', 'kvm', 'whpx', 'hvf', 'tcg'].includes(accelerator)) {
       throw new InvalidOptionsError(`VMBackend: accelerator must be auto, kvm, whpx, hvf or tcg (got ${String(accelerator)})`);
     }
+    this.#dropPrivileges = (options.unprivilegedQemu ?? true) && process.platform === 'linux' && process.getuid?.() === 0;
     this.#env = new VmEnvironment({
       qemu: options.qemu ?? 'qemu-system-x86_64',
       qemuImg: options.qemuImg ?? 'qemu-img',
@@ -146,13 +150,13 @@ export class VMBackend implements Backend {
       accelerator,
       probeTimeoutMs: options.probeTimeoutMs ?? 8000,
       readyTimeoutMs: options.readyTimeoutMs ?? 300_000,
+      sealSnapshotMemory: this.#dropPrivileges,
     });
     this.#runDir = options.runDir ?? defaultRunDir();
     this.#useSnapshots = options.snapshots ?? true;
     // QEMU's -sandbox is seccomp: Linux only.
     this.#sandbox = options.sandbox ?? process.platform === 'linux';
     this.#allowUnconfinedEgress = options.allowUnconfinedEgress ?? false;
-    this.#dropPrivileges = (options.unprivilegedQemu ?? true) && process.platform === 'linux' && process.getuid?.() === 0;
     this.#log =
       options.onLog ??
       ((event) => {
@@ -227,7 +231,7 @@ export class VMBackend implements Backend {
       // Before QEMU starts: the guest must never run with more egress than its allow-list.
       if (allowListUid !== undefined && allowed !== undefined) await installAllowList(allowListUid, allowed);
       const { vm, mode, fallbackReason } = await this.#start(spec, machine, dir, state, options.signal);
-      this.#lastStart = { sessionId: spec.sessionId, mode, ms: Date.now() - started, fallbackReason };
+      this.#lastStart = { sessionId: spec.sessionId, mode, ms: Date.now() - started, restoreMs: vm.restoreMs, fallbackReason };
       const session: VmSession = {
         id: spec.sessionId,
         etag: `qemu-${vm.process.pid ?? 0}`,
@@ -297,6 +301,7 @@ export class VMBackend implements Backend {
     const sessions = [...this.#sessions.values()];
     this.#sessions.clear();
     await Promise.all(sessions.map((s) => this.#teardown(s)));
+    await this.#env.close();
   }
 
   /** Live session ids and their QEMU pids (tests, diagnostics). */
@@ -379,7 +384,12 @@ export class VMBackend implements Backend {
       try {
         const snapshot = await this.#env.snapshot(machine, spec.limits.diskMb, signal);
         try {
-          const vm = await launchVm({ ...base, backing: { path: snapshot.disk, format: 'qcow2' }, incoming: snapshot.memory });
+          const memory = await this.#env.snapshotMemory(snapshot);
+          const vm = await launchVm({
+            ...base,
+            backing: { path: snapshot.disk, format: 'qcow2' },
+            restore: { state: snapshot.state, memory },
+          });
           await this.#afterStart(vm, RESEED_CODE + pidsLimitCode(spec.limits.pids));
           return { vm, mode: 'snapshot' as const, fallbackReason };
         } catch (error) {

@@ -11,6 +11,7 @@ import { BackendError, ErrorCode } from '../../src/errors.js';
 import { ACCELERATORS, chooseAccelerator, hostBootId, type Accelerator, type AcceleratorChoice } from './accelerator.js';
 import type { GuestImage, MachineSettings } from './qemu-command.js';
 import { buildSnapshot, ensureScratchTemplate, loadSnapshot, qemuVersion, snapshotKey, type SnapshotInfo } from './snapshot.js';
+import { SnapshotMemory } from './snapshot-memory.js';
 
 export interface EnvironmentOptions {
   readonly qemu: string;
@@ -21,6 +22,8 @@ export interface EnvironmentOptions {
   readonly accelerator: Accelerator | 'auto';
   readonly probeTimeoutMs: number;
   readonly readyTimeoutMs: number;
+  /** Session QEMUs run as other users: hand them the snapshot RAM sealed (snapshot-memory.ts). */
+  readonly sealSnapshotMemory: boolean;
 }
 
 export interface Environment {
@@ -96,6 +99,8 @@ export class VmEnvironment {
   readonly options: EnvironmentOptions;
   #environment: Promise<Environment> | undefined;
   readonly #snapshots = new Map<string, Promise<SnapshotInfo>>();
+  /** The mapped RAM of each snapshot in use, by snapshot key; closed by close(). */
+  readonly #memories = new Map<string, Promise<SnapshotMemory>>();
 
   constructor(options: EnvironmentOptions) {
     this.options = options;
@@ -182,9 +187,31 @@ export class VmEnvironment {
     return await pending;
   }
 
+  /** The RAM of `snapshot`, ready to be mapped by restored VMs; made once per snapshot. */
+  async snapshotMemory(snapshot: SnapshotInfo): Promise<SnapshotMemory> {
+    let memory = this.#memories.get(snapshot.key);
+    if (memory === undefined) {
+      memory = SnapshotMemory.open(snapshot.ram, this.options.sealSnapshotMemory);
+      this.#memories.set(snapshot.key, memory);
+      memory.catch(() => this.#memories.delete(snapshot.key));
+    }
+    return await memory;
+  }
+
   /** Forget a snapshot that failed to restore, so the next use rebuilds it. */
   invalidateSnapshot(key: string): void {
     this.#snapshots.delete(key);
+    const memory = this.#memories.get(key);
+    this.#memories.delete(key);
+    // QEMUs already started keep their own reference; only ours goes.
+    void memory?.then((m) => m.close()).catch(() => undefined);
+  }
+
+  /** Release the snapshot memories (call once no VM is being started any more). */
+  async close(): Promise<void> {
+    const memories = [...this.#memories.values()];
+    this.#memories.clear();
+    for (const memory of await Promise.allSettled(memories)) if (memory.status === 'fulfilled') memory.value.close();
   }
 
   async scratchTemplate(diskMb: number): Promise<string> {

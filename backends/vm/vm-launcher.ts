@@ -6,16 +6,18 @@
  */
 
 import { execFile } from 'node:child_process';
-import { chownSync, closeSync, existsSync, openSync } from 'node:fs';
+import { chownSync, closeSync, copyFileSync, existsSync, openSync, renameSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { promisify } from 'node:util';
 
 import { AgentClient } from '../support/agent-client/index.js';
 import type { AgentReady } from '../support/agent-client/index.js';
 import { AbortedError, BackendError } from '../../src/errors.js';
+import { loadState } from './migration.js';
 import { agentSocketPath, qemuArgs, qmpSocketPath, type GuestImage, type MachineSettings } from './qemu-command.js';
 import { QemuProcess } from './qemu-process.js';
 import { QmpClient } from './qmp-client.js';
+import { memoryBackendArgs, type SnapshotMemory } from './snapshot-memory.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -27,8 +29,13 @@ export interface LaunchOptions {
   readonly dir: string;
   /** Disk the overlay is backed by, and its format. */
   readonly backing: { readonly path: string; readonly format: 'raw' | 'qcow2' };
-  /** Migration stream to restore from; absent: cold boot. */
-  readonly incoming?: string | undefined;
+  /**
+   * Restore instead of booting: the device state to load and the snapshot RAM to map
+   * copy-on-write. Absent: cold boot.
+   */
+  readonly restore?: { readonly state: string; readonly memory: SnapshotMemory } | undefined;
+  /** Building a snapshot: keep the guest's RAM in this file (shared mapping) so it outlives QEMU. */
+  readonly memory?: { readonly saveTo: string } | undefined;
   readonly sandbox: boolean;
   readonly readyTimeoutMs: number;
   readonly signal?: AbortSignal | undefined;
@@ -49,7 +56,13 @@ export interface LaunchedVm {
   readonly scratch: string;
   /** Milliseconds from spawn to agent ready. */
   readonly startupMs: number;
+  /** Restores: milliseconds from spawn until the loaded guest was running again. */
+  readonly restoreMs?: number | undefined;
 }
+
+/** Where the inherited descriptors land in QEMU: the device state on 3, the snapshot memfd on 4. */
+const STATE_FD = 3;
+const MEMORY_FD = 4;
 
 export async function createOverlay(qemuImg: string, backing: LaunchOptions['backing'], path: string): Promise<void> {
   try {
@@ -59,12 +72,56 @@ export async function createOverlay(qemuImg: string, backing: LaunchOptions['bac
   }
 }
 
+/** One empty overlay per backing file, made with qemu-img once and copied for every session. */
+const overlayTemplates = new Map<string, Promise<string | undefined>>();
+
+/**
+ * A fresh overlay at `path` over `backing`. An empty qcow2 overlay is the same bytes for every
+ * session (a header naming the backing file, empty tables), so it is copied from a template next to
+ * the backing file instead of running qemu-img per session (a process start: tens of ms). Where the
+ * template cannot be written (a read-only cache) each session runs qemu-img as before.
+ */
+async function freshOverlay(qemuImg: string, backing: LaunchOptions['backing'], path: string): Promise<void> {
+  const key = `${backing.format}:${backing.path}`;
+  let template = overlayTemplates.get(key);
+  if (template === undefined) {
+    const target = `${backing.path}.overlay.qcow2`;
+    template = (async () => {
+      if (existsSync(target)) return target;
+      const tmp = `${target}.tmp-${process.pid}-${Date.now()}`;
+      try {
+        await createOverlay(qemuImg, backing, tmp);
+        renameSync(tmp, target);
+        return target;
+      } catch {
+        rmSync(tmp, { force: true });
+        return undefined;
+      }
+    })();
+    overlayTemplates.set(key, template);
+  }
+  const ready = await template;
+  if (ready === undefined) {
+    await createOverlay(qemuImg, backing, path);
+    return;
+  }
+  try {
+    copyFileSync(ready, path);
+  } catch (error) {
+    // The template went with a rebuilt snapshot: make it again next time, qemu-img this time.
+    overlayTemplates.delete(key);
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') await createOverlay(qemuImg, backing, path);
+    else throw new BackendError(`cannot create the session disk overlay: ${(error as Error).message}`, { cause: error });
+  }
+}
+
 async function delay(ms: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Connect to a unix socket QEMU is about to create; retries until it exists or QEMU exits. */
 async function connectWhenListening(path: string, qemu: QemuProcess, deadline: number): Promise<Socket> {
+  let attempt = 0;
   for (;;) {
     if (qemu.hasExited) throw new BackendError(`QEMU exited during startup:\n${qemu.diagnostics()}`);
     if (Date.now() > deadline) throw new BackendError(`QEMU did not open ${path} in time`);
@@ -82,24 +139,9 @@ async function connectWhenListening(path: string, qemu: QemuProcess, deadline: n
         // Not listening yet.
       }
     }
-    await delay(20);
-  }
-}
-
-/** Wait for an incoming migration to finish, then make sure the vCPUs run. */
-async function resumeAfterRestore(qmp: QmpClient, deadline: number): Promise<void> {
-  for (;;) {
-    const status = (await qmp.execute('query-status')) as { status?: string; running?: boolean };
-    if (status.running === true) return;
-    if (status.status !== 'inmigrate') {
-      if (status.status === 'paused' || status.status === 'prelaunch' || status.status === 'postmigrate') {
-        await qmp.execute('cont');
-        return;
-      }
-      throw new BackendError(`restored VM is in state "${status.status ?? '?'}"`);
-    }
-    if (Date.now() > deadline) throw new BackendError('restoring the snapshot did not finish in time');
-    await delay(10);
+    // QEMU creates its sockets within tens of milliseconds: poll briskly at first.
+    attempt += 1;
+    await delay(Math.min(20, 2 * attempt));
   }
 }
 
@@ -108,30 +150,39 @@ export async function launchVm(options: LaunchOptions): Promise<LaunchedVm> {
   const deadline = started + options.readyTimeoutMs;
   if (options.signal?.aborted) throw new AbortedError('VM start aborted');
   const scratch = `${options.dir}/disk.qcow2`;
-  await createOverlay(options.qemuImg, options.backing, scratch);
+  await freshOverlay(options.qemuImg, options.backing, scratch);
   if (options.runAs !== undefined) {
     chownSync(options.dir, options.runAs.uid, options.runAs.gid);
     chownSync(scratch, options.runAs.uid, options.runAs.gid);
   }
 
-  let incomingFd: number | undefined;
-  if (options.incoming !== undefined) {
+  const { restore } = options;
+  let stateFd: number | undefined;
+  if (restore !== undefined) {
     try {
-      incomingFd = openSync(options.incoming, 'r');
+      stateFd = openSync(restore.state, 'r');
     } catch (error) {
       throw new BackendError(`cannot open the snapshot: ${(error as Error).message}`, { cause: error });
     }
   }
-  const args = qemuArgs({
-    image: options.image,
-    machine: options.machine,
-    dir: options.dir,
-    scratch,
-    sandbox: options.sandbox,
-    incomingFd: incomingFd === undefined ? undefined : 3,
+  const memoryArgs =
+    restore !== undefined
+      ? restore.memory.restoreArgs(options.machine.memoryMb, MEMORY_FD)
+      : options.memory !== undefined
+        ? memoryBackendArgs(options.machine.memoryMb, options.memory.saveTo, true)
+        : [];
+  const args = [
+    ...qemuArgs({ image: options.image, machine: options.machine, dir: options.dir, scratch, sandbox: options.sandbox }),
+    ...memoryArgs,
+    // Loaded over QMP once x-ignore-shared is set (it changes the stream's format).
+    ...(restore === undefined ? [] : ['-incoming', 'defer']),
+  ];
+  const memoryFd = restore?.memory.hostFd;
+  const qemu = new QemuProcess(options.qemu, args, {
+    inheritFds: stateFd === undefined ? [] : memoryFd === undefined ? [stateFd] : [stateFd, memoryFd],
+    runAs: options.runAs,
   });
-  const qemu = new QemuProcess(options.qemu, args, { incomingFd, runAs: options.runAs });
-  if (incomingFd !== undefined) closeSync(incomingFd); // the child has its own copy
+  if (stateFd !== undefined) closeSync(stateFd); // the child has its own copy
   if (qemu.pid !== undefined) options.onSpawn?.(qemu.pid);
 
   let qmp: QmpClient | undefined;
@@ -144,7 +195,11 @@ export async function launchVm(options: LaunchOptions): Promise<LaunchedVm> {
     const qmpSocket = qmpSocketPath(options.dir);
     await connectWhenListening(qmpSocket, qemu, deadline).then((s) => s.destroy());
     qmp = await QmpClient.connect(qmpSocket);
-    if (options.incoming !== undefined) await resumeAfterRestore(qmp, deadline);
+    let restoreMs: number | undefined;
+    if (restore !== undefined) {
+      await loadState(qmp, `fd:${STATE_FD}`, { ignoreShared: true, deadline });
+      restoreMs = Date.now() - started;
+    }
     const socket = await connectWhenListening(agentSocketPath(options.dir), qemu, deadline);
     agent = new AgentClient(socket, { requestTimeoutMs: 60_000 });
     const remaining = Math.max(1, deadline - Date.now());
@@ -160,7 +215,7 @@ export async function launchVm(options: LaunchOptions): Promise<LaunchedVm> {
       }
       throw error;
     });
-    return { process: qemu, qmp, agent, ready, scratch, startupMs: Date.now() - started };
+    return { process: qemu, qmp, agent, ready, scratch, startupMs: Date.now() - started, restoreMs };
   } catch (error) {
     agent?.close();
     qmp?.close();

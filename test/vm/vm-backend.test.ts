@@ -122,6 +122,50 @@ describe('VMBackend on QEMU', () => {
   );
 
   it(
+    'restores by mapping the snapshot copy-on-write: clones share no state, and no guest write reaches the snapshot',
+    async () => {
+      const a = await backend.create(vmSpec(ownerId), { onExit: () => undefined });
+      const restore = backend.lastStart;
+      const b = await backend.create(vmSpec(ownerId), { onExit: () => undefined });
+      try {
+        expect(restore).toMatchObject({ mode: 'snapshot' });
+        expect(restore?.restoreMs).toBeGreaterThan(0);
+        expect(restore?.restoreMs).toBeLessThanOrEqual(restore?.ms ?? 0);
+        const [infoA] = backend.sessionsInfo().filter((s) => s.id === a.id);
+        const maps = readFileSync(`/proc/${infoA?.pid}/maps`, 'utf8');
+        if (process.getuid?.() === 0) {
+          // The RAM is the sealed copy of the snapshot, mapped privately (no 's' in the flags).
+          const ram = maps.split('\n').filter((l) => l.includes('memfd:sandpool-snapshot-ram'));
+          expect(ram.length).toBeGreaterThan(0);
+          expect(ram.every((l) => l.split(/\s+/)[1]?.endsWith('p'))).toBe(true);
+        }
+        // A writes a file, a global and a large buffer (guest RAM pages); B sees none of it.
+        const scribble = await backend.execute(
+          a,
+          python(
+            "open('/mnt/data/mine.txt', 'w').write('a')\nimport builtins\nbuiltins.SANDPOOL_MARK = 'a'\n" +
+              "buf = bytearray(b'x' * (64 << 20))\nlen(buf)",
+          ),
+        );
+        expect(scribble).toMatchObject({ status: 'Succeeded', result: 64 << 20 });
+        const look = python("import os, builtins\n(os.listdir('/mnt/data'), getattr(builtins, 'SANDPOOL_MARK', None))");
+        expect((await backend.execute(b, look)).result).toBe('([], None)');
+        // A session restored after A scribbled starts from the pristine snapshot too.
+        const c = await backend.create(vmSpec(ownerId), { onExit: () => undefined });
+        try {
+          expect((await backend.execute(c, look)).result).toBe('([], None)');
+        } finally {
+          await backend.destroy(c, { reason: 'stopped' });
+        }
+      } finally {
+        await backend.destroy(a, { reason: 'stopped' });
+        await backend.destroy(b, { reason: 'stopped' });
+      }
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
     'runs the scientific stack: BLAS through numpy and a matplotlib figure as an image result',
     async () => {
       // Under TCG with QEMU's default CPU model OpenBLAS picked kernels that died with SIGILL.

@@ -116,11 +116,12 @@ describe('VM crash recovery', () => {
       const key = snapshotKey({ image, machine, diskMb: 256, qemuVersion: await qemuVersion('qemu-system-x86_64') });
       const snapDir = join(privateCache, 'vm', 'snapshots', key);
       mkdirSync(snapDir, { recursive: true });
-      writeFileSync(join(snapDir, 'memory.bin'), 'not a migration stream');
+      writeFileSync(join(snapDir, 'state.bin'), 'not a migration stream');
+      writeFileSync(join(snapDir, 'ram.bin'), Buffer.alloc(4096));
       execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', join(snapDir, 'disk.qcow2'), '256M']);
       writeFileSync(
         join(snapDir, 'meta.json'),
-        JSON.stringify({ key, memoryBytes: 22, bootMs: 0, saveMs: 0, createdAt: '', qemuVersion: '' }),
+        JSON.stringify({ key, ramBytes: 4096, stateBytes: 22, bootMs: 0, saveMs: 0, createdAt: '', qemuVersion: '' }),
       );
       try {
         const spec = { ...vmSpec(`fallback-${randomUUID()}`, { limits, egress: 'EgressEnabled' }) };
