@@ -25,6 +25,27 @@ export type IsolationLevel = 'isolate' | 'container' | 'microvm';
 /** Why a session was destroyed. */
 export type DestroyReason = 'cooldown' | 'maxAlive' | 'stopped' | 'exited' | 'failed' | 'poolClosed';
 
+/**
+ * What a checkpoint keeps of a session:
+ * - `machine`: everything, exactly (every process's memory, open files, sockets: a VM's RAM
+ *   through QEMU migration, or a CRIU checkpoint);
+ * - `interpreter`: the interpreters' serialisable state and the files under `/mnt/data`
+ *   (variables, functions, classes, DataFrames); what cannot be kept is named in `lost`;
+ * - `none`: the session cannot be paused.
+ */
+export type PauseLevel = 'none' | 'interpreter' | 'machine';
+
+/** One piece of session state a checkpoint could not keep (named, never dropped silently). */
+export interface LostState {
+  /** `python`, `javascript`, `files` or `process`. */
+  readonly language: string;
+  /** The variable, thread, process or file. */
+  readonly name: string;
+  /** Its kind: a Python type name, `thread`, `process`, `handle`, `special file`… */
+  readonly type: string;
+  readonly reason: string;
+}
+
 export interface BackendCapabilities {
   /** Session kinds this backend can run. */
   readonly containerTypes: readonly ContainerType[];
@@ -41,6 +62,10 @@ export interface BackendCapabilities {
   readonly snapshots: boolean;
   /** `fetch` forwards HTTP to a port inside the session (custom containers). */
   readonly httpForwarding: boolean;
+  /** What `checkpoint` keeps; absent or `none`: sessions cannot be paused (`pause()` is UnsupportedError). */
+  readonly pause?: PauseLevel | undefined;
+  /** A checkpoint can start new sessions while its source keeps running (`fork`, named snapshots). */
+  readonly fork?: boolean | undefined;
 }
 
 /** Everything a backend needs to create one session. Plain data, already validated by the pool. */
@@ -154,6 +179,51 @@ export interface BackendFiles {
   delete(session: BackendSession, path: string): Promise<void>;
 }
 
+export interface CheckpointOptions {
+  /** An empty directory the caller owns (mode 0700): the backend writes the checkpoint's files into it. */
+  readonly dir: string;
+  /** Most bytes the checkpoint may take; past it the checkpoint fails (the sandbox is not trusted). */
+  readonly maxBytes: number;
+  /**
+   * The caller destroys the session right after (a pause): the backend may leave it stopped and
+   * move its files rather than copy them. Otherwise the session keeps running unchanged (a fork).
+   */
+  readonly final: boolean;
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** A written checkpoint. `meta` is the backend's own (JSON) data, handed back to `restore`. */
+export interface Checkpoint {
+  readonly level: Exclude<PauseLevel, 'none'>;
+  /** Bytes the checkpoint occupies under its directory. */
+  readonly bytes: number;
+  /** What it could not keep. */
+  readonly lost: readonly LostState[];
+  readonly meta: JsonValue;
+}
+
+export interface RestoreOptions extends CreateOptions {
+  /** The directory `checkpoint` wrote; read-only to the backend. */
+  readonly dir: string;
+  readonly checkpoint: Checkpoint;
+  /**
+   * Start a copy of the checkpointed session while others may exist (fork, named snapshot): random
+   * generators and per-session identities are reseeded. False for a resume of the session itself.
+   */
+  readonly fork: boolean;
+  /**
+   * `interpreter` backends: a Ready session of the same pool (created from `spec`) to load the state
+   * into. `machine` backends start a new session from `spec` instead and never receive one.
+   */
+  readonly into?: BackendSession | undefined;
+}
+
+export interface Restored {
+  readonly session: BackendSession;
+  /** What the restore could not bring back, beyond the checkpoint's own `lost`. */
+  readonly lost: readonly LostState[];
+}
+
 /** Context for one-time, pool-wide work: checking the engine, building a snapshot, reconciling. */
 export interface PrepareContext {
   readonly poolName: string;
@@ -193,6 +263,17 @@ export interface Backend {
    * protocols `fetch` cannot carry (WebSocket upgrades). The caller owns and must destroy it.
    */
   connect?(session: BackendSession): Promise<Duplex>;
+  /**
+   * Present when `capabilities.pause` is `interpreter` or `machine`: write the session's state into
+   * `options.dir` (see CheckpointOptions.final for what happens to the session).
+   */
+  checkpoint?(session: BackendSession, options: CheckpointOptions): Promise<Checkpoint>;
+  /**
+   * Present with `checkpoint`: bring a checkpoint back as a live session (into `options.into` for
+   * interpreter-level checkpoints, as a new session from `spec` for machine-level ones). A missing
+   * or corrupt checkpoint rejects with a BackendError naming it; nothing else is affected.
+   */
+  restore?(spec: SessionSpec, options: RestoreOptions): Promise<Restored>;
   /** Release backend-wide resources (engine connections, sockets, child processes). Idempotent. */
   close(): Promise<void>;
 }

@@ -257,8 +257,13 @@ class Upload:
             self.abort()
             raise _os_error(error, self.path) from None
 
-    def finish(self):
+    def finish(self, mtime=None, mode=None):
+        """Rename into place; `mtime`/`mode` are set first when given (a restored checkpoint's files)."""
         try:
+            if mode is not None:
+                os.fchmod(self.fd, mode & 0o777)
+            if mtime is not None:
+                os.utime(self.fd, (mtime, mtime))
             os.close(self.fd)
             self.fd = None
             os.rename(self.temp, self.parts[-1], src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)

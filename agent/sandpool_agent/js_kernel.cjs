@@ -110,6 +110,7 @@ for (const name of [
 }
 const context = vm.createContext(sandbox);
 sandbox.exports = sandbox.module.exports;
+const sessionState = require('./js_session_state.cjs').create({ vm, context, sandbox });
 
 let currentMarker = null;
 let interruptCell = null;
@@ -156,6 +157,7 @@ async function runCell(code, timeoutMs) {
     wrapped = rewritten ? 'repl' : 'plain';
     script = new vm.Script(rewritten ?? `(async () => {\n${code}\n})()`, { filename, lineOffset: rewritten ? 0 : -1 });
   }
+  sessionState.noteCell(code);
   let value = script.runInContext(context, { timeout: Math.max(1, timeoutMs) });
   if (wrapped || (value !== null && typeof value === 'object' && typeof value.then === 'function')) {
     value = await new Promise((resolve, reject) => {
@@ -210,6 +212,10 @@ control.on('data', (text) => {
     }
     if (request && request.type === 'interrupt') {
       if (request.marker === currentMarker && interruptCell) interruptCell(new InterruptedError('Execution interrupted'));
+      continue;
+    }
+    if (request && (request.type === 'checkpoint' || request.type === 'restore' || request.type === 'reseed')) {
+      chain = chain.then(() => send(sessionState.handle(request)));
       continue;
     }
     chain = chain.then(() => handle(request));

@@ -26,6 +26,10 @@ class KernelStartError(Exception):
     pass
 
 
+class SessionOpError(Exception):
+    """A checkpoint, restore or reseed request the kernel refused or failed."""
+
+
 def prefer_for_oom_kill(pid):
     """Make the OOM killer pick this child before the agent: a memory bomb in a cell should cost
     the kernel (reported as a restart), not the whole session. Raising the score needs no privilege."""
@@ -233,6 +237,34 @@ class Kernel:
                 self.log("kernel restart failed: %s" % error)
 
         threading.Thread(target=run, daemon=True, name="kernel-restart").start()
+
+    def session_op(self, message, timeout_s):
+        """Send a checkpoint/restore/reseed request (session_state.py) to the running kernel and
+        return its report. The caller holds `lock`. A kernel that does not answer in time is killed
+        and restarted: its state is suspect. Raises SessionOpError."""
+        inc = self.current
+        if inc is None or inc.proc.poll() is not None:
+            raise SessionOpError("the %s kernel is not running" % self.label)
+        try:
+            inc.send(message)
+        except OSError as error:
+            raise SessionOpError("the %s kernel is gone: %s" % (self.label, error)) from error
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            answer = inc.read_message(remaining) if remaining > 0 else TIMEOUT
+            if answer is TIMEOUT or answer is None:
+                inc.kill()
+                self.current = None
+                self.restart_in_background()
+                what = "did not answer within %d s" % timeout_s if answer is TIMEOUT else "died"
+                raise SessionOpError("the %s kernel %s during %s; it was restarted" % (self.label, what, message["type"]))
+            if answer.get("type") != "result":
+                continue  # anything else on the control channel is ignored, as for executions
+            if "error" in answer:
+                raise SessionOpError("%s kernel: %s" % (self.label, str(answer["error"])[:2000]))
+            report = answer.get("report")
+            return report if isinstance(report, dict) else {}
 
     def shutdown(self):
         if self.current is not None:

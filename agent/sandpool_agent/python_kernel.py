@@ -40,6 +40,7 @@ def _load_helper(name, filename):
 
 display = _load_helper("sandpool_agent_display", "display.py")
 notebook_compat = _load_helper("sandpool_agent_notebook_compat", "notebook_compat.py")
+session_state = _load_helper("sandpool_agent_session_state", "session_state.py")
 MPL_BACKEND = "module://sandpool_mpl_backend"
 
 
@@ -265,9 +266,30 @@ class Kernel:
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
                 request = json.loads(line)
-                if request.get("type") == "interrupt":
+                kind = request.get("type")
+                if kind == "interrupt":
                     continue  # for the JS kernel; Python is interrupted by SIGINT
+                if kind in ("checkpoint", "restore", "reseed"):
+                    self.session_op(kind, request)
+                    continue
                 self.run_cell(request["code"], request["marker"].encode("ascii"))
+
+    def session_op(self, kind, request):
+        """Pause support (session_state.py): answered with one `result` carrying the report or an error."""
+        try:
+            if kind == "checkpoint":
+                report = session_state.checkpoint(self.ns, request["path"])
+            elif kind == "restore":
+                report = session_state.restore(self.ns, request["path"], request.get("fork") is True)
+            else:
+                report = session_state.reseed(self.ns)
+            answer = {"type": "result", "report": report}
+        except BaseException as error:  # noqa: BLE001 - report it; the kernel stays up
+            answer = {"type": "result", "error": ("%s: %s" % (type(error).__name__, error))[:2000]}
+        try:
+            self.send(answer)
+        except ValueError:  # a report value JSON cannot carry (NaN in a name): send the error alone
+            self.send({"type": "result", "error": "the kernel's report could not be encoded"})
 
 
 def watch_parent():

@@ -11,10 +11,21 @@ import subprocess
 import threading
 import time
 
+import checkpoint
 from execution import Executor
 from files import DataDir, FileOpError
+from kernel_process import SessionOpError
 from transport import TOO_LARGE
-from validate import BadRequest, bool_field, chunk_data, execute_request, int_field, path_field, request_id
+from validate import (
+    BadRequest,
+    bool_field,
+    chunk_data,
+    execute_request,
+    int_field,
+    path_field,
+    request_id,
+    socket_field,
+)
 
 AGENT_VERSION = "1.0.0"
 PROTOCOL = 1
@@ -247,6 +258,34 @@ class Agent:
             return
         conn.send({"type": "result", "id": rid})
 
+    def op_checkpoint(self, state, rid, frame):
+        path = socket_field(frame)
+        timeout_s = int_field(frame, "timeoutMs", 1, 86_400_000, 600_000) / 1000.0
+        self._session_op(state.conn, rid, "checkpoint", lambda: checkpoint.checkpoint(self, path, timeout_s))
+
+    def op_restore(self, state, rid, frame):
+        path, fork = socket_field(frame), bool_field(frame, "fork")
+        timeout_s = int_field(frame, "timeoutMs", 1, 86_400_000, 600_000) / 1000.0
+        self._session_op(state.conn, rid, "restore", lambda: checkpoint.restore(self, path, fork, timeout_s))
+
+    def op_reseed(self, state, rid, frame):
+        self._session_op(state.conn, rid, "reseed", lambda: checkpoint.reseed(self, 60.0) or {})
+
+    def _session_op(self, conn, rid, what, work):
+        def run():
+            try:
+                report = work()
+            except (checkpoint.CheckpointError, SessionOpError, OSError) as error:
+                conn.send(_error(rid, "INTERNAL", "%s failed: %s" % (what, error)))
+                return
+            except Exception as error:  # noqa: BLE001 - never take the agent down
+                self.log("%s failed internally: %r" % (what, error))
+                conn.send(_error(rid, "INTERNAL", "%s failed: %s" % (what, type(error).__name__)))
+                return
+            conn.send({"type": "result", "id": rid, what: report})
+
+        threading.Thread(target=run, daemon=True, name=what).start()
+
     def op_stat(self, state, rid, frame):
         state.conn.send({"type": "result", "id": rid, "file": self.data.stat(path_field(frame))})
 
@@ -322,6 +361,9 @@ class Agent:
         "execute": op_execute,
         "execute.cancel": op_execute_cancel,
         "kernel.restart": op_kernel_restart,
+        "checkpoint": op_checkpoint,
+        "restore": op_restore,
+        "reseed": op_reseed,
         "files.stat": op_stat,
         "files.list": op_list,
         "files.delete": op_delete,

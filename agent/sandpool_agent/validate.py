@@ -111,3 +111,11 @@ def chunk_data(frame):
             raise BadRequest("data is not valid base64") from None
     except (binascii.Error, ValueError):
         raise BadRequest("data is not valid base64") from None
+
+
+def socket_field(frame):
+    """An absolute unix socket path the host listens on (checkpoint and restore data)."""
+    value = _str(frame, "socket", 4096)
+    if not value.startswith("/") or "\0" in value:
+        raise BadRequest("socket must be an absolute path")
+    return value

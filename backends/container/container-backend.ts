@@ -23,11 +23,15 @@ import type {
   BackendCapabilities,
   BackendFiles,
   BackendSession,
+  Checkpoint,
+  CheckpointOptions,
   CreateOptions,
   DestroyReason,
   ExecuteRequest,
   ExecutionOutcome,
   PrepareContext,
+  Restored,
+  RestoreOptions,
   SessionSpec,
 } from '../../src/backend.js';
 import {
@@ -48,8 +52,9 @@ import { ownerIdentity } from './labels.js';
 import { reapDeadOwners } from './leftovers.js';
 import { resolveContainerOptions, type ContainerBackendOptions, type ResolvedContainerOptions } from './options.js';
 import { containerLogTail, redact } from './container-logs.js';
-import { exitReason, forwarderSocket, reportExit, teardown, watchExit, type LiveSession } from './live-session.js';
+import { executeOnAgent, forwarderSocket, reportExit, teardown, watchExit, type LiveSession } from './live-session.js';
 import { connectForwarder, forwarderAvailable } from './port-forwarder.js';
+import { checkpointContainer, restoreContainer } from './session-state.js';
 import { waitUntilReady, watchLiveness, type ProbeTarget } from './readiness.js';
 
 const SESSION_ID = /^[a-z0-9-]{1,64}$/;
@@ -65,6 +70,8 @@ export class ContainerBackend implements Backend {
     network: true,
     snapshots: false,
     httpForwarding: true,
+    pause: 'interpreter',
+    fork: true,
   };
   readonly files: BackendFiles;
   readonly options: ResolvedContainerOptions;
@@ -284,36 +291,9 @@ export class ContainerBackend implements Backend {
     if (live.kind === 'custom') throw new UnsupportedError('custom-container sessions do not run code; use fetch()');
     const agent = this.#agentOf(session);
     // Arrival order is guaranteed here, whatever the agent does with concurrent requests.
-    const turn = live.executions.then(() => this.#executeNow(live, agent, request, options?.signal));
+    const turn = live.executions.then(() => executeOnAgent(live, agent, request, options?.signal));
     live.executions = turn.catch(() => {});
     return await turn;
-  }
-
-  async #executeNow(
-    live: LiveSession,
-    agent: AgentClient,
-    request: ExecuteRequest,
-    signal: AbortSignal | undefined,
-  ): Promise<ExecutionOutcome> {
-    if (live.destroying !== undefined) throw new SessionNotFoundError(`container session ${live.id} was destroyed`);
-    const started = Date.now();
-    try {
-      return await agent.execute(request, { signal });
-    } catch (error) {
-      // The container or its agent died mid-execution: that is an outcome, not a rejection.
-      if (SandpoolError.is(error) && error.code === ErrorCode.BACKEND_FAILED && agent.closed) {
-        const why = live.exited ?? (await exitReason(live)) ?? 'the session agent connection closed';
-        return {
-          status: 'Failed',
-          result: '',
-          stdout: '',
-          stderr: `sandpool: the session died during the execution (${why}); the session is lost\n`,
-          sessionState: 'lost',
-          executionTimeInMilliseconds: Date.now() - started,
-        };
-      }
-      throw error;
-    }
   }
 
   async destroy(session: BackendSession, _options: { readonly reason: DestroyReason }): Promise<void> {
@@ -321,6 +301,17 @@ export class ContainerBackend implements Backend {
     if (live === undefined) return;
     live.destroying ??= teardown(live, live.container).finally(() => this.#sessions.delete(session.id));
     await live.destroying;
+  }
+
+  /** Interpreter-level checkpoint (session-state.ts); the container keeps running either way. */
+  async checkpoint(session: BackendSession, options: CheckpointOptions): Promise<Checkpoint> {
+    return await checkpointContainer(this.#live(session), this.options.uid, options);
+  }
+
+  /** Loads a checkpoint into `options.into`, a Ready session of the pool. */
+  async restore(_spec: SessionSpec, options: RestoreOptions): Promise<Restored> {
+    if (options.into === undefined) throw new BackendError('container restores load into a Ready session (options.into)');
+    return await restoreContainer(this.#live(options.into), this.options.uid, options);
   }
 
   async probe(session: BackendSession): Promise<boolean> {

@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import type Docker from 'dockerode';
 
 import type { AgentClient } from '../support/agent-client/index.js';
-import type { CreateOptions, SessionExit } from '../../src/backend.js';
-import { BackendError } from '../../src/errors.js';
+import type { CreateOptions, ExecuteRequest, ExecutionOutcome, SessionExit } from '../../src/backend.js';
+import { BackendError, ErrorCode, SandpoolError, SessionNotFoundError } from '../../src/errors.js';
 import { containerExitMessage } from './agent-connection.js';
 import { startForwarder, type Forwarder } from './port-forwarder.js';
 
@@ -74,6 +74,33 @@ export async function exitReason(live: LiveSession): Promise<string | undefined>
     return 'the container is gone';
   }
   return undefined;
+}
+
+/** Run one execution on the session's agent; a sandbox that dies under it is an outcome, not a rejection. */
+export async function executeOnAgent(
+  live: LiveSession,
+  agent: AgentClient,
+  request: ExecuteRequest,
+  signal: AbortSignal | undefined,
+): Promise<ExecutionOutcome> {
+  if (live.destroying !== undefined) throw new SessionNotFoundError(`container session ${live.id} was destroyed`);
+  const started = Date.now();
+  try {
+    return await agent.execute(request, { signal });
+  } catch (error) {
+    if (SandpoolError.is(error) && error.code === ErrorCode.BACKEND_FAILED && agent.closed) {
+      const why = live.exited ?? (await exitReason(live)) ?? 'the session agent connection closed';
+      return {
+        status: 'Failed',
+        result: '',
+        stdout: '',
+        stderr: `sandpool: the session died during the execution (${why}); the session is lost\n`,
+        sessionState: 'lost',
+        executionTimeInMilliseconds: Date.now() - started,
+      };
+    }
+    throw error;
+  }
 }
 
 /** The forwarder socket reaching `port` inside the session, started on first use. */

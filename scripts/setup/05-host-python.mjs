@@ -5,7 +5,14 @@
  */
 import { aptInstall } from './10-rootfs.mjs';
 
-export const HOST_PYTHON_PACKAGES = ['python3', 'python3-numpy', 'python3-pandas', 'python3-matplotlib', 'python3-pil'];
+export const HOST_PYTHON_PACKAGES = [
+  'python3',
+  'python3-dill',
+  'python3-numpy',
+  'python3-pandas',
+  'python3-matplotlib',
+  'python3-pil',
+];
 
 export default async function setup({ log }) {
   if (process.getuid?.() !== 0) {

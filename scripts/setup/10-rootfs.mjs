@@ -7,7 +7,7 @@
  *
  * - `dir`  a Debian bookworm minbase tree (root-owned, do not modify it in place: copy it or
  *          overlay it) with Python 3 + numpy, pandas, matplotlib, scipy, scikit-learn, seaborn,
- *          sympy, pillow, openpyxl, bs4, lxml, requests, and Node.js; a `sandbox` user (uid 1000)
+ *          sympy, pillow, openpyxl, bs4, lxml, requests, dill (session pause), and Node.js; a `sandbox` user (uid 1000)
  *          with home /home/sandbox; /mnt/data and /opt/sandpool exist.
  * - `tar`  the same tree as an uncompressed tar with numeric owners (what `podman import` takes).
  * - `hash` 16 hex digits of the recipe (package list, mirror suite, RECIPE_VERSION): the tree is
@@ -33,6 +33,7 @@ export const ROOTFS_PACKAGES = [
   'fonts-dejavu-core',
   'procps',
   'python3',
+  'python3-dill',
   'python3-numpy',
   'python3-pandas',
   'python3-matplotlib',

@@ -6,16 +6,18 @@
  * What it checks: create/destroy (destroy idempotent), state across executions, Azure result
  * semantics, stdout/stderr capture, errors as Failed outcomes, timeouts that interrupt the code,
  * output caps, memory limits that fail the execution and not the host, isolation between
- * sessions, ordered executions, and that every rejection is a SandpoolError.
+ * sessions, ordered executions, and that every rejection is a SandpoolError; and pause, resume
+ * and fork by capability (pause-conformance.ts).
  */
 
 import { randomBytes } from 'node:crypto';
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 
 import type { Backend, BackendSession, ExecuteRequest, ExecutionOutcome, Language, SessionSpec } from '../../src/backend.js';
 import { SandpoolError } from '../../src/errors.js';
 import { NetworkPolicySchema, SessionLimitsSchema, type ContainerType, type SessionLimitsInput } from '../../src/options.js';
+import { registerPauseCases } from './pause-conformance.js';
 import { SNIPPETS, type ConformanceSnippets } from './snippets.js';
 
 export type ConformanceCase =
@@ -32,7 +34,10 @@ export type ConformanceCase =
   | 'isolation'
   | 'destroyed'
   | 'rejections'
-  | 'ordering';
+  | 'ordering'
+  | 'pause'
+  | 'fork'
+  | 'corruptCheckpoint';
 
 export interface ConformanceOptions {
   /** Makes the backend under test; called once per suite and closed at the end. */
@@ -74,7 +79,7 @@ export function defineBackendConformance(name: string, options: ConformanceOptio
   const limits = SessionLimitsSchema.parse({ memoryMb: 64, ...options.limits });
   const network = NetworkPolicySchema.parse({});
 
-  const test = (id: ConformanceCase, title: string, fn: () => Promise<void>, timeout = testMs): void => {
+  const test = (id: ConformanceCase, title: string, fn: (t: TestContext) => Promise<void>, timeout = testMs): void => {
     const skip = options.skip?.[id];
     if (skip) it.skip(`${title} (skipped: ${skip === true ? 'not applicable' : skip})`, fn);
     else it(title, fn, timeout);
@@ -301,6 +306,17 @@ export function defineBackendConformance(name: string, options: ConformanceOptio
       const outcomes = await Promise.all(Array.from({ length: 5 }, () => run(session, code.increment)));
       expect(outcomes.map((o) => o.result)).toEqual([1, 2, 3, 4, 5]);
       await destroy(session);
+    });
+
+    registerPauseCases({
+      backend: () => backend,
+      language: options.language,
+      spec,
+      create,
+      destroy,
+      track: (session) => live.add(session),
+      run: (session, source) => run(session, source),
+      test: (id, title, fn) => test(id, title, fn, testMs * 2),
     });
   });
 }

@@ -3,7 +3,7 @@
  * frame the agent sends. Nothing from the agent is used before it passed one of these checks.
  */
 
-import type { ExecutionOutcome, FileInfo, ImageOutput } from '../../../src/backend.js';
+import type { ExecutionOutcome, FileInfo, ImageOutput, LostState } from '../../../src/backend.js';
 import type { JsonValue } from '../../../src/types.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -35,6 +35,14 @@ export interface AgentInfo {
   readonly dataDir: string;
 }
 
+/** What a `checkpoint` or `restore` did: files and kernel names kept, and what was not kept. */
+export interface AgentStateReport {
+  readonly files: number;
+  /** Names kept per kernel (`python`, `javascript`). */
+  readonly kernels: Readonly<Record<string, number>>;
+  readonly lost: readonly LostState[];
+}
+
 /** Execution outcome as the agent sends it: stdout/stderr travel separately in `output` frames. */
 export type WireOutcome = Omit<ExecutionOutcome, 'stdout' | 'stderr'>;
 
@@ -49,6 +57,8 @@ export type AgentFrame =
       readonly outcome?: WireOutcome;
       readonly file?: FileInfo;
       readonly files?: FileInfo[];
+      readonly checkpoint?: AgentStateReport;
+      readonly restore?: AgentStateReport;
     }
   | { readonly type: 'file'; readonly id: FrameId; readonly file: FileInfo }
   | { readonly type: 'chunk'; readonly id: FrameId; readonly data: string }
@@ -166,6 +176,34 @@ function parseOutcome(value: unknown): WireOutcome {
   };
 }
 
+const MAX_LOST = 1000;
+
+function parseStateReport(value: unknown): AgentStateReport {
+  if (!isRecord(value)) fail('a checkpoint report must be an object');
+  const files = value.files ?? 0;
+  if (!Number.isSafeInteger(files) || (files as number) < 0) fail('report files must be a count');
+  const kernels: Record<string, number> = {};
+  const rawKernels = value.kernels ?? {};
+  if (!isRecord(rawKernels)) fail('report kernels must be an object');
+  for (const [name, count] of Object.entries(rawKernels).slice(0, 8)) {
+    if (!/^[a-z]{1,16}$/.test(name) || !Number.isSafeInteger(count) || (count as number) < 0)
+      fail('report kernels must map names to counts');
+    kernels[name] = count as number;
+  }
+  const rawLost = value.lost ?? [];
+  if (!Array.isArray(rawLost)) fail('report lost must be a list');
+  const lost = rawLost.slice(0, MAX_LOST).map((item): LostState => {
+    if (!isRecord(item)) fail('report lost entries must be objects');
+    return {
+      language: str(item, 'language', 32),
+      name: str(item, 'name', 256),
+      type: str(item, 'type', 128),
+      reason: str(item, 'reason', 1024),
+    };
+  });
+  return { files: files as number, kernels, lost };
+}
+
 function parseReady(rec: Rec): AgentReady {
   return {
     protocol: num(rec, 'protocol'),
@@ -229,6 +267,8 @@ export function parseAgentFrame(line: Buffer): AgentFrame {
         ...(value.outcome !== undefined ? { outcome: parseOutcome(value.outcome) } : {}),
         ...(value.file !== undefined ? { file: parseFileInfo(value.file) } : {}),
         ...(Array.isArray(files) ? { files: files.map(parseFileInfo) } : {}),
+        ...(value.checkpoint !== undefined ? { checkpoint: parseStateReport(value.checkpoint) } : {}),
+        ...(value.restore !== undefined ? { restore: parseStateReport(value.restore) } : {}),
       };
     }
     case 'file':
