@@ -7,15 +7,23 @@
 //   2. the library build (tsup), skipped when no source changed since the last build.
 //   3. each scripts/setup/*.mjs step in name order (host packages, container image, VM image…),
 //      unless `--no-host-steps` is given (`npm run test:unit` needs only steps 1 and 2).
+// A failed or interrupted setup names the step on its last line. Every step can be interrupted at
+// any point: what it leaves is either finished (renamed into place, stamped) or removed by the
+// next run (see scripts/setup/lib/fs-safe.mjs).
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+
+import { cacheUnreadableByQemu } from './setup/lib/cache.mjs';
+import { killChildren } from './setup/lib/run.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const ci = process.env.CI === 'true' || process.env.CI === '1';
 const log = (message) => process.stderr.write(`[setup] ${message}\n`);
+/** The step running now, named when setup fails or is interrupted. */
+let currentStep = 'start';
 
 function run(command, args, options = {}) {
   const result = spawnSync(command, args, { cwd: root, stdio: 'inherit', ...options });
@@ -61,8 +69,17 @@ function ensureBuild() {
   const stamp = join(root, 'dist', '.build-hash');
   if (existsSync(stamp) && readFileSync(stamp, 'utf8') === digest) return;
   log('building dist/ with tsup');
+  // Removed first: a build interrupted half-way must not leave the previous stamp beside new files.
+  rmSync(stamp, { force: true });
   run(join(root, 'node_modules', '.bin', 'tsup'), ['--silent']);
   writeFileSync(stamp, digest);
+}
+
+/** Checks that need no work done yet, so a setup that cannot succeed fails in seconds, not minutes. */
+function preflight() {
+  if (process.env.SANDPOOL_SKIP_VM === '1') return;
+  const unreadable = cacheUnreadableByQemu();
+  if (unreadable !== undefined) throw new Error(unreadable);
 }
 
 async function runSteps() {
@@ -71,19 +88,44 @@ async function runSteps() {
   for (const name of readdirSync(dir)
     .filter((n) => n.endsWith('.mjs'))
     .sort()) {
+    const step = name.replace(/\.mjs$/, '');
+    currentStep = step;
     const started = Date.now();
-    const step = await import(pathToFileURL(join(dir, name)).href);
-    await step.default({ root, log: (m) => log(`${name.replace(/\.mjs$/, '')}: ${m}`), ci });
+    const module = await import(pathToFileURL(join(dir, name)).href);
+    await module.default({ root, log: (m) => log(`${step}: ${m}`), ci });
     const seconds = (Date.now() - started) / 1000;
-    if (seconds > 1) log(`${name} done in ${seconds.toFixed(1)} s`);
+    if (seconds > 1) log(`${step} done in ${seconds.toFixed(1)} s`);
   }
 }
 
+// Interrupted (Ctrl-C, SIGTERM): stop the processes the current step started (each runs in its
+// own process group) and say where setup stopped. What the step left is redone by the next run.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.once(signal, () => {
+    killChildren('SIGKILL');
+    log(`interrupted (${signal}) during step ${currentStep}; run \`npm run setup\` again to finish`);
+    process.exit(130);
+  });
+}
+
+// Files setup writes into the cache are opened by each VM session's unprivileged QEMU: never let
+// a private umask (077) make them unreadable.
+process.umask(0o022);
+
 try {
+  const hostSteps = !process.argv.includes('--no-host-steps');
+  if (hostSteps) {
+    currentStep = 'preflight';
+    preflight();
+  }
+  currentStep = 'npm-dependencies';
   ensureNpmDependencies();
+  currentStep = 'build';
   ensureBuild();
-  if (!process.argv.includes('--no-host-steps')) await runSteps();
+  if (hostSteps) await runSteps();
 } catch (error) {
-  log(`failed: ${error instanceof Error ? error.message : String(error)}`);
+  const message = error instanceof Error ? error.message : String(error);
+  log(`step ${currentStep} failed: ${message}`);
+  log(`FAILED at step ${currentStep}`);
   process.exit(1);
 }

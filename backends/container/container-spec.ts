@@ -27,7 +27,10 @@ export interface SpecContext {
   /** nofile and nproc ulimits (soft = hard). */
   readonly nofile: number;
   readonly nproc: number;
-  /** Podman spells "chown this tmpfs to the container user" `U`; Docker takes tmpfs uid=/gid= options. */
+  /**
+   * The engine is Podman: it spells "chown this tmpfs to the container user" `U` (Docker takes
+   * tmpfs uid=/gid= options) and names its file log driver k8s-file (Docker: json-file).
+   */
   readonly podman: boolean;
   /** Host directory bind-mounted at AGENT_DIR_IN_CONTAINER (code-interpreter sessions). */
   readonly hostDir?: string | undefined;
@@ -129,8 +132,9 @@ export function customContainerSpec(spec: SessionSpec, ctx: SpecContext): Docker
       ...(ctx.customCapAdd.length > 0 ? { CapAdd: [...ctx.customCapAdd] } : {}),
       SecurityOpt: ['no-new-privileges'],
       Init: true,
-      // Logs help to explain a container that dies before it is Ready; capped so it cannot fill the disk.
-      LogConfig: { Type: 'k8s-file', Config: { 'max-size': '1m' } },
+      // Logs help to explain a container that dies before it is Ready; capped so it cannot fill the
+      // disk. Podman's file driver is k8s-file, Docker's json-file; both take max-size.
+      LogConfig: { Type: ctx.podman ? 'k8s-file' : 'json-file', Config: { 'max-size': '1m' } },
       RestartPolicy: { Name: 'no' },
       AutoRemove: false,
     },

@@ -24,20 +24,27 @@ export function egressNetworkName(poolName: string): string {
 }
 
 interface NetworkInspect {
+  Id?: string;
   Name?: string;
   Options?: Record<string, string>;
   network_interface?: string;
   IPAM?: { Config?: { Gateway?: string }[] };
 }
 
+/** The host interface of a bridge network, checked to exist; undefined when it cannot be told. */
 async function bridgeInterface(network: NetworkInspect): Promise<string | undefined> {
-  const fromOptions = network.Options?.['com.docker.network.bridge.name'] ?? network.network_interface;
-  if (fromOptions !== undefined && fromOptions !== '') return fromOptions;
+  const exists = (iface: string | undefined): string | undefined =>
+    iface !== undefined && iface !== '' && existsSync(`/sys/class/net/${iface}`) ? iface : undefined;
+  const fromOptions = exists(network.Options?.['com.docker.network.bridge.name'] ?? network.network_interface);
+  if (fromOptions !== undefined) return fromOptions;
+  // Docker names the bridge of a user-defined network `br-` and the first 12 digits of its id.
+  const docker = exists(network.Id === undefined ? undefined : `br-${network.Id.slice(0, 12)}`);
+  if (docker !== undefined) return docker;
   // Podman's compat inspect may omit it: ask podman itself.
   if (network.Name === undefined) return undefined;
   try {
     const { stdout } = await run('podman', ['network', 'inspect', network.Name, '--format', '{{.NetworkInterface}}']);
-    return stdout.trim() || undefined;
+    return exists(stdout.trim());
   } catch {
     return undefined;
   }
@@ -180,6 +187,11 @@ export async function ensureEgressNetwork(
   }
   const iface = await bridgeInterface(info);
   const hasIptables = existsSync('/usr/sbin/iptables') || existsSync('/sbin/iptables');
+  // Where the rules could be installed but the bridge cannot be found, refuse rather than let
+  // sessions reach the host's services unrestricted.
+  if (iface === undefined && hasIptables && process.getuid?.() === 0) {
+    throw new BackendError(`cannot find the host bridge of network ${name}, so its sessions cannot be isolated; refusing egress`);
+  }
   if (iface === undefined || !hasIptables || process.getuid?.() !== 0) {
     if (allowed !== undefined) {
       throw new BackendError(

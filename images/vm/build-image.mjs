@@ -14,6 +14,9 @@ import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, r
 import { basename, dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
+import { removeStaleTemps, removeTree, withLock, writeFileAtomic } from '../../scripts/setup/lib/fs-safe.mjs';
+import { run } from '../../scripts/setup/lib/run.mjs';
+
 const here = dirname(fileURLToPath(import.meta.url));
 
 /** Modules /init loads; their dependencies are added, in load order, from modules.dep. */
@@ -50,16 +53,6 @@ function resolveModules(modulesDir) {
 
 export const DEFAULT_CACHE_DIR = process.env.SANDPOOL_CACHE_DIR ?? '/var/cache/sandpool';
 
-function run(command, args, options = {}) {
-  const result = spawnSync(command, args, { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20, ...options });
-  if (result.error) throw new Error(`${command} failed to start: ${result.error.message}`);
-  if (result.status !== 0) {
-    const tail = `${result.stderr ?? ''}`.trim().split('\n').slice(-15).join('\n');
-    throw new Error(`${command} ${args.join(' ')} failed with exit code ${result.status ?? result.signal}\n${tail}`);
-  }
-  return `${result.stdout ?? ''}`;
-}
-
 function hashFile(hash, path) {
   hash.update(path.split('/').pop() ?? '').update(readFileSync(path));
 }
@@ -92,19 +85,22 @@ export function findKernel() {
  * A small rootfs (debootstrap minbase + python3) used only while the shared code-interpreter rootfs
  * (scripts/setup/10-rootfs.mjs) is unavailable. Built once into the cache.
  */
-function ensureFallbackRootfs({ cacheDir, log }) {
+async function ensureFallbackRootfs({ cacheDir, log }) {
   const recipe = 'debootstrap --variant=minbase bookworm + python3 (v1)';
   const hash = createHash('sha256').update(recipe).digest('hex').slice(0, 16);
   const dir = join(cacheDir, 'vm', `fallback-rootfs-${hash}`);
   if (existsSync(join(dir, '.complete'))) return { dir, hash: `fallback-${hash}` };
   log('building a minimal fallback rootfs (debootstrap minbase + python3)');
-  rmSync(dir, { recursive: true, force: true });
+  // A build killed half-way may have left processes and /proc, /sys mounts inside it.
+  await removeTree(dir, log);
   mkdirSync(dirname(dir), { recursive: true });
-  run('debootstrap', ['--variant=minbase', 'bookworm', dir, 'http://deb.debian.org/debian']);
-  run('chroot', [dir, 'apt-get', 'install', '-y', '--no-install-recommends', 'python3'], {
-    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  const { debianMirror } = await import('../../scripts/setup/10-rootfs.mjs');
+  await run('debootstrap', ['--variant=minbase', 'bookworm', dir, debianMirror()]);
+  await run('chroot', [dir, 'apt-get', 'install', '-y', '--no-install-recommends', 'python3'], {
+    env: { DEBIAN_FRONTEND: 'noninteractive' },
   });
-  run('chroot', [dir, 'apt-get', 'clean']);
+  await run('chroot', [dir, 'apt-get', 'clean']);
+  // Written last: without it the tree is a build that did not finish, and is redone.
   writeFileSync(join(dir, '.complete'), recipe);
   return { dir, hash: `fallback-${hash}` };
 }
@@ -116,13 +112,15 @@ async function resolveRootfs({ root, cacheDir, log }) {
     const mod = await import(pathToFileURL(shared).href);
     if (typeof mod.ensureRootfs === 'function') {
       const rootfs = await mod.ensureRootfs({ log });
-      return { dir: rootfs.dir, hash: String(rootfs.hash), shared: true };
+      // The build id too: a rebuilt rootfs (same recipe) must give a new base disk.
+      return { dir: rootfs.dir, hash: `${rootfs.hash}-${rootfs.buildId}`, shared: true };
     }
   }
-  return { ...ensureFallbackRootfs({ cacheDir, log }), shared: false };
+  return { ...(await ensureFallbackRootfs({ cacheDir, log })), shared: false };
 }
 
-function ensureBase({ rootfs, cacheDir, log }) {
+/** The read-only base disk; written to a temporary name and renamed, so a partial one is never used. */
+async function ensureBase({ rootfs, cacheDir, log }) {
   const recipe = `mksquashfs -comp lz4 -noappend -no-xattrs (v2) ${rootfs.hash}`;
   const hash = createHash('sha256').update(recipe).digest('hex').slice(0, 16);
   const path = join(cacheDir, 'vm', `base-${hash}.sqfs`);
@@ -131,7 +129,7 @@ function ensureBase({ rootfs, cacheDir, log }) {
   const tmp = `${path}.tmp-${process.pid}`;
   mkdirSync(dirname(path), { recursive: true });
   rmSync(tmp, { force: true });
-  run('mksquashfs', [
+  await run('mksquashfs', [
     rootfs.dir,
     tmp,
     '-comp',
@@ -149,7 +147,7 @@ function ensureBase({ rootfs, cacheDir, log }) {
   return path;
 }
 
-function buildInitrd({ root, kernel, out }) {
+async function buildInitrd({ root, kernel, out }) {
   const staging = `${out}.staging`;
   rmSync(staging, { recursive: true, force: true });
   mkdirSync(join(staging, 'bin'), { recursive: true });
@@ -160,13 +158,14 @@ function buildInitrd({ root, kernel, out }) {
   for (const module of modules) cpSync(join(kernel.modulesDir, module), join(staging, 'lib', 'modules', basename(module)));
   writeFileSync(join(staging, 'modules.list'), `${modules.map((m) => basename(m)).join('\n')}\n`);
   cpSync(join(here, 'init'), join(staging, 'init'));
-  run('chmod', ['0755', join(staging, 'init'), join(staging, 'bin', 'busybox')]);
+  await run('chmod', ['0755', join(staging, 'init'), join(staging, 'bin', 'busybox')]);
   cpSync(join(here, 'stage2'), join(staging, 'sandpool', 'stage2'));
   cpSync(join(root, 'agent'), join(staging, 'sandpool', 'agent'), {
     recursive: true,
     filter: (src) => !src.includes('__pycache__') && !src.endsWith('.pyc') && !src.includes(`${'/'}tests`),
   });
-  run('sh', ['-c', 'cd "$1" && find . | sort | cpio -o -H newc -R 0:0 --quiet | gzip -1 > "$2"', 'sh', staging, out]);
+  const pack = 'set -o pipefail; cd "$1" && find . | sort | cpio -o -H newc -R 0:0 --quiet | gzip -1 > "$2"';
+  await run('bash', ['-c', pack, 'bash', staging, out]);
   rmSync(staging, { recursive: true, force: true });
 }
 
@@ -219,8 +218,18 @@ export async function ensureVmImage({ root, log = () => {}, cacheDir = DEFAULT_C
   }
   if (!existsSync('/bin/busybox')) throw new Error('busybox-static is not installed (/bin/busybox)');
   const kernel = findKernel();
+  const vmDir = join(cacheDir, 'vm');
+  mkdirSync(vmDir, { recursive: true });
+  // Two setups at once (two terminals, a test and a start) build one after the other.
+  return withLock(join(vmDir, 'build.lock'), log, () => buildLocked({ root, log, cacheDir, kernel }));
+}
+
+async function buildLocked({ root, log, cacheDir, kernel }) {
+  const vmDir = join(cacheDir, 'vm');
+  // A base disk or image folder whose build was killed (`*.tmp-<pid>`) is only garbage: remove it.
+  await removeStaleTemps(vmDir, log);
   const rootfs = await resolveRootfs({ root, cacheDir, log });
-  const base = ensureBase({ rootfs, cacheDir, log });
+  const base = await ensureBase({ rootfs, cacheDir, log });
 
   const hash = createHash('sha256');
   hash.update(`base:${basename(base)}\nkernel:${kernel.version}\n`);
@@ -239,7 +248,7 @@ export async function ensureVmImage({ root, log = () => {}, cacheDir = DEFAULT_C
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(tmp, { recursive: true });
     cpSync(kernel.vmlinuz, join(tmp, 'vmlinuz'));
-    buildInitrd({ root, kernel, out: join(tmp, 'initrd.img') });
+    await buildInitrd({ root, kernel, out: join(tmp, 'initrd.img') });
     const manifest = {
       version: 1,
       hash: imageHash,
@@ -260,8 +269,7 @@ export async function ensureVmImage({ root, log = () => {}, cacheDir = DEFAULT_C
   const current = join(cacheDir, 'vm', 'current.json');
   const pointer = `${JSON.stringify({ manifest: manifestPath }, null, 2)}\n`;
   if (!existsSync(current) || readFileSync(current, 'utf8') !== pointer) {
-    writeFileSync(`${current}.tmp`, pointer);
-    renameSync(`${current}.tmp`, current);
+    writeFileAtomic(current, pointer);
   }
   return { ...JSON.parse(readFileSync(manifestPath, 'utf8')), dir, manifestPath };
 }

@@ -3,7 +3,7 @@
  * the real kernel with numpy, pandas and matplotlib figures on the host, without a container or VM.
  * Sessions never use these: containers and VMs carry their own interpreter stack in their images.
  */
-import { aptInstall } from './10-rootfs.mjs';
+import { aptInstall } from './lib/apt.mjs';
 
 export const HOST_PYTHON_PACKAGES = [
   'python3',

@@ -3,7 +3,7 @@
  * and by the VM backend's disk/initramfs.
  *
  *   import { ensureRootfs } from './10-rootfs.mjs';
- *   const { dir, tar, hash } = await ensureRootfs({ log });
+ *   const { dir, tar, hash, buildId } = await ensureRootfs({ log });
  *
  * - `dir`  a Debian bookworm minbase tree (root-owned, do not modify it in place: copy it or
  *          overlay it) with Python 3 + numpy, pandas, matplotlib, scipy, scikit-learn, seaborn,
@@ -13,16 +13,25 @@
  * - `hash` 16 hex digits of the recipe (package list, mirror suite, RECIPE_VERSION): the tree is
  *          rebuilt only when it changes, under `${SANDPOOL_CACHE_DIR:-/var/cache/sandpool}/rootfs/<hash>/`.
  *
+ * - `buildId` identifies this build of the tree (see buildId below); images made from it carry it.
+ *
  * Building takes a few minutes (debootstrap + apt in a chroot), once; a finished build is marked
  * by a `complete` stamp, so a crashed build is redone, and concurrent callers (two setups, the VM
- * and container steps) serialise on a lock file. Older builds are left in place for now (they are
+ * and container steps) serialise on a lock file whose dead holder is detected (lib/fs-safe.mjs). Older builds are left in place for now (they are
  * ~1 GiB each; `rm -rf` the cache dir to reclaim).
  * The agent is NOT part of this tree: consumers add agent/ on top, so agent edits do not redo apt.
  */
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, openSync, closeSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+
+import { aptInstall, missingPackages } from './lib/apt.mjs';
+import { cacheRoot } from './lib/cache.mjs';
+import { removeTree, withLock } from './lib/fs-safe.mjs';
+import { run } from './lib/run.mjs';
+
+// Kept here for the steps and scripts that import them from this module.
+export { aptInstall, cacheRoot, missingPackages };
 
 /** Bump to force a rebuild when the build steps below change in a way the package list does not show. */
 const RECIPE_VERSION = 1;
@@ -49,17 +58,13 @@ export const ROOTFS_PACKAGES = [
   'nodejs',
 ];
 
-export function cacheRoot() {
-  return process.env.SANDPOOL_CACHE_DIR ?? '/var/cache/sandpool';
-}
-
 export function rootfsHash() {
   const recipe = JSON.stringify({ RECIPE_VERSION, SUITE, packages: [...ROOTFS_PACKAGES].sort() });
   return createHash('sha256').update(recipe).digest('hex').slice(0, 16);
 }
 
 /** The Debian mirror this host already uses (no other network is reachable). */
-function debianMirror() {
+export function debianMirror() {
   try {
     const text = readFileSync('/etc/apt/sources.list.d/debian.sources', 'utf8');
     const uri = /^URIs:\s*(\S+)/m.exec(text)?.[1];
@@ -74,63 +79,6 @@ function debianMirror() {
     // fall through
   }
   return 'http://deb.debian.org/debian';
-}
-
-function run(command, args, { log, env } = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-    let tail = '';
-    const keep = (chunk) => {
-      tail = (tail + chunk.toString()).slice(-4000);
-    };
-    child.stdout.on('data', keep);
-    child.stderr.on('data', keep);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      if (code === 0) resolve();
-      else {
-        log?.(`${command} output (tail):\n${tail}`);
-        reject(new Error(`${command} ${args.slice(0, 6).join(' ')} … failed (${code ?? signal})`));
-      }
-    });
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function pidAlive(pid) {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return error.code === 'EPERM';
-  }
-}
-
-/** Exclusive lock by O_EXCL file holding our pid; a lock left by a dead process is taken over. */
-async function withLock(path, log, fn) {
-  for (let waited = 0; ; waited++) {
-    try {
-      const fd = openSync(path, 'wx');
-      writeFileSync(fd, String(process.pid));
-      closeSync(fd);
-      break;
-    } catch (error) {
-      if (error.code !== 'EEXIST') throw error;
-      const holder = Number(readFileSync(path, 'utf8').trim() || 'NaN');
-      if (Number.isInteger(holder) && !pidAlive(holder)) {
-        rmSync(path, { force: true });
-        continue;
-      }
-      if (waited % 30 === 0) log(`waiting for another build (pid ${holder}) to finish`);
-      await sleep(2000);
-    }
-  }
-  try {
-    return await fn();
-  } finally {
-    rmSync(path, { force: true });
-  }
 }
 
 async function build(work, log) {
@@ -176,65 +124,50 @@ async function build(work, log) {
 }
 
 /**
- * Make sure the cached rootfs for the current recipe exists; build it when missing.
- * @returns {Promise<{ dir: string, tar: string, hash: string }>}
+ * Identity of one build of the rootfs: its `complete` stamp (the time it finished) hashed. Images
+ * made from a rootfs carry it, so a new build, e.g. in a new empty cache, is never mistaken for an
+ * older one with the same recipe.
+ */
+function buildId(final) {
+  return createHash('sha256')
+    .update(readFileSync(join(final, 'complete')))
+    .digest('hex')
+    .slice(0, 12);
+}
+
+/**
+ * Make sure the cached rootfs for the current recipe exists; build it when missing. A build runs
+ * in `<hash>.building` and becomes `<hash>` by one rename once its `complete` stamp is written, so
+ * a killed build is never taken for a finished one; the next run removes its leftovers (processes
+ * still in it, /proc and /sys debootstrap mounted inside it) and starts over.
+ * @returns {Promise<{ dir: string, tar: string, hash: string, buildId: string }>}
  */
 export async function ensureRootfs({ log = (m) => process.stderr.write(`[rootfs] ${m}\n`) } = {}) {
   const hash = rootfsHash();
   const base = join(cacheRoot(), 'rootfs');
   const final = join(base, hash);
-  const result = { dir: join(final, 'root'), tar: join(final, 'rootfs.tar'), hash };
-  if (existsSync(join(final, 'complete'))) return result;
+  const result = () => ({ dir: join(final, 'root'), tar: join(final, 'rootfs.tar'), hash, buildId: buildId(final) });
+  if (existsSync(join(final, 'complete'))) return result();
   mkdirSync(base, { recursive: true });
   return withLock(join(base, `${hash}.lock`), log, async () => {
-    if (existsSync(join(final, 'complete'))) return result;
+    if (existsSync(join(final, 'complete'))) return result();
     for (const tool of ['debootstrap', 'chroot', 'tar']) {
       if (!existsSync(`/usr/sbin/${tool}`) && !existsSync(`/usr/bin/${tool}`)) {
         throw new Error(`${tool} is not installed (apt-get install debootstrap)`);
       }
     }
     const work = join(base, `${hash}.building`);
-    rmSync(work, { recursive: true, force: true });
-    rmSync(final, { recursive: true, force: true });
+    if (existsSync(work)) log(`removing ${work}: a build that did not finish`);
+    await removeTree(work, log);
+    await removeTree(final, log);
     mkdirSync(work, { recursive: true });
     const started = Date.now();
     await build(work, log);
     writeFileSync(join(work, 'complete'), new Date().toISOString());
     renameSync(work, final);
     log(`rootfs ${hash} built in ${((Date.now() - started) / 1000).toFixed(0)} s`);
-    return result;
+    return result();
   });
-}
-
-/** Which of these Debian packages are not installed on the host. */
-export function missingPackages(packages) {
-  let status = '';
-  try {
-    status = readFileSync('/var/lib/dpkg/status', 'utf8');
-  } catch {
-    return [...packages];
-  }
-  const installed = new Set();
-  for (const block of status.split('\n\n')) {
-    const name = /^Package: (\S+)/m.exec(block)?.[1];
-    if (name !== undefined && /^Status: install ok installed/m.test(block)) installed.add(name);
-  }
-  return packages.filter((p) => !installed.has(p));
-}
-
-/** apt-get install what is missing; refreshes the package lists once when they are stale. */
-export async function aptInstall(packages, log) {
-  const missing = missingPackages(packages);
-  if (missing.length === 0) return;
-  log(`apt-get install ${missing.join(' ')}`);
-  const env = { DEBIAN_FRONTEND: 'noninteractive' };
-  const args = ['install', '-y', '-q', '-o', 'DPkg::Lock::Timeout=900', '--no-install-recommends', ...missing];
-  try {
-    await run('apt-get', args, { log, env });
-  } catch {
-    await run('apt-get', ['update', '-q', '-o', 'DPkg::Lock::Timeout=900'], { log, env });
-    await run('apt-get', args, { log, env });
-  }
 }
 
 /** Setup step: build the shared rootfs (needs debootstrap). */

@@ -1,27 +1,28 @@
 /**
  * The core backend conformance suite (test/suites/backend-conformance.ts) on real containers, for
- * Python (PythonLTS) and JavaScript (NodeLTS) sessions on the same code-interpreter image.
+ * Python (PythonLTS) and JavaScript (NodeLTS) sessions on the same code-interpreter image, on each
+ * engine (Podman, and setup's Docker engine).
  */
 
 import { afterAll, expect } from 'vitest';
 
 import { ContainerBackend } from '../../backends/container/index.js';
 import { defineBackendConformance } from '../suites/backend-conformance.js';
-import { podman, podmanAvailable } from './helpers.js';
+import { containerEngines } from './helpers.js';
 
-if (podmanAvailable()) {
+for (const engine of containerEngines()) {
   const timeouts = { createMs: 120_000, testMs: 60_000, loopTimeoutMs: 2000, executionMs: 30_000 };
   // Preloaded pandas/matplotlib/numpy take ~150 MiB; the memory bomb still meets this limit.
   const limits = { memoryMb: 512 };
-  defineBackendConformance('container (python)', {
-    makeBackend: () => new ContainerBackend(),
+  defineBackendConformance(`container on ${engine.name} (python)`, {
+    makeBackend: () => new ContainerBackend(engine.backendOptions),
     containerType: 'PythonLTS',
     language: 'python',
     limits,
     timeouts,
   });
-  defineBackendConformance('container (javascript)', {
-    makeBackend: () => new ContainerBackend(),
+  defineBackendConformance(`container on ${engine.name} (javascript)`, {
+    makeBackend: () => new ContainerBackend(engine.backendOptions),
     containerType: 'NodeLTS',
     language: 'javascript',
     limits,
@@ -29,7 +30,7 @@ if (podmanAvailable()) {
   });
   afterAll(() => {
     // The suite closes its backends; nothing of ours may be left behind.
-    const left = podman('ps', '-a', '--filter', 'label=sandpool.pool=conformance', '--format', '{{.Names}}');
+    const left = engine.cli('ps', '-a', '--filter', 'label=sandpool.pool=conformance', '--format', '{{.Names}}');
     expect(left).toBe('');
   });
 }

@@ -1,7 +1,8 @@
 /**
  * Shared pieces of the container tests: engine availability (a loud failure under CI, a skip on a
- * developer machine without podman), session specs, the test image built from the shared rootfs,
- * and the leak check (no container with our owner label may survive a test file).
+ * developer machine without podman), the engines a suite runs on (Podman, and the Docker engine
+ * setup starts), session specs, the test image built from the shared rootfs, and the leak check
+ * (no container with our owner label may survive a test file).
  */
 
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -27,22 +28,94 @@ export function podman(...args: string[]): string {
   return execFileSync('podman', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
 }
 
-/** Tag of the shared rootfs base image that setup imported (localhost/sandpool/rootfs:<hash>). */
-export function rootfsImage(): string {
-  const tags = podman('images', '--format', '{{.Repository}}:{{.Tag}}', '--filter', 'reference=localhost/sandpool/rootfs')
-    .split('\n')
-    .filter(Boolean);
-  if (tags[0] === undefined) throw new Error('no localhost/sandpool/rootfs image: run npm run setup');
-  return tags[0];
+/** The socket of the Docker engine setup starts (scripts/setup/25-docker.mjs). */
+export const DOCKER_SOCKET = process.env['SANDPOOL_DOCKER_SOCKET'] || '/run/sandpool-docker/docker.sock';
+
+/** A container engine a suite runs on: how the backend reaches it and how a test inspects it. */
+export interface TestEngine {
+  readonly name: 'podman' | 'docker';
+  /** ContainerBackend options that select this engine. */
+  readonly backendOptions: { readonly socketPath?: string };
+  /** The engine's command line (`podman …`, `docker --host … …`); returns trimmed stdout. */
+  cli(...args: string[]): string;
+  /** The engine's init, pid 1 of every session container (`Init: true`). */
+  readonly initPath: string;
+}
+
+export const PODMAN: TestEngine = {
+  name: 'podman',
+  // The backend finds /run/podman/podman.sock itself (the first well-known socket).
+  backendOptions: {},
+  cli: podman,
+  initPath: '/run/podman-init',
+};
+
+export const DOCKER: TestEngine = {
+  name: 'docker',
+  backendOptions: { socketPath: DOCKER_SOCKET },
+  cli: (...args) =>
+    execFileSync('docker', ['--host', `unix://${DOCKER_SOCKET}`, ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      // The classic builder (as setup uses): BuildKit is not set up on setup's engine.
+      env: { ...process.env, DOCKER_BUILDKIT: '0' },
+    }).trim(),
+  initPath: '/sbin/docker-init',
+};
+
+/** True when setup's Docker engine answers and holds the code-interpreter image. Under CI, absence is an error. */
+export function dockerAvailable(): boolean {
+  let ok = false;
+  try {
+    DOCKER.cli(
+      'image',
+      'inspect',
+      '--format',
+      '{{.Id}}',
+      process.env['SANDPOOL_CONTAINER_IMAGE'] || `${IMAGE_REPOSITORY}:latest`,
+    );
+    ok = true;
+  } catch {
+    ok = false;
+  }
+  if (!ok && CI && process.env['SANDPOOL_SKIP_DOCKER'] !== '1') {
+    throw new Error(
+      `the Docker engine on ${DOCKER_SOCKET} (with the code-interpreter image) is not available, but the container tests must run on it under CI (npm run setup starts it)`,
+    );
+  }
+  return ok;
+}
+
+/**
+ * The engines the engine-parameterised suites (conformance, attacks, custom containers) run on:
+ * Podman always (a skip without it, a failure under CI), Docker when setup's engine is up.
+ */
+export function containerEngines(): TestEngine[] {
+  return [...(podmanAvailable() ? [PODMAN] : []), ...(dockerAvailable() ? [DOCKER] : [])];
+}
+
+const IMAGE_REPOSITORY = 'localhost/sandpool/code-interpreter';
+
+/**
+ * The rootfs base image the checkout's code-interpreter image was built on (setup labels it
+ * `sandpool.base`), so test images share its layers and this checkout's rootfs build.
+ */
+export function rootfsImage(engine: TestEngine = PODMAN): string {
+  const image = process.env['SANDPOOL_CONTAINER_IMAGE'] || `${IMAGE_REPOSITORY}:latest`;
+  const base = engine.cli('image', 'inspect', '--format', '{{index .Config.Labels "sandpool.base"}}', image);
+  if (base === '' || base === '<no value>') throw new Error(`${image} has no sandpool.base label: run npm run setup`);
+  return base;
 }
 
 /** Build the HTTP echo test image (Node.js server from fixtures/) on top of the rootfs; ~1 s when cached. */
-export function buildEchoImage(tag = ECHO_IMAGE): string {
-  podman(
+export function buildEchoImage(tag = ECHO_IMAGE, engine: TestEngine = PODMAN): string {
+  engine.cli(
     'build',
     '-q',
+    '--network',
+    'none',
     '--build-arg',
-    `BASE=${rootfsImage()}`,
+    `BASE=${rootfsImage(engine)}`,
     '-f',
     join(FIXTURES, 'http-echo.Containerfile'),
     '-t',
@@ -87,8 +160,11 @@ export function echoTemplate(overrides: Partial<CustomContainerTemplate> = {}): 
 }
 
 /** Names of containers (running or not) carrying this owner id. */
-export function containersOf(ownerId: string): string[] {
-  return podman('ps', '-a', '--filter', `label=sandpool.owner=${ownerId}`, '--format', '{{.Names}}').split('\n').filter(Boolean);
+export function containersOf(ownerId: string, engine: TestEngine = PODMAN): string[] {
+  return engine
+    .cli('ps', '-a', '--filter', `label=sandpool.owner=${ownerId}`, '--format', '{{.Names}}')
+    .split('\n')
+    .filter(Boolean);
 }
 
 export const noExit = (): void => {};

@@ -97,7 +97,7 @@ for name in ('/dev/mem', '/dev/kmem', '/dev/port', '/dev/kmsg', '/dev/sda', '/de
 check('mknodBlock', lambda: os.mknod('/tmp/sandpool-blk', 0o600 | stat.S_IFBLK, os.makedev(8, 0)) or 'created')
 check('sysrq', lambda: open('/proc/sysrq-trigger', 'w').write('h') and 'written')
 check('coreStorePattern', lambda: open('/proc/sys/kernel/core_pattern', 'w').write('|/tmp/x') and 'written')
-for sock in ('/run/podman/podman.sock', '/var/run/docker.sock', '/run/docker.sock', '/run/containerd/containerd.sock'):
+for sock in ('/run/podman/podman.sock', '/run/sandpool-docker/docker.sock', '/var/run/docker.sock', '/run/docker.sock', '/run/containerd/containerd.sock'):
     check('engine ' + sock, lambda sock=sock: os.path.exists(sock))
 check('uid', lambda: os.getuid())
 check('seccomp', lambda: [l.split()[1] for l in open('/proc/self/status') if l.startswith('Seccomp:')][0])
