@@ -9,6 +9,8 @@ import { defineConfig } from 'vitest/config';
  *   runs both after `npm run setup` has installed and built what they need.
  * A test that needs an engine lives under test/container, test/vm or test/agent, or, when it
  * belongs to another component (the server over containers), is named `*.containers.test.ts`.
+ * A third project, `from-scratch`, exists only while scripts/ci/from-scratch.sh runs it (it checks
+ * what a setup into an empty cache built; see that script).
  */
 const ENGINE_TESTS = [
   'test/container/**/*.test.ts',
@@ -30,6 +32,9 @@ export default defineConfig({
     projects: [
       { extends: true, test: { name: 'unit', include: ['test/**/*.test.ts'], exclude: ENGINE_TESTS } },
       { extends: true, test: { name: 'engines', include: ENGINE_TESTS } },
+      ...(process.env['SANDPOOL_FROM_SCRATCH_SINCE'] === undefined
+        ? []
+        : [{ extends: true as const, test: { name: 'from-scratch', include: ['test/setup/from-scratch.check.ts'] } }]),
     ],
   },
 });

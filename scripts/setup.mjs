@@ -4,7 +4,8 @@
 //   1. npm dependencies (when node_modules is missing or older than package-lock.json), then make
 //      sure isolated-vm's native addon is built: npm 11 may skip install scripts it was not told to
 //      allow, and an unbuilt addon only fails later, at first use.
-//   2. the library build (tsup), skipped when no source changed since the last build.
+//   2. the library build (tsup), skipped when no source changed since the last build (without type
+//      declarations under `--no-host-steps`: they take most of the build's time).
 //   3. each scripts/setup/*.mjs step in name order (host packages, container image, VM image…),
 //      unless `--no-host-steps` is given (`npm run test:unit` needs only steps 1 and 2).
 // A failed or interrupted setup names the step on its last line. Every step can be interrupted at
@@ -60,19 +61,27 @@ function sourceFiles(dir, out = []) {
   return out;
 }
 
-function ensureBuild() {
+/**
+ * The library build, skipped when no source changed. With `declarations: false` (the quick inner
+ * loop, `npm run test:unit`) the .d.ts files are not emitted: they take most of the build's time.
+ * The stamp records which kind was built, so a full build follows a quick one when needed.
+ */
+function ensureBuild({ declarations }) {
   const files = ['src', 'backends'].flatMap((d) => sourceFiles(join(root, d)));
   files.push(join(root, 'tsup.config.ts'), join(root, 'package.json'));
   const hash = createHash('sha256');
   for (const file of files.sort()) hash.update(relative(root, file)).update(readFileSync(file));
   const digest = hash.digest('hex');
   const stamp = join(root, 'dist', '.build-hash');
-  if (existsSync(stamp) && readFileSync(stamp, 'utf8') === digest) return;
-  log('building dist/ with tsup');
+  const built = existsSync(stamp) ? readFileSync(stamp, 'utf8').split(' ') : [];
+  if (built[0] === digest && (built[1] === 'dts' || !declarations)) return;
+  log(`building dist/ with tsup${declarations ? '' : ' (no type declarations)'}`);
   // Removed first: a build interrupted half-way must not leave the previous stamp beside new files.
   rmSync(stamp, { force: true });
-  run(join(root, 'node_modules', '.bin', 'tsup'), ['--silent']);
-  writeFileSync(stamp, digest);
+  run(join(root, 'node_modules', '.bin', 'tsup'), ['--silent'], {
+    env: { ...process.env, SANDPOOL_BUILD_DTS: declarations ? '1' : '0' },
+  });
+  writeFileSync(stamp, `${digest} ${declarations ? 'dts' : 'js'}`);
 }
 
 /** Checks that need no work done yet, so a setup that cannot succeed fails in seconds, not minutes. */
@@ -83,7 +92,8 @@ function preflight() {
 }
 
 async function runSteps() {
-  const dir = join(root, 'scripts', 'setup');
+  // SANDPOOL_SETUP_STEPS_DIR: another folder of steps (the setup runner's own tests use it).
+  const dir = process.env.SANDPOOL_SETUP_STEPS_DIR || join(root, 'scripts', 'setup');
   if (!existsSync(dir)) return;
   for (const name of readdirSync(dir)
     .filter((n) => n.endsWith('.mjs'))
@@ -121,7 +131,7 @@ try {
   currentStep = 'npm-dependencies';
   ensureNpmDependencies();
   currentStep = 'build';
-  ensureBuild();
+  ensureBuild({ declarations: hostSteps });
   if (hostSteps) await runSteps();
 } catch (error) {
   const message = error instanceof Error ? error.message : String(error);

@@ -1,7 +1,9 @@
 /**
  * The pools `sandpool serve` offers out of the box: `python` (PythonLTS) on the strongest backend
  * that is also fast here — vm with hardware acceleration, else container, else vm under TCG —
- * `javascript` (NodeLTS) on an isolate backend, and `shell`. Each choice is logged with its reason.
+ * `javascript` (NodeLTS) on an isolate backend, and `shell`. Each choice is logged with its reason,
+ * and each step as it starts (probing a backend can take minutes on a fresh machine: the VM
+ * backend builds its warm snapshot in prepare()).
  */
 
 import type { Logger } from '../server/logging.js';
@@ -17,9 +19,21 @@ interface Choice {
   readonly ready: (backend: string) => number;
 }
 
+/** Told about each built-in pool as soon as its fate is known, so the server can serve it at once. */
+export interface BuiltinPoolSink {
+  /** The pool's backend is about to be probed. */
+  probing(pool: string): void;
+  /** The pool is made (not started). */
+  chosen(pool: SessionPool): void;
+  /** No backend can run it here. */
+  unavailable(pool: string): void;
+}
+
 async function firstUsable(choice: Choice, log: Logger): Promise<SessionPool | undefined> {
   const rejected: string[] = [];
   for (const name of choice.candidates) {
+    log({ level: 'info', msg: `built-in pool "${choice.pool}": trying the ${name} backend`, pool: choice.pool, backend: name });
+    const started = Date.now();
     const probe = await backendUsable(name, choice.containerType);
     if (!probe.ok || probe.backend === undefined) {
       rejected.push(probe.reason);
@@ -37,6 +51,7 @@ async function firstUsable(choice: Choice, log: Logger): Promise<SessionPool | u
       msg: `built-in pool "${choice.pool}" uses the ${name} backend`,
       pool: choice.pool,
       backend: name,
+      probeMs: Date.now() - started,
       why: choice.why,
       ...(rejected.length > 0 ? { skipped: rejected } : {}),
     });
@@ -51,10 +66,16 @@ async function firstUsable(choice: Choice, log: Logger): Promise<SessionPool | u
   return undefined;
 }
 
-/** Build the built-in pools that can run on this host (not started). */
-export async function builtinPools(log: Logger, only?: ReadonlySet<string>): Promise<SessionPool[]> {
+/** The built-in pools wanted, in the order they are set up. */
+export const BUILTIN_POOL_NAMES = ['python', 'javascript', 'shell'] as const;
+
+/** Build the built-in pools that can run on this host (not started), telling `sink` as it goes. */
+export async function builtinPools(log: Logger, only?: ReadonlySet<string>, sink?: BuiltinPoolSink): Promise<SessionPool[]> {
+  const wanted = BUILTIN_POOL_NAMES.filter((name) => only === undefined || only.has(name));
+  for (const name of wanted) sink?.probing(name);
   // The probe boots a guest (seconds); skip it when no VM-capable pool is wanted.
-  const needsOs = only === undefined || only.has('python') || only.has('shell');
+  const needsOs = wanted.includes('python') || wanted.includes('shell');
+  if (needsOs) log({ level: 'info', msg: 'probing hardware virtualisation for VM sessions (KVM)' });
   const accel = needsOs ? await hardwareAcceleration() : { available: false, reason: 'not probed' };
   const vmFirst = accel.available;
   const pythonWhy = vmFirst
@@ -87,7 +108,12 @@ export async function builtinPools(log: Logger, only?: ReadonlySet<string>): Pro
   for (const choice of choices) {
     if (only !== undefined && !only.has(choice.pool)) continue;
     const pool = await firstUsable(choice, log);
-    if (pool !== undefined) pools.push(pool);
+    if (pool === undefined) {
+      sink?.unavailable(choice.pool);
+      continue;
+    }
+    pools.push(pool);
+    sink?.chosen(pool);
   }
   return pools;
 }

@@ -19,6 +19,7 @@ import { ExecutionStore } from './execution-store.js';
 import { jsonLinesLogger, logPoolEvents, type Logger } from './logging.js';
 import { ServerMetrics } from './metrics.js';
 import { PoolRegistry, type BackendFactory } from './pool-registry.js';
+import { Readiness, type AnnouncedPool, type ReadinessReport } from './readiness.js';
 import type { ServerState } from './server-state.js';
 import { createStatusPage } from './status-page.js';
 import { createUpgradeHandler } from './upgrade.js';
@@ -75,6 +76,13 @@ export interface SandpoolServer extends AsyncDisposable {
   readonly registry: PoolRegistry;
   readonly metrics: ServerMetrics;
   pools(): SessionPool[];
+  /**
+   * Announce a pool that is still being set up (its backend probed), so `/readyz` answers 503 until
+   * it is added and ready. `add(pool)` serves it; `unavailable()` says it will not come.
+   */
+  announcePool(name: string): AnnouncedPool;
+  /** What `/readyz` answers: ready when every pool (announced or served) has filled its ready set. */
+  readiness(): ReadinessReport;
   /** Listen on HOST:PORT. Refuses a non-loopback address when no credential kind is configured. */
   listen(options?: ListenOptions): Promise<{ host: string; port: number; url: string }>;
   /** The underlying node server, once listening. */
@@ -122,6 +130,7 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
 
   const state: ServerState = {
     registry,
+    readiness: new Readiness(registry),
     executions: new ExecutionStore(),
     metrics,
     log,
@@ -177,6 +186,8 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
     registry,
     metrics,
     pools: () => registry.pools(),
+    announcePool: (name) => state.readiness.announce(name),
+    readiness: () => state.readiness.report(),
     get httpServer() {
       return httpServer;
     },

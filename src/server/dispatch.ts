@@ -60,6 +60,16 @@ export function createDispatcher(state: ServerState, options: DispatchOptions) {
     switch (op) {
       case 'healthz':
         return sendJson(ctx.res, 200, { status: 'ok', pools: state.registry.entries().length });
+      case 'readyz': {
+        // Open like /healthz (for load balancers and orchestrators): pool names and states only.
+        const { ready, pools } = state.readiness.report();
+        return sendJson(
+          ctx.res,
+          ready ? 200 : 503,
+          { status: ready ? 'ready' : 'starting', pools },
+          ready ? {} : { 'retry-after': '5' },
+        );
+      }
       case 'metrics': {
         const { contentType, body } = await state.metrics.render();
         ctx.res.writeHead(200, { 'content-type': contentType });
@@ -182,7 +192,8 @@ export function createDispatcher(state: ServerState, options: DispatchOptions) {
       >;
       // The status page itself holds no data (it fetches everything with the operator's token).
       const uiShell = operation === 'ui' && !(found.param ?? '').startsWith('api/');
-      const open = operation === 'healthz' || uiShell || (operation === 'metrics' && options.publicMetrics);
+      const open =
+        operation === 'healthz' || operation === 'readyz' || uiShell || (operation === 'metrics' && options.publicMetrics);
       if (!open) {
         who = await options.auth.authenticate(req.headers.authorization);
         principal = who.name;

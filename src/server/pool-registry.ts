@@ -257,11 +257,35 @@ export class PoolRegistry {
   }
 
   #start(entry: PoolEntry): void {
-    entry.pool.start().then(
+    const started = Date.now();
+    const { pool } = entry;
+    // Progress while the ready set fills (a VM pool under TCG takes minutes on a fresh machine).
+    let up = 0;
+    const progress = (): void => {
+      up += 1;
+      if (entry.provisioningState !== 'InProgress') return;
+      this.#options.log({
+        level: 'info',
+        msg: `pool "${pool.name}": ${up} of ${pool.options.readySessionInstances} ready sessions up`,
+        pool: pool.name,
+        backend: pool.backend.name,
+      });
+    };
+    pool.on('sessionReady', progress);
+    pool.start().then(
       () => {
+        pool.off('sessionReady', progress);
         entry.provisioningState = 'Succeeded';
+        this.#options.log({
+          level: 'info',
+          msg: `pool "${pool.name}" is ready`,
+          pool: pool.name,
+          backend: pool.backend.name,
+          ms: Date.now() - started,
+        });
       },
       (error: unknown) => {
+        pool.off('sessionReady', progress);
         if (entry.pool.closed) return;
         entry.provisioningState = 'Failed';
         entry.startError = (error as Error).message;

@@ -10,6 +10,7 @@ import { HttpError } from './http-errors.js';
 /** Every operation the server knows; also the `operation` label in metrics and audit records. */
 export type Operation =
   | 'healthz'
+  | 'readyz'
   | 'metrics'
   | 'ui'
   | 'pool.list'
@@ -87,6 +88,7 @@ export function matchRoute(method: string, pathname: string, customContainer: (p
   const { decoded: seg, raw } = pathSegments(pathname);
   const m = method.toUpperCase();
   if (seg.length === 1 && eq(seg[0], 'healthz') && (m === 'GET' || m === 'HEAD')) return { operation: 'healthz' };
+  if (seg.length === 1 && eq(seg[0], 'readyz') && (m === 'GET' || m === 'HEAD')) return { operation: 'readyz' };
   if (seg.length === 1 && eq(seg[0], 'metrics') && m === 'GET') return { operation: 'metrics' };
   if (eq(seg[0], 'ui') && (m === 'GET' || m === 'HEAD')) return { operation: 'ui', param: seg.slice(1).join('/') };
   if (seg.length === 1 && eq(seg[0], 'pools') && m === 'GET') return { operation: 'pool.list' };
@@ -163,6 +165,7 @@ export function needsIdentifier(operation: Operation): boolean {
   return !(
     operation.startsWith('pool.') ||
     operation === 'healthz' ||
+    operation === 'readyz' ||
     operation === 'metrics' ||
     operation === 'ui' ||
     operation === 'sessions.list' ||

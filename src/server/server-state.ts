@@ -9,9 +9,12 @@ import type { RequestContext } from './http-io.js';
 import type { Logger } from './logging.js';
 import type { ServerMetrics } from './metrics.js';
 import type { PoolEntry, PoolRegistry } from './pool-registry.js';
+import type { Readiness } from './readiness.js';
 
 export interface ServerState {
   readonly registry: PoolRegistry;
+  /** What `/readyz` reports: the registry's pools and the ones still being set up. */
+  readonly readiness: Readiness;
   readonly executions: ExecutionStore;
   readonly metrics: ServerMetrics;
   readonly log: Logger;

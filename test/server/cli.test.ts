@@ -17,6 +17,8 @@ let dataDir: string;
 let server: ChildProcess;
 let endpoint: string;
 let token: string;
+/** What serve wrote to stderr (JSON log lines). */
+let serveLog = '';
 const ADMIN = 'cli-admin-key-abcdefghijkl';
 
 function run(args: string[], input?: string, env: Record<string, string> = {}): { code: number; stdout: string; stderr: string } {
@@ -45,7 +47,10 @@ beforeAll(async () => {
   endpoint = await new Promise<string>((resolve, reject) => {
     let out = '';
     let err = '';
-    server.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+    server.stderr!.on('data', (c: Buffer) => {
+      err += c.toString();
+      serveLog += c.toString();
+    });
     server.stdout!.on('data', (c: Buffer) => {
       out += c.toString();
       const m = /serving on (http:\/\/[^\s]+)/.exec(out);
@@ -61,6 +66,34 @@ afterAll(async () => {
 });
 
 describe('sandpool CLI', () => {
+  test('serve answers /healthz at once, logs how it sets up its pools, and /readyz turns 200', async () => {
+    expect((await fetch(`${endpoint}/healthz`)).status).toBe(200);
+    await expect.poll(async () => (await fetch(`${endpoint}/readyz`)).status, { timeout: 30_000, interval: 100 }).toBe(200);
+    const body = (await (await fetch(`${endpoint}/readyz`)).json()) as { pools: { name: string; state: string }[] };
+    expect(body.pools).toEqual([expect.objectContaining({ name: 'javascript', state: 'ready' })]);
+    const logged = () =>
+      serveLog
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => (JSON.parse(line) as { msg: string }).msg);
+    // Said within a second of being ready.
+    await expect.poll(() => logged().includes('built-in pools ready'), { timeout: 5_000 }).toBe(true);
+    const messages = logged();
+    expect(messages).toEqual(
+      expect.arrayContaining([
+        'built-in pool "javascript": trying the isolated-vm backend',
+        'built-in pool "javascript" uses the isolated-vm backend',
+        'pool "javascript": 1 of 2 ready sessions up',
+        'pool "javascript" is ready',
+        'built-in pools ready',
+      ]),
+    );
+    // Listening came first: nothing about pools was logged before it.
+    expect(messages.indexOf('listening')).toBeLessThan(
+      messages.indexOf('built-in pool "javascript": trying the isolated-vm backend'),
+    );
+  });
+
   test('--help on every command', () => {
     for (const args of [
       ['--help'],

@@ -15,9 +15,13 @@ import { createServer, silentLogger, type SandpoolServer } from '../../src/serve
 
 const KEY = `key-${randomBytes(16).toString('hex')}`;
 const HEADERS_TIMEOUT_MS = 1_000;
+/** How long a stalled client waits to be cut off before the test gives up on the server. */
 const STALL_MS = 8_000;
 
-/** Send headers and the first byte of a 1000-byte JSON body, then stall. Resolves with what happened. */
+/**
+ * Send headers and the first byte of a 1000-byte JSON body, then stall. Resolves with what
+ * happened as soon as the server closes the connection, or after STALL_MS with `closed: false`.
+ */
 function stallBody(port: number, authorized: boolean): Promise<{ closed: boolean; response: string }> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1');
@@ -25,7 +29,10 @@ function stallBody(port: number, authorized: boolean): Promise<{ closed: boolean
     let closed = false;
     socket.on('data', (d) => (response += d.toString()));
     socket.on('error', () => undefined);
-    socket.on('close', () => (closed = true));
+    socket.on('close', () => {
+      closed = true;
+      resolve({ closed, response: response.split('\r\n')[0] ?? '' });
+    });
     socket.write(
       'POST /pools/js/code/execute?identifier=slow-client HTTP/1.1\r\nHost: x\r\n' +
         (authorized ? `Authorization: Bearer ${KEY}\r\n` : '') +

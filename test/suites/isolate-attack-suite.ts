@@ -17,12 +17,12 @@ export interface IsolateAttackOptions {
   readonly makeBackend: () => Backend | Promise<Backend>;
   /** Attack ids to skip, with the reason. */
   readonly skip?: Readonly<Record<string, string>>;
-  /** Memory limit of every session. @default 64 */
+  /** Memory limit of every session (small: the memory bombs reach it sooner). @default 32 */
   readonly memoryMb?: number;
 }
 
 export function defineIsolateAttacks(name: string, options: IsolateAttackOptions): void {
-  const limits = SessionLimitsSchema.parse({ memoryMb: options.memoryMb ?? 64 });
+  const limits = SessionLimitsSchema.parse({ memoryMb: options.memoryMb ?? 32 });
   const network = NetworkPolicySchema.parse({});
 
   describe(`isolate attacks: ${name}`, () => {

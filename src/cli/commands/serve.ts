@@ -6,8 +6,9 @@ import type { JSONWebKeySet } from 'jose';
 import { readFileSync } from 'node:fs';
 
 import { InvalidOptionsError } from '../../errors.js';
-import { createServer, isLoopback } from '../../server/create-server.js';
-import { jsonLinesLogger, type LogLevel } from '../../server/logging.js';
+import { createServer, isLoopback, type SandpoolServer } from '../../server/create-server.js';
+import { jsonLinesLogger, type Logger, type LogLevel } from '../../server/logging.js';
+import type { AnnouncedPool } from '../../server/readiness.js';
 import type { BackendFactory } from '../../server/pool-registry.js';
 import { COMMON_OPTIONS, UsageError, parse, stringOption, type OptionSpec } from '../args.js';
 import { BACKEND_NAMES, createBackend } from '../backend-loader.js';
@@ -112,10 +113,10 @@ export async function serve(argv: readonly string[]): Promise<number> {
           .map((s) => s.trim())
           .filter(Boolean),
   );
-  const builtins = wanted.size === 0 ? [] : await builtinPools(log, wanted);
 
+  // The built-in pools are set up after the server listens: /healthz answers at once, /readyz
+  // answers 503 with each pool's state until they are ready, and the log says what is happening.
   const server = createServer({
-    pools: builtins,
     backends,
     defaultBackend: (type) => (type === 'NodeLTS' ? 'quickjs' : 'container'),
     dataDir,
@@ -165,17 +166,58 @@ export async function serve(argv: readonly string[]): Promise<number> {
 
   try {
     const { url } = await server.listen({ host, port });
+    const restored = server.pools().map((p) => p.name);
     process.stdout.write(
-      `sandpool serving on ${url} (data dir ${dataDir}; pools: ${
-        server
-          .pools()
-          .map((p) => p.name)
-          .join(', ') || 'none'
-      })\n`,
+      `sandpool serving on ${url} (data dir ${dataDir}; pools: ${[...wanted, ...restored].join(', ') || 'none'}` +
+        `${wanted.size > 0 ? `; built-in pools starting, GET ${url}/readyz says when they are ready` : ''})\n`,
     );
   } catch (error) {
     await server.close();
     throw error;
   }
+  if (wanted.size > 0) void startBuiltinPools(server, log, wanted, () => stopping);
   return -1; // keep running until a signal
+}
+
+/** Probe and add the built-in pools one by one, each served as soon as its backend is chosen. */
+async function startBuiltinPools(
+  server: SandpoolServer,
+  log: Logger,
+  wanted: ReadonlySet<string>,
+  stopping: () => boolean,
+): Promise<void> {
+  const announced = new Map<string, AnnouncedPool>();
+  const started = Date.now();
+  try {
+    await builtinPools(log, wanted, {
+      probing: (name) => announced.set(name, server.announcePool(name)),
+      chosen: (pool) => {
+        if (stopping()) {
+          void pool.close();
+          return;
+        }
+        announced.get(pool.name)?.add(pool);
+      },
+      unavailable: (name) => announced.get(name)?.unavailable(),
+    });
+  } catch (error) {
+    log({ level: 'error', msg: 'setting up the built-in pools failed', error: (error as Error).message });
+    for (const pool of announced.values()) pool.unavailable();
+    return;
+  }
+  // Say once when everything is ready (or what is not), without polling forever.
+  for (;;) {
+    if (stopping()) return;
+    const { ready, pools } = server.readiness();
+    if (ready) {
+      log({
+        level: 'info',
+        msg: 'built-in pools ready',
+        pools: pools.map((p) => `${p.name}: ${p.state}`),
+        ms: Date.now() - started,
+      });
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000).unref());
+  }
 }
