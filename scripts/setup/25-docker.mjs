@@ -71,7 +71,8 @@ export default async function setup({ root, log }) {
     return;
   }
   if (process.getuid?.() !== 0) throw new Error('the Docker setup needs root (apt-get, dockerd); or set SANDPOOL_SKIP_DOCKER=1');
-  await aptInstall(['docker.io'], log);
+  // Not Docker's own service (a dockerd with iptables rules on /var/run/docker.sock): ours only.
+  await aptInstall(['docker.io'], log, { startServices: false });
   await ensureDockerd(log);
   const rootfs = await ensureRootfs({ log });
   const { image } = await ensureCodeInterpreterImage({ engine: DOCKER, root, rootfs, log });

@@ -7,7 +7,7 @@
  */
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 
-import { aptInstall } from './10-rootfs.mjs';
+import { aptInstall } from './lib/apt.mjs';
 
 export const CLUSTER_PACKAGES = ['etcd-server', 'etcd-client', 'haproxy'];
 export const CLUSTER_BINARIES = ['/usr/bin/etcd', '/usr/bin/etcdctl', '/usr/sbin/haproxy'];

@@ -3,7 +3,7 @@
  * and finishing a dpkg run an earlier setup was interrupted in (apt refuses to do anything until
  * `dpkg --configure -a` has run, and a half-configured package is not installed).
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 
 import { run } from './run.mjs';
 
@@ -26,10 +26,27 @@ export function missingPackages(packages) {
 const LOCK_WAIT = ['-o', 'DPkg::Lock::Timeout=900'];
 const ENV = { DEBIAN_FRONTEND: 'noninteractive' };
 
-/** apt-get install what is missing (no recommends). */
-export async function aptInstall(packages, log) {
+const POLICY = '/usr/sbin/policy-rc.d';
+
+/**
+ * apt-get install what is missing (no recommends). `startServices: false` keeps packages that ship
+ * a system service (docker.io: dockerd on /var/run/docker.sock) from starting it while apt runs,
+ * with a policy-rc.d that exits 101 (the host's own one, if any, is left alone).
+ */
+export async function aptInstall(packages, log, { startServices = true } = {}) {
   const missing = missingPackages(packages);
   if (missing.length === 0) return;
+  const ownPolicy = !startServices && !existsSync(POLICY);
+  if (ownPolicy)
+    writeFileSync(POLICY, '#!/bin/sh\n# sandpool setup: do not start services while installing\nexit 101\n', { mode: 0o755 });
+  try {
+    await installMissing(missing, log);
+  } finally {
+    if (ownPolicy) rmSync(POLICY, { force: true });
+  }
+}
+
+async function installMissing(missing, log) {
   log(`apt-get install ${missing.join(' ')}`);
   const install = () =>
     run('apt-get', ['install', '-y', '-q', ...LOCK_WAIT, '--no-install-recommends', ...missing], { env: ENV });
