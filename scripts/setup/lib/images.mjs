@@ -38,17 +38,37 @@ export async function imageExists(engine, ref) {
   );
 }
 
-/** Remove earlier builds of a repository (a tag still used by a container is kept: rmi fails). */
-async function pruneOldTags(engine, repository, keep, log) {
-  const tags = (await cli(engine, ['images', '--format', '{{.Repository}}:{{.Tag}}', '--filter', `reference=${repository}`]))
+async function tagsOf(engine, repository) {
+  return (await cli(engine, ['images', '--format', '{{.Repository}}:{{.Tag}}', '--filter', `reference=${repository}`]))
     .split('\n')
-    .filter((t) => t !== '' && !t.endsWith(':<none>') && !keep.includes(t));
-  for (const tag of tags) {
-    await cli(engine, ['rmi', tag]).then(
-      () => log(`removed old image ${tag}`),
-      () => {},
+    .filter((t) => t !== '' && !t.endsWith(':<none>'));
+}
+
+/**
+ * Remove earlier builds: content-hash tags of the code-interpreter image other than this one, and
+ * rootfs bases no remaining code-interpreter image was built on. Named tags (a checkout's own,
+ * `SANDPOOL_CONTAINER_IMAGE`) and what they use are left alone; a tag still used by a container is
+ * kept (rmi fails).
+ */
+async function pruneOldBuilds(engine, keepImage, log) {
+  const images = await tagsOf(engine, IMAGE_REPOSITORY);
+  const stale = images.filter((t) => /:[0-9a-f]{16}$/.test(t) && t !== keepImage);
+  for (const tag of stale) await remove(engine, tag, log);
+  const usedBases = new Set();
+  for (const tag of await tagsOf(engine, IMAGE_REPOSITORY)) {
+    const base = await cli(engine, ['image', 'inspect', '--format', '{{index .Config.Labels "sandpool.base"}}', tag]).catch(
+      () => '',
     );
+    usedBases.add(base);
   }
+  for (const tag of await tagsOf(engine, ROOTFS_REPOSITORY)) if (!usedBases.has(tag)) await remove(engine, tag, log);
+}
+
+async function remove(engine, tag, log) {
+  await cli(engine, ['rmi', tag]).then(
+    () => log(`removed old image ${tag}`),
+    () => {},
+  );
 }
 
 function agentFiles(dir, out = []) {
@@ -129,9 +149,6 @@ export async function ensureCodeInterpreterImage({ engine, root, rootfs, log }) 
   } finally {
     rmSync(context, { recursive: true, force: true });
   }
-  if (devTag === undefined) {
-    await pruneOldTags(engine, IMAGE_REPOSITORY, [image, mainTag], log);
-    await pruneOldTags(engine, ROOTFS_REPOSITORY, [base], log);
-  }
+  if (devTag === undefined) await pruneOldBuilds(engine, image, log);
   return { base, image, built: true };
 }
