@@ -35,8 +35,6 @@ export interface ClusterMemberOptions {
   readonly connectTimeoutMs?: number | undefined;
   /** Close the store with the member. @default true */
   readonly ownsStore?: boolean | undefined;
-  /** Extra member-to-member routes (the server's execution records). */
-  readonly peerRoutes?: readonly PeerRoute[] | undefined;
 }
 
 const OptionsSchema = z.object({
@@ -71,6 +69,7 @@ export class ClusterMember extends EventEmitter<ClusterMemberEvents> {
   readonly #pools = new Map<string, ClusterPool>();
   readonly #ownsStore: boolean;
   readonly #startedAt = new Date().toISOString();
+  readonly #routes: PeerRoute[] = [];
   #closing: Promise<void> | undefined;
   /** `(req, res)` for requests under `/.cluster/v1/`: mount it on the server `advertise` names. */
   readonly peerHandler: (req: IncomingMessage, res: ServerResponse) => void;
@@ -94,8 +93,13 @@ export class ClusterMember extends EventEmitter<ClusterMemberEvents> {
       for (const pool of this.#pools.values()) pool.dropOwned();
       this.emit('lost', lease);
     });
-    const handler = createPeerHandler(this, options.secret, options.peerRoutes ?? []);
+    const handler = createPeerHandler(this, options.secret, this.#routes);
     this.peerHandler = (req, res) => void handler(req, res);
+  }
+
+  /** Answer one more member-to-member route (the server adds its execution records). */
+  addPeerRoute(route: PeerRoute): void {
+    this.#routes.push(route);
   }
 
   /** serving (lease held and renewed), fenced (renewals failing) or none. */

@@ -1,5 +1,6 @@
 /**
- * What `ClusterPool.acquire()` returns: the public surface of a pool's session, which a local
- * `Session` and a `RemoteSession` both offer. One definition, in src/session.ts.
+ * What `ClusterPool.acquire()` returns: the pool's public session contract, which a local session
+ * and a remote handle both implement.
  */
+
 export type { SessionApi } from '../session.js';

@@ -10,10 +10,12 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 
+import type { ClusterMember } from '../cluster/cluster-member.js';
 import { InvalidOptionsError } from '../errors.js';
 import type { ContainerType } from '../options.js';
 import type { SessionPool } from '../session-pool.js';
 import { Authenticator, authConfigured, type AuthOptions } from './auth.js';
+import { ServerCluster } from './cluster-mode.js';
 import { createDispatcher } from './dispatch.js';
 import { ExecutionStore } from './execution-store.js';
 import { jsonLinesLogger, logPoolEvents, type Logger } from './logging.js';
@@ -57,6 +59,11 @@ export interface CreateServerOptions {
   readonly ui?: boolean | undefined;
   /** PEM certificate and key files; the server then listens with HTTPS. */
   readonly tls?: { readonly certFile: string; readonly keyFile: string } | undefined;
+  /**
+   * Cluster mode: serve every pool across the cluster this member belongs to (pool definitions
+   * in its store, not the data dir). The server starts the member and closes it on close().
+   */
+  readonly cluster?: ClusterMember | undefined;
 }
 
 export interface ListenOptions {
@@ -109,16 +116,20 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
   const detachLogs = new Map<SessionPool, () => void>();
   let metrics: ServerMetrics | undefined;
   const backends = options.backends ?? {};
+  const cluster = options.cluster === undefined ? undefined : new ServerCluster(options.cluster);
   const registry = new PoolRegistry({
     backends,
     defaultBackend: options.defaultBackend ?? (() => Object.keys(backends)[0]),
     dataDir: options.dataDir,
+    definitions: cluster?.definitions,
     log,
     onAdd: (pool) => {
+      cluster?.poolAdded(pool);
       metrics?.attach(pool);
       detachLogs.set(pool, logPoolEvents(pool, log));
     },
     onRemove: (pool) => {
+      cluster?.poolRemoved(pool);
       metrics?.detach(pool);
       detachLogs.get(pool)?.();
       detachLogs.delete(pool);
@@ -137,7 +148,9 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
     maxJsonBytes: options.maxJsonBytes ?? 16 * 1024 * 1024,
     stringifyExecutionResult: options.stringifyExecutionResult ?? 'auto',
     background: new Set(),
+    cluster,
   };
+  for (const route of cluster?.peerRoutes() ?? []) options.cluster!.addPeerRoute(route);
   const dispatch = createDispatcher(state, {
     auth,
     publicUrl: options.publicUrl?.replace(/\/+$/, ''),
@@ -153,13 +166,16 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
     log({ level: 'error', msg: `${what} failed unexpectedly`, error: (error as Error)?.message ?? String(error) });
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     guardStalledBody(req, res, bodyIdleMs);
+    if (cluster?.handlePeer(req, res) === true) return;
     dispatch(req, res).catch(unexpected('request'));
   };
   const upgrade = createUpgradeHandler(state, auth);
   const upgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     upgrade(req, socket, head).catch(unexpected('upgrade'));
   };
-  const ready = registry.loadPersisted();
+  const ready = Promise.all([registry.loadPersisted(), cluster?.attach(registry, state.executions, metrics, log)]).then(
+    () => undefined,
+  );
 
   let httpServer: Server | undefined;
   let closing: Promise<void> | undefined;
@@ -173,9 +189,12 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
       await Promise.race([stopped, new Promise((r) => setTimeout(r, 15_000).unref())]);
       server.closeAllConnections();
     }
+    cluster?.abandon();
     await ready.catch(() => {});
     while (state.background.size > 0) await Promise.allSettled([...state.background]);
     await registry.closeAll();
+    // After the pools: their sessions have ended, so revoking the lease frees nothing still in use.
+    await cluster?.close();
     metrics!.close();
   }
 

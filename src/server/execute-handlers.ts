@@ -58,10 +58,10 @@ export async function handleExecute(state: ServerState, ctx: RequestContext, gen
   if (headerId !== undefined && (typeof headerId !== 'string' || !OPERATION_ID.test(headerId))) {
     throw badRequest('operation-id must be 1–128 letters, digits, ".", "_", "~" or "-"');
   }
-  const session = await acquire(pool, identifier, ctx);
+  const session = await acquire(state, pool, identifier, ctx);
 
   if (generation === 2 && body.executionType === 'Asynchronous') {
-    const id = headerId ?? randomUUID();
+    const id = headerId ?? state.cluster?.executionId(randomUUID()) ?? randomUUID();
     const key = ExecutionStore.key(pool.name, id);
     if (state.executions.has(key)) throw new HttpError(409, 'Conflict', `an execution with operation-id "${id}" already exists`);
     state.executions.set(key, { state: 'running', id, identifier, at: Date.now() });
@@ -100,7 +100,7 @@ export async function handleExecute(state: ServerState, ctx: RequestContext, gen
   const result = await session.execute(options);
   if (generation === 0) return sendJson(ctx.res, 200, gen0Execution(result));
   if (generation === 1) return sendJson(ctx.res, 200, gen1Execution(result));
-  const id = headerId ?? result.id;
+  const id = headerId ?? state.cluster?.executionId(result.id) ?? result.id;
   state.executions.set(ExecutionStore.key(pool.name, id), {
     state: 'done',
     id,
@@ -120,12 +120,14 @@ export async function handleExecute(state: ServerState, ctx: RequestContext, gen
   );
 }
 
-/** GET executions/{id}. */
-export function handleGetExecution(state: ServerState, ctx: RequestContext): void {
+/** GET executions/{id} (cluster mode: from the member the id names, when that is another). */
+export async function handleGetExecution(state: ServerState, ctx: RequestContext): Promise<void> {
   const entry = poolEntry(state, ctx);
   const id = ctx.route.param ?? '';
   const identifier = ctx.url.searchParams.get('identifier') ?? undefined;
-  const record = state.executions.get(ExecutionStore.key(entry.pool.name, id), identifier);
+  const record =
+    state.executions.get(ExecutionStore.key(entry.pool.name, id), identifier) ??
+    (await state.cluster?.remoteExecution(entry.pool.name, id, identifier));
   if (record === undefined) {
     throw new HttpError(404, 'ExecutionNotFound', 'no execution with this id for this identifier');
   }

@@ -121,7 +121,7 @@ async function sessionFor(state: ServerState, ctx: RequestContext): Promise<{ se
   if (!pool.backend.capabilities.files) {
     throw new HttpError(400, 'SessionRequestNotSupported', `the "${pool.backend.name}" backend of this pool has no files`);
   }
-  return { session: await acquire(pool, identifier, ctx), maxBytes: pool.options.limits.maxFileSizeBytes };
+  return { session: await acquire(state, pool, identifier, ctx), maxBytes: pool.options.limits.maxFileSizeBytes };
 }
 
 /** POST python/uploadFile | files/upload | files. */

@@ -30,7 +30,7 @@ const NEVER_FORWARDED = new Set(['authorization', 'cookie', 'x-ms-apikey', 'api-
 export async function handleForward(state: ServerState, ctx: RequestContext): Promise<void> {
   const { pool } = poolEntry(state, ctx);
   const identifier = identifierOf(ctx);
-  const session = await acquire(pool, identifier, ctx);
+  const session = await acquire(state, pool, identifier, ctx);
 
   const headers = new Headers();
   for (const [name, value] of Object.entries(ctx.req.headers)) {

@@ -126,7 +126,7 @@ export async function handlePutPool(state: ServerState, ctx: RequestContext): Pr
   sendJson(ctx.res, created ? 201 : 200, poolResource(entry, ctx.baseUrl));
 }
 
-const UPDATABLE = [
+export const UPDATABLE = [
   'readySessionInstances',
   'maxConcurrentSessions',
   'cooldownPeriodInSeconds',
@@ -146,7 +146,7 @@ function mergePatch(target: unknown, patch: unknown): unknown {
 }
 
 /** The four settings a running pool can change, read from Azure-shaped properties. */
-function scaleSettings(p: Record<string, unknown>): Record<(typeof UPDATABLE)[number], unknown> {
+export function scaleSettings(p: Record<string, unknown>): Record<(typeof UPDATABLE)[number], unknown> {
   const obj = (v: unknown): Record<string, unknown> =>
     typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : {};
   const scale = obj(p['scaleConfiguration']);
@@ -161,7 +161,7 @@ function scaleSettings(p: Record<string, unknown>): Record<(typeof UPDATABLE)[nu
 }
 
 /** Everything but the scale settings, to tell a live update from a rebuild. */
-function withoutScale(p: Record<string, unknown>): string {
+export function withoutScale(p: Record<string, unknown>): string {
   const copy = mergePatch(p, {
     scaleConfiguration: { readySessionInstances: null, maxConcurrentSessions: null },
     dynamicPoolConfiguration: {

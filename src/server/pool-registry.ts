@@ -53,11 +53,22 @@ export interface FailedDefinition {
   readonly failedAt: Date;
 }
 
+/**
+ * Where definitions live when not in `<dataDir>/pools/` (cluster mode: etcd, applied by every
+ * member). Saving may fail (the store is out of reach): the change is then not made.
+ */
+export interface DefinitionStore {
+  save(definition: PoolDefinition): Promise<void>;
+  remove(name: string): Promise<void>;
+}
+
 export interface PoolRegistryOptions {
   readonly backends: Readonly<Record<string, BackendFactory>>;
   /** Backend name for a definition without `backend`. */
   readonly defaultBackend: (containerType: ContainerType) => string | undefined;
   readonly dataDir: string | undefined;
+  /** Keep definitions here instead of the data dir. */
+  readonly definitions?: DefinitionStore | undefined;
   readonly log: Logger;
   /** Called when a pool is added or removed (metrics, logs). */
   readonly onAdd: (pool: SessionPool) => void;
@@ -111,21 +122,65 @@ export class PoolRegistry {
 
   /** Create or replace a defined pool. Returns whether it was created (vs replaced). */
   define(definition: PoolDefinition): Promise<{ created: boolean; entry: PoolEntry }> {
-    return this.#locked(definition.name, async () => {
-      const existing = this.#entries.get(definition.name);
-      if (existing !== undefined && existing.definition === undefined) {
-        throw new HttpError(409, 'Conflict', `pool "${definition.name}" is defined in code and cannot be replaced over HTTP`);
+    return this.#locked(definition.name, () => this.#define(definition, true));
+  }
+
+  /**
+   * Cluster mode: bring this process in line with a definition stored by any member (`undefined`:
+   * deleted). A change of scale settings only (`scaleUpdate` says which) updates the running pool;
+   * any other change rebuilds it; an identical one does nothing. Pools defined in code are kept.
+   */
+  applyStored(
+    name: string,
+    definition: PoolDefinition | undefined,
+    scaleUpdate: (from: Record<string, unknown>, to: Record<string, unknown>) => Record<string, unknown> | undefined,
+  ): Promise<void> {
+    return this.#locked(name, async () => {
+      const entry = this.#entries.get(name);
+      if (entry !== undefined && entry.definition === undefined) return;
+      if (definition === undefined) {
+        if (entry === undefined) return;
+        this.#entries.delete(name);
+        await this.#closeEntry(entry);
+        return;
       }
-      const pool = await this.#build(definition);
-      await this.#persist(definition);
-      const entry: PoolEntry = { pool, definition, provisioningState: 'InProgress', startError: undefined };
-      this.#entries.set(definition.name, entry);
-      this.#failed.delete(definition.name);
-      this.#options.onAdd(pool);
-      if (existing !== undefined) await this.#closeEntry(existing);
-      this.#start(entry);
-      return { created: existing === undefined, entry };
+      if (entry?.definition !== undefined) {
+        if (JSON.stringify(entry.definition) === JSON.stringify(definition)) return;
+        const update =
+          entry.definition.backend === definition.backend
+            ? scaleUpdate(entry.definition.properties, definition.properties)
+            : undefined;
+        if (update !== undefined) {
+          entry.pool.update(update);
+          (entry as { definition: PoolDefinition | undefined }).definition = definition;
+          return;
+        }
+      }
+      await this.#define(definition, false);
     });
+  }
+
+  async #define(definition: PoolDefinition, persist: boolean): Promise<{ created: boolean; entry: PoolEntry }> {
+    const existing = this.#entries.get(definition.name);
+    if (existing !== undefined && existing.definition === undefined) {
+      throw new HttpError(409, 'Conflict', `pool "${definition.name}" is defined in code and cannot be replaced over HTTP`);
+    }
+    const pool = await this.#build(definition);
+    if (persist) {
+      try {
+        await this.#persist(definition);
+      } catch (error) {
+        await pool.close().catch(() => {});
+        throw error;
+      }
+    }
+    const entry: PoolEntry = { pool, definition, provisioningState: 'InProgress', startError: undefined };
+    this.#entries.set(definition.name, entry);
+    this.#failed.delete(definition.name);
+    this.#options.onAdd(pool);
+    if (existing !== undefined) await this.#closeEntry(existing);
+    this.#start(entry);
+    return { created: existing === undefined, entry };
   }
 
   /** Remove a defined pool, closing it. Returns false when there was none. */
@@ -142,8 +197,11 @@ export class PoolRegistry {
       if (entry.definition === undefined) {
         throw new HttpError(409, 'Conflict', `pool "${name}" is defined in code and cannot be deleted over HTTP`);
       }
+      if (this.#options.definitions !== undefined) await this.#options.definitions.remove(name);
       this.#entries.delete(name);
-      if (this.#options.dataDir !== undefined) await rm(this.#file(name), { force: true });
+      if (this.#options.dataDir !== undefined && this.#options.definitions === undefined) {
+        await rm(this.#file(name), { force: true });
+      }
       await this.#closeEntry(entry);
       return true;
     });
@@ -161,7 +219,7 @@ export class PoolRegistry {
    */
   async loadPersisted(): Promise<void> {
     const dir = this.#options.dataDir;
-    if (dir === undefined) return;
+    if (dir === undefined || this.#options.definitions !== undefined) return;
     let names: string[];
     try {
       names = (await readdir(join(dir, 'pools'))).filter((n) => n.endsWith('.json'));
@@ -311,6 +369,7 @@ export class PoolRegistry {
   }
 
   async #persist(definition: PoolDefinition): Promise<void> {
+    if (this.#options.definitions !== undefined) return this.#options.definitions.save(definition);
     if (this.#options.dataDir === undefined) return;
     await mkdir(join(this.#options.dataDir, 'pools'), { recursive: true, mode: 0o700 });
     const file = this.#file(definition.name);

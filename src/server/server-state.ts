@@ -3,6 +3,7 @@
 import { assertIdentifier, isValidIdentifier } from '../identifier.js';
 import type { SessionApi } from '../session.js';
 import type { SessionPool } from '../session-pool.js';
+import type { ServerCluster } from './cluster-mode.js';
 import type { ExecutionStore } from './execution-store.js';
 import { HttpError } from './http-errors.js';
 import type { RequestContext } from './http-io.js';
@@ -24,6 +25,8 @@ export interface ServerState {
   readonly stringifyExecutionResult: 'auto' | 'always' | 'never';
   /** Background work (asynchronous executions) to settle before close. */
   readonly background: Set<Promise<unknown>>;
+  /** Cluster mode (`--etcd`): sessions are acquired across the cluster. */
+  readonly cluster?: ServerCluster | undefined;
 }
 
 export function poolEntry(state: ServerState, ctx: RequestContext): PoolEntry {
@@ -61,7 +64,11 @@ export function identifierOf(ctx: RequestContext, fromBody?: string): string {
   return assertIdentifier(value);
 }
 
-/** Get-or-create the session (Azure allocates on first use); honours client disconnects. */
-export function acquire(pool: SessionPool, identifier: string, ctx: RequestContext): Promise<SessionApi> {
+/**
+ * Get-or-create the session (Azure allocates on first use); honours client disconnects. In cluster
+ * mode the session may live on another member: the handle forwards to it.
+ */
+export function acquire(state: ServerState, pool: SessionPool, identifier: string, ctx: RequestContext): Promise<SessionApi> {
+  if (state.cluster !== undefined) return state.cluster.acquire(pool, identifier, ctx.signal);
   return pool.acquire(identifier, { signal: ctx.signal });
 }

@@ -14,8 +14,9 @@ import { sessionList, sessionResource } from './shapes.js';
 
 const PAGE_SIZE = 300;
 
-function existing(pool: SessionPool, identifier: string): SessionApi {
-  const session = pool.get(identifier);
+/** The identifier's live session, here or (cluster mode) on the member that owns it. */
+async function existing(state: ServerState, pool: SessionPool, identifier: string): Promise<SessionApi> {
+  const session = state.cluster === undefined ? pool.get(identifier) : await state.cluster.get(pool, identifier);
   if (session === undefined) {
     throw new SessionNotFoundError(`no session with this identifier in session pool "${pool.name}"`);
   }
@@ -23,28 +24,28 @@ function existing(pool: SessionPool, identifier: string): SessionApi {
 }
 
 /** GET session, POST .management/getSession. */
-export function handleGetSession(state: ServerState, ctx: RequestContext): void {
+export async function handleGetSession(state: ServerState, ctx: RequestContext): Promise<void> {
   const { pool } = poolEntry(state, ctx);
-  sendJson(ctx.res, 200, sessionResource(existing(pool, identifierOf(ctx)).info()));
+  sendJson(ctx.res, 200, sessionResource((await existing(state, pool, identifierOf(ctx))).info()));
 }
 
 /** DELETE session (204), POST .management/stopSession (200 text, as Azure answers). */
 export async function handleStopSession(state: ServerState, ctx: RequestContext, style: 'delete' | 'management'): Promise<void> {
   const { pool } = poolEntry(state, ctx);
   const identifier = identifierOf(ctx);
-  await existing(pool, identifier).stop();
+  await (await existing(state, pool, identifier)).stop();
   if (style === 'delete') return sendEmpty(ctx.res, 204);
   sendText(ctx.res, 200, `Session ${identifier} in session pool ${pool.name} stopped.`);
 }
 
-/** GET listSessions, POST .management/listSessions: allocated sessions, 300 per page. */
-export function handleListSessions(state: ServerState, ctx: RequestContext): void {
+/** GET listSessions, POST .management/listSessions: allocated sessions (of every member), 300 per page. */
+export async function handleListSessions(state: ServerState, ctx: RequestContext): Promise<void> {
   const { pool } = poolEntry(state, ctx);
   const skipText = ctx.url.searchParams.get('skip') ?? '0';
   const skip = Number(skipText);
   if (!Number.isInteger(skip) || skip < 0) throw badRequest('skip must be a non-negative integer');
-  const all = pool
-    .sessions()
+  const sessions = state.cluster === undefined ? pool.sessions() : await state.cluster.sessions(pool);
+  const all = sessions
     .filter((s) => s.identifier !== undefined && s.state === 'Allocated')
     .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime());
   const page = all.slice(skip, skip + PAGE_SIZE);

@@ -10,7 +10,7 @@ import { createServer, isLoopback, type SandpoolServer } from '../../server/crea
 import { jsonLinesLogger, type Logger, type LogLevel } from '../../server/logging.js';
 import type { AnnouncedPool } from '../../server/readiness.js';
 import type { BackendFactory } from '../../server/pool-registry.js';
-import { COMMON_OPTIONS, UsageError, parse, stringOption, type OptionSpec } from '../args.js';
+import { COMMON_OPTIONS, UsageError, numberOption, parse, stringOption, type OptionSpec } from '../args.js';
 import { BACKEND_NAMES, createBackend } from '../backend-loader.js';
 import { builtinPools } from '../builtin-pools.js';
 import { defaultDataDir, devJwks, watchApiKeys } from '../state-dir.js';
@@ -34,6 +34,15 @@ Options:
   --public-url URL          base URL reported in poolManagementEndpoint
   --public-metrics          serve /metrics without credentials
   --log-level LEVEL         debug, info, warn or error (default info)
+
+Cluster mode (one pool across hosts; see docs/CLUSTER.md):
+  --etcd URL[,URL…]         etcd client URLs: identifier ownership and pool definitions live there
+  --advertise URL           this member's URL as the other members reach it
+  --node-id NAME            unique member name (letters, digits, -)
+  --etcd-prefix PREFIX      key prefix in etcd (default sandpool/)
+  --lease-ttl SECONDS       member lease; a dead member's identifiers are free after it (default 10)
+  The shared cluster secret (32+ characters) comes from SANDPOOL_CLUSTER_SECRET or
+  --cluster-secret-file FILE.
   -h, --help                show this help
 
 Credentials: SANDPOOL_ADMIN_KEY (every role), API keys (sandpool keys create), JWTs
@@ -56,6 +65,12 @@ const OPTIONS: OptionSpec = {
   'public-url': { type: 'string' },
   'public-metrics': { type: 'boolean' },
   'log-level': { type: 'string' },
+  etcd: { type: 'string' },
+  advertise: { type: 'string' },
+  'node-id': { type: 'string' },
+  'etcd-prefix': { type: 'string' },
+  'lease-ttl': { type: 'string' },
+  'cluster-secret-file': { type: 'string' },
 };
 
 export function parseListen(value: string): { host: string; port: number } {
@@ -64,6 +79,40 @@ export function parseListen(value: string): { host: string; port: number } {
   if (match === null || !Number.isInteger(port) || port > 65535)
     throw new UsageError(`--listen must be HOST:PORT, got "${value}"`);
   return { host: match[1] ?? (match[2] === '' || match[2] === undefined ? '127.0.0.1' : match[2]), port };
+}
+
+/** `--etcd …`: this process as a cluster member (etcd3 is loaded only then). */
+async function clusterMember(parsed: ReturnType<typeof parse>) {
+  const etcd = stringOption(parsed, 'etcd');
+  const flags = ['advertise', 'node-id', 'etcd-prefix', 'lease-ttl', 'cluster-secret-file'];
+  if (etcd === undefined) {
+    const stray = flags.find((f) => stringOption(parsed, f) !== undefined);
+    if (stray !== undefined) throw new UsageError(`--${stray} needs --etcd`);
+    return undefined;
+  }
+  const advertise = stringOption(parsed, 'advertise');
+  const nodeId = stringOption(parsed, 'node-id');
+  if (advertise === undefined || nodeId === undefined) throw new UsageError('--etcd needs --advertise URL and --node-id NAME');
+  const secretFile = stringOption(parsed, 'cluster-secret-file');
+  const secret = (secretFile === undefined ? process.env['SANDPOOL_CLUSTER_SECRET'] : readFileSync(secretFile, 'utf8'))?.trim();
+  if (secret === undefined || secret === '') {
+    throw new UsageError('cluster mode needs the shared secret: SANDPOOL_CLUSTER_SECRET or --cluster-secret-file');
+  }
+  const ttl = numberOption(parsed, 'lease-ttl') ?? 10;
+  if (!Number.isInteger(ttl) || ttl < 2 || ttl > 300)
+    throw new UsageError('--lease-ttl must be a whole number of seconds, 2 to 300');
+  const { ClusterMember, EtcdOwnershipStore } = await import('../../cluster/index.js');
+  const hosts = etcd
+    .split(',')
+    .map((h) => h.trim())
+    .filter(Boolean);
+  return new ClusterMember({
+    store: new EtcdOwnershipStore({ hosts, prefix: stringOption(parsed, 'etcd-prefix') }),
+    nodeId,
+    advertise,
+    secret,
+    lease: { ttlSeconds: ttl },
+  });
 }
 
 export async function serve(argv: readonly string[]): Promise<number> {
@@ -116,7 +165,9 @@ export async function serve(argv: readonly string[]): Promise<number> {
 
   // The built-in pools are set up after the server listens: /healthz answers at once, /readyz
   // answers 503 with each pool's state until they are ready, and the log says what is happening.
+  const cluster = await clusterMember(parsed);
   const server = createServer({
+    cluster,
     backends,
     defaultBackend: (type) => (type === 'NodeLTS' ? 'quickjs' : 'container'),
     dataDir,
