@@ -252,6 +252,7 @@ export class ClusterMember extends EventEmitter<ClusterMemberEvents> {
       },
       currentLease: () => this.#keeper.lease,
       serving: () => this.#keeper.serving,
+      lostHere: (lease) => this.#keeper.lostHere(lease),
     };
   }
 }

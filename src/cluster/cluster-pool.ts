@@ -34,6 +34,8 @@ export interface MemberContext {
   currentLease(): string | undefined;
   /** True while owned sessions may be served. */
   serving(): boolean;
+  /** Whether this process held `lease` and lost it (its sessions are gone). */
+  lostHere(lease: string): boolean;
 }
 
 /** A session in a cluster-wide listing, with the member that holds it. */
@@ -172,6 +174,12 @@ export class ClusterPool {
         const claim = await store.claim(key, { member: this.#member.nodeId, url: this.#member.advertise }, lease);
         if (claim.won) return this.#allocate(identifier, claim.owner, options);
         owner = claim.owner;
+      }
+      if (owner.member === this.#member.nodeId && this.#member.lostHere(owner.lease)) {
+        // A key this process left behind when it lost that lease; its session is already gone.
+        await store.release(key, owner.epoch);
+        owner = undefined;
+        continue;
       }
       if (!this.#isMine(owner)) {
         if (owner.member === this.#member.nodeId) {

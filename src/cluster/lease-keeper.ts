@@ -58,6 +58,8 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
   #inFlight = false;
   /** Bumped when a lease is lost: an answer that arrives for an older lease is ignored. */
   #generation = 0;
+  /** Leases this process lost and has not managed to revoke yet (retried on every tick). */
+  readonly #lostLeases = new Set<string>();
 
   constructor(ops: LeaseOperations, options: LeaseKeeperOptions = {}) {
     super();
@@ -78,6 +80,14 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
   /** The lease id while one is held (serving or fenced). */
   get lease(): string | undefined {
     return this.#state === 'none' ? undefined : this.#lease;
+  }
+
+  /**
+   * Whether `lease` is one this process held and lost: its sessions are gone, so keys still under
+   * it (the store outlived our timer, or the revoke has not gone through) may be deleted by us.
+   */
+  lostHere(lease: string): boolean {
+    return this.#lostLeases.has(lease);
   }
 
   /** True while sessions owned under the lease may be served. Checked on every operation. */
@@ -105,6 +115,13 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
   async #tick(): Promise<void> {
     this.#tickTimer = undefined;
     if (this.#stopped) return;
+    for (const lost of this.#lostLeases) {
+      // Revoked at last (or already expired): its keys are gone.
+      this.#ops.revoke(lost).then(
+        () => this.#lostLeases.delete(lost),
+        () => {},
+      );
+    }
     const sentAt = performance.now();
     const generation = this.#generation;
     this.#inFlight = true;
@@ -169,9 +186,13 @@ export class LeaseKeeper extends EventEmitter<LeaseKeeperEvents> {
     this.#clearTimers();
     this.#state = 'none';
     this.#generation += 1;
+    if (this.#lostLeases.size < 64) this.#lostLeases.add(lease);
     this.emit('lost', lease);
     // Its sessions are being dropped now, so the keys may go at once if the lease still lives.
-    void this.#ops.revoke(lease).catch(() => {});
+    this.#ops.revoke(lease).then(
+      () => this.#lostLeases.delete(lease),
+      () => {},
+    );
     // A tick in flight schedules the next one itself when it returns.
     if (!this.#stopped && !this.#inFlight) {
       this.#tickTimer = setTimeout(() => void this.#tick(), 0);

@@ -46,7 +46,20 @@ export class PeerClient {
   }
 
   /** Send a request; resolves with the answer once its headers are in (any status). */
-  send(baseUrl: string, request: PeerRequest): Promise<IncomingMessage> {
+  async send(baseUrl: string, request: PeerRequest): Promise<IncomingMessage> {
+    try {
+      return await this.#send(baseUrl, request);
+    } catch (error) {
+      // A kept-alive connection the other member had already closed (it idled out, or the network
+      // was down when the close went by) fails before the request was read: send it once more on
+      // a new connection, when the body can be sent again.
+      const stale = (error as { staleConnection?: boolean }).staleConnection === true;
+      if (!stale || !(request.body === undefined || request.body instanceof Uint8Array)) throw error;
+      return this.#send(baseUrl, request);
+    }
+  }
+
+  #send(baseUrl: string, request: PeerRequest): Promise<IncomingMessage> {
     const url = new URL(request.path, baseUrl);
     const tls = url.protocol === 'https:';
     const method = request.method.toUpperCase();
@@ -87,8 +100,12 @@ export class PeerClient {
       });
       req.setTimeout(request.idleTimeoutMs ?? 60_000, () => fail(unreachable(url.origin, 'the answer stalled')));
       req.on('error', (error: NodeJS.ErrnoException) => {
-        if (request.signal?.aborted === true) fail(new AbortedError());
-        else fail(unreachable(url.origin, error.code ?? error.message));
+        if (request.signal?.aborted === true) return fail(new AbortedError());
+        const failure = unreachable(url.origin, error.code ?? error.message);
+        if (req.reusedSocket && (error.code === 'ECONNRESET' || error.code === 'EPIPE')) {
+          Object.defineProperty(failure, 'staleConnection', { value: true });
+        }
+        fail(failure);
       });
       req.on('response', (res) => {
         if (settled) {

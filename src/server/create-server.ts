@@ -166,7 +166,11 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
     log({ level: 'error', msg: `${what} failed unexpectedly`, error: (error as Error)?.message ?? String(error) });
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     guardStalledBody(req, res, bodyIdleMs);
-    if (cluster?.handlePeer(req, res) === true) return;
+    if (cluster !== undefined) {
+      // Which member answered: for operators behind a load balancer, and for the cluster tests.
+      res.setHeader('x-sandpool-member', cluster.member.nodeId);
+      if (cluster.handlePeer(req, res)) return;
+    }
     dispatch(req, res).catch(unexpected('request'));
   };
   const upgrade = createUpgradeHandler(state, auth);
