@@ -13,6 +13,7 @@ import { z } from 'zod';
 
 import type { ClusterMember } from '../cluster/cluster-member.js';
 import type { ClusterPool } from '../cluster/cluster-pool.js';
+import type { DocumentChange } from '../cluster/ownership-store.js';
 import type { PeerRoute } from '../cluster/peer-handler.js';
 import { sendJson as sendPeerJson } from '../cluster/peer-handler.js';
 import { PEER_PREFIX, executionFromWire, executionToWire } from '../cluster/peer-wire.js';
@@ -100,26 +101,17 @@ export class ServerCluster {
     this.member.start();
     // Definitions: what etcd holds now, then every change, applied in order per pool.
     while (!this.#closing) {
+      // The definitions etcd holds now are applied before the server reports ready; later changes
+      // are applied as they come, in order per pool.
+      const initial: Promise<void>[] = [];
+      let loading = true;
       try {
         this.#stopWatching = await this.member.store.watchDocuments(DEFINITIONS, (change) => {
-          let definition: PoolDefinition | undefined;
-          if (change.type === 'put') {
-            const parsed = StoredDefinitionSchema.safeParse(JSON.parse(change.value));
-            if (!parsed.success || parsed.data.name !== change.name) {
-              log({ level: 'error', msg: 'ignoring an invalid stored pool definition', pool: change.name });
-              return;
-            }
-            definition = parsed.data;
-          }
-          registry.applyStored(change.name, definition, scaleUpdate).catch((error: unknown) => {
-            log({
-              level: 'error',
-              msg: 'could not apply a stored pool definition',
-              pool: change.name,
-              error: (error as Error).message,
-            });
-          });
+          const applied = this.#apply(registry, change, log);
+          if (loading) initial.push(applied);
         });
+        loading = false;
+        await Promise.all(initial);
         if (this.#closing) await this.#stopWatching();
         return;
       } catch (error) {
@@ -127,6 +119,31 @@ export class ServerCluster {
         await new Promise((r) => setTimeout(r, 1000));
       }
     }
+  }
+
+  #apply(registry: PoolRegistry, change: DocumentChange, log: Logger): Promise<void> {
+    let definition: PoolDefinition | undefined;
+    if (change.type === 'put') {
+      let parsed: ReturnType<typeof StoredDefinitionSchema.safeParse> | undefined;
+      try {
+        parsed = StoredDefinitionSchema.safeParse(JSON.parse(change.value));
+      } catch {
+        parsed = undefined;
+      }
+      if (parsed?.success !== true || parsed.data.name !== change.name) {
+        log({ level: 'error', msg: 'ignoring an invalid stored pool definition', pool: change.name });
+        return Promise.resolve();
+      }
+      definition = parsed.data;
+    }
+    return registry.applyStored(change.name, definition, scaleUpdate).catch((error: unknown) => {
+      log({
+        level: 'error',
+        msg: 'could not apply a stored pool definition',
+        pool: change.name,
+        error: (error as Error).message,
+      });
+    });
   }
 
   poolAdded(pool: SessionPool): void {

@@ -62,11 +62,14 @@ export function createDispatcher(state: ServerState, options: DispatchOptions) {
         return sendJson(ctx.res, 200, { status: 'ok', pools: state.registry.entries().length });
       case 'readyz': {
         // Open like /healthz (for load balancers and orchestrators): pool names and states only.
-        const { ready, pools } = state.readiness.report();
+        // A cluster member is ready only while it holds its lease (it can claim and serve).
+        const report = state.readiness.report();
+        const lease = state.cluster?.member.leaseState;
+        const ready = report.ready && (lease === undefined || lease === 'serving');
         return sendJson(
           ctx.res,
           ready ? 200 : 503,
-          { status: ready ? 'ready' : 'starting', pools },
+          { status: ready ? 'ready' : 'starting', pools: report.pools, ...(lease === undefined ? {} : { lease }) },
           ready ? {} : { 'retry-after': '5' },
         );
       }

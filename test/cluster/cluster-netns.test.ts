@@ -184,7 +184,7 @@ describe.skipIf(!canBuildNetworks() || !etcdAvailable())('a cluster of real proc
     expect([...after.values()]).not.toContain('m3');
     await victim.start();
     expect(resultOf(await execute(victim.url, POOL, 'kill-b', 'typeof mark'))).toBe('undefined');
-  });
+  }, 120_000);
 
   it('stops serving on a cut-off owner before its lease expires, and it rejoins without a second owner answering', async () => {
     const owner = m('m2');
@@ -271,7 +271,7 @@ describe.skipIf(!canBuildNetworks() || !etcdAvailable())('a cluster of real proc
     const after = await execute(owner.url, POOL, id, 'v');
     expect(resultOf(after), after.text).toBe('new');
     expect(insideAnswers.filter((a) => a.at > newAt! && a.result === 'old')).toEqual([]);
-  });
+  }, 120_000);
 
   it('goes on with one etcd member down, answers 503 quickly without quorum, and recovers', async () => {
     await allServing();
@@ -303,7 +303,7 @@ describe.skipIf(!canBuildNetworks() || !etcdAvailable())('a cluster of real proc
     }
     figures['recovered after quorum returned (ms, all members)'] = String(Date.now() - downAt);
     await allServing();
-  });
+  }, 120_000);
 
   it('re-creates only the restarted member’s identifiers during a rolling restart under load, with no 5xx but 503', async () => {
     await allServing();

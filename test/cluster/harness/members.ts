@@ -92,6 +92,13 @@ export class SandpoolMember {
       await new Promise((r) => setTimeout(r, 100));
     }
     await this.waitForLog('cluster lease held', from, deadline - Date.now());
+    // Ready: the stored pool definitions are applied and filled, and the lease is held.
+    for (;;) {
+      const ready = await fetch(`${this.url}/readyz`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined);
+      if (ready?.status === 200) return;
+      if (Date.now() > deadline) throw new Error(`member ${this.name} never became ready:\n${this.tail()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 
   /** Resolves when a log line containing `text` appears after line index `from`. */
