@@ -17,6 +17,7 @@ import type { SessionPool } from '../session-pool.js';
 import { Authenticator, authConfigured, type AuthOptions } from './auth.js';
 import { ServerCluster } from './cluster-mode.js';
 import { createDispatcher } from './dispatch.js';
+import { createE2bApi, type E2bOptions } from './e2b/index.js';
 import { ExecutionStore } from './execution-store.js';
 import { jsonLinesLogger, logPoolEvents, type Logger } from './logging.js';
 import { ServerMetrics } from './metrics.js';
@@ -64,6 +65,8 @@ export interface CreateServerOptions {
    * in its store, not the data dir). The server starts the member and closes it on close().
    */
   readonly cluster?: ClusterMember | undefined;
+  /** The E2B-compatible API under /e2b (docs/E2B.md); `false` turns it off. @default {} */
+  readonly e2b?: E2bOptions | false | undefined;
 }
 
 export interface ListenOptions {
@@ -151,6 +154,7 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
     cluster,
   };
   for (const route of cluster?.peerRoutes() ?? []) options.cluster!.addPeerRoute(route);
+  const e2b = options.e2b === false ? undefined : createE2bApi(state, auth, options.e2b);
   const dispatch = createDispatcher(state, {
     auth,
     publicUrl: options.publicUrl?.replace(/\/+$/, ''),
@@ -158,6 +162,7 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
     publicMetrics: options.publicMetrics ?? false,
     startedAt: new Date(),
     ui: options.ui === false ? undefined : createStatusPage(() => metrics!),
+    e2b,
   });
   const bodyIdleMs = options.bodyIdleTimeoutMs ?? options.headersTimeoutMs ?? 30_000;
   // Dispatch and upgrade answer every failure themselves; a rejection reaching here is a bug, logged
@@ -195,6 +200,7 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
     }
     cluster?.abandon();
     await ready.catch(() => {});
+    e2b?.close();
     while (state.background.size > 0) await Promise.allSettled([...state.background]);
     await registry.closeAll();
     // After the pools: their sessions have ended, so revoking the lease frees nothing still in use.

@@ -8,6 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 
 import { requireRole, type Authenticator, type Role } from './auth.js';
+import type { E2bApi } from './e2b/index.js';
 import { handleExecute, handleGetExecution } from './execute-handlers.js';
 import { handleDelete, handleDownload, handleFileInfo, handleList, handleUpload } from './file-handlers.js';
 import { handleForward } from './forwarding.js';
@@ -28,6 +29,8 @@ export interface DispatchOptions {
   readonly startedAt: Date;
   /** The status page, when enabled. */
   readonly ui: ((ctx: RequestContext) => Promise<void> | void) | undefined;
+  /** The E2B-compatible API under /e2b, when enabled. It authenticates and answers errors itself. */
+  readonly e2b?: E2bApi | undefined;
 }
 
 const READ: readonly Role[] = ['Reader', 'Contributor'];
@@ -171,6 +174,22 @@ export function createDispatcher(state: ServerState, options: DispatchOptions) {
 
     try {
       const url = requestUrl(req);
+      if (options.e2b?.owns(url.pathname) === true) {
+        operation = 'e2b.unmatched';
+        await options.e2b.handle({
+          req,
+          res,
+          url,
+          requestId,
+          signal: aborter.signal,
+          audit: (fields) => {
+            operation = fields.operation ?? operation;
+            pool = fields.pool ?? pool;
+            principal = fields.principal ?? principal;
+          },
+        });
+        return;
+      }
       const found = matchRoute(req.method ?? 'GET', url.pathname, isCustom);
       if (found === undefined)
         throw new HttpError(

@@ -21,7 +21,7 @@ import { fileListing, gen0FileListing, legacyFileProperties, resourceFile } from
 const MULTIPART_OVERHEAD = 64 * 1024;
 
 /** Count bytes as they pass and fail with FILE_TOO_LARGE past the cap, before the backend commits. */
-async function* capped(stream: Readable, maxBytes: number): AsyncIterable<Uint8Array> {
+export async function* capped(stream: Readable, maxBytes: number): AsyncIterable<Uint8Array> {
   let total = 0;
   // Not destroyed on early exit: the parser must still see the rest of the body (drained below),
   // or it stalls waiting for a reader and the response never goes out.
@@ -35,8 +35,8 @@ async function* capped(stream: Readable, maxBytes: number): AsyncIterable<Uint8A
 }
 
 /** Receive every file part of a multipart body, uploading each as it streams in. */
-function receiveUploads(
-  ctx: RequestContext,
+export function receiveUploads(
+  ctx: Pick<RequestContext, 'req' | 'res'>,
   maxBytes: number,
   store: (filename: string, data: AsyncIterable<Uint8Array>) => Promise<FileInfo>,
 ): Promise<FileInfo[]> {

@@ -40,7 +40,18 @@ beforeAll(async () => {
   const minted = run(['token', '--data-dir', dataDir, '--roles', 'executor,contributor', '--json']);
   expect(minted.code).toBe(0);
   token = (JSON.parse(minted.stdout) as { token: string }).token;
-  server = spawn(process.execPath, [cli, 'serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--pools', 'javascript'], {
+  const args = [
+    'serve',
+    '--listen',
+    '127.0.0.1:0',
+    '--data-dir',
+    dataDir,
+    '--pools',
+    'javascript',
+    '--e2b-template',
+    'js=javascript',
+  ];
+  server = spawn(process.execPath, [cli, ...args], {
     env: { ...process.env, SANDPOOL_ADMIN_KEY: ADMIN },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -92,6 +103,24 @@ describe('sandpool CLI', () => {
     expect(messages.indexOf('listening')).toBeLessThan(
       messages.indexOf('built-in pool "javascript": trying the isolated-vm backend'),
     );
+  });
+
+  test('serve speaks E2B under /e2b: the real SDK, configured by environment variables', async () => {
+    const { Sandbox } = await import('@e2b/code-interpreter');
+    const env = { E2B_API_URL: `${endpoint}/e2b`, E2B_SANDBOX_URL: `${endpoint}/e2b`, E2B_API_KEY: token };
+    const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+    Object.assign(process.env, env);
+    try {
+      const sandbox = await Sandbox.create('js');
+      await sandbox.runCode('var n = 41');
+      expect((await sandbox.runCode('n + 1')).text).toBe('42');
+      expect(await sandbox.kill()).toBe(true);
+    } finally {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
   });
 
   test('--help on every command', () => {

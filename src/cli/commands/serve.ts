@@ -17,7 +17,7 @@ import { defaultDataDir, devJwks, watchApiKeys } from '../state-dir.js';
 
 export const SERVE_HELP = `Usage: sandpool serve [options]
 
-Serve the Azure dynamic-sessions compatible API.
+Serve the Azure dynamic-sessions compatible API, and E2B's under /e2b (docs/E2B.md).
 
 Options:
   --listen HOST:PORT        address to listen on (default 127.0.0.1:8080)
@@ -33,6 +33,9 @@ Options:
   --tls-cert FILE --tls-key FILE   serve HTTPS
   --public-url URL          base URL reported in poolManagementEndpoint
   --public-metrics          serve /metrics without credentials
+  --e2b-template ID=POOL    E2B templateID served by a pool (repeatable; code-interpreter-v1 and
+                            base map to python by default)
+  --no-e2b                  do not serve the E2B-compatible API under /e2b
   --log-level LEVEL         debug, info, warn or error (default info)
 
 Cluster mode (one pool across hosts; see docs/CLUSTER.md):
@@ -71,7 +74,20 @@ const OPTIONS: OptionSpec = {
   'etcd-prefix': { type: 'string' },
   'lease-ttl': { type: 'string' },
   'cluster-secret-file': { type: 'string' },
+  'e2b-template': { type: 'string', multiple: true },
+  'no-e2b': { type: 'boolean' },
 };
+
+/** `--e2b-template ID=POOL` values as the E2B API's template map. */
+export function parseE2bTemplates(values: readonly string[]): Record<string, string> {
+  const templates: Record<string, string> = {};
+  for (const value of values) {
+    const match = /^([^=\s]{1,128})=([^=\s]{1,128})$/.exec(value);
+    if (match === null) throw new UsageError(`--e2b-template must be TEMPLATE=POOL, got "${value}"`);
+    templates[match[1]!] = match[2]!;
+  }
+  return templates;
+}
 
 export function parseListen(value: string): { host: string; port: number } {
   const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value) ?? /^()()(\d{1,5})$/.exec(value);
@@ -194,6 +210,10 @@ export async function serve(argv: readonly string[]): Promise<number> {
     tls: certFile === undefined || keyFile === undefined ? undefined : { certFile, keyFile },
     publicUrl: stringOption(parsed, 'public-url'),
     publicMetrics: parsed.values['public-metrics'] === true,
+    e2b:
+      parsed.values['no-e2b'] === true
+        ? false
+        : { templates: parseE2bTemplates((parsed.values['e2b-template'] as string[] | undefined) ?? []) },
   });
 
   let stopping = false;

@@ -1,0 +1,316 @@
+/**
+ * E2B's control plane (`E2B_API_URL`), authenticated by `X-API-KEY` = a sandpool credential:
+ * create, list, get, kill, set the timeout of and connect to sandboxes. A sandbox is a session of
+ * the pool its template names, allocated to an identifier equal to its `sandboxID`.
+ */
+
+import { z } from 'zod';
+
+import { type Authenticator, requireRole } from '../auth.js';
+import { sendEmpty, sendJson } from '../http-io.js';
+import { readJsonObject } from '../request-body.js';
+import type { E2bContext, E2bRequest } from './context.js';
+import { E2bError, badArgument, notFound, unsupported } from './errors.js';
+import { type E2bSandbox, type LiveSandbox, newAccessToken, newSandboxId } from './sandboxes.js';
+
+/**
+ * The envd version sandpool answers as. 0.5.7 makes the SDK stream uploads as octet-stream and
+ * drop the legacy `username` parameter, and keeps newer features the SDK gates on the version
+ * (file metadata 0.6.2, watch entry info 0.6.3) behind the SDK's own TemplateError.
+ */
+export const ENVD_VERSION = '0.5.7';
+const CLIENT_ID = 'sandpool';
+
+const Metadata = z.record(z.string().min(1).max(256), z.string().max(4096)).refine((m) => Object.keys(m).length <= 64, {
+  message: 'at most 64 metadata entries',
+});
+
+const CreateBody = z.object({
+  templateID: z.string().min(1).max(256),
+  timeout: z.number().int().min(0).nullish(),
+  metadata: Metadata.nullish(),
+  envVars: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,255}$/), z.string().max(131_072)).nullish(),
+  autoPause: z.boolean().nullish(),
+  autoResume: z.object({ enabled: z.boolean().nullish() }).passthrough().nullish(),
+  secure: z.boolean().nullish(),
+  allow_internet_access: z.boolean().nullish(),
+  network: z.record(z.string(), z.unknown()).nullish(),
+  mcp: z.unknown().optional(),
+  volumeMounts: z.array(z.unknown()).nullish(),
+  iam: z.unknown().optional(),
+});
+
+const TimeoutBody = z.object({ timeout: z.number().int().min(0) });
+const RefreshBody = z.object({ duration: z.number().int().min(0).max(3600).nullish() });
+const ConnectBody = z.object({ timeout: z.number().int().min(0).nullish() });
+
+function parse<T>(schema: z.ZodType<T>, value: unknown): T {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  throw badArgument(result.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '));
+}
+
+function seconds(ctx: E2bContext, value: number): number {
+  if (value > ctx.options.maxTimeoutSeconds) {
+    throw badArgument(`timeout cannot be longer than ${ctx.options.maxTimeoutSeconds} seconds on this server`);
+  }
+  return value;
+}
+
+function sandboxAnswer(live: LiveSandbox) {
+  const s = live.sandbox;
+  return {
+    templateID: s.templateId,
+    sandboxID: s.sandboxId,
+    alias: s.templateId,
+    clientID: CLIENT_ID,
+    envdVersion: ENVD_VERSION,
+    envdAccessToken: s.accessToken,
+    // The code interpreter's /contexts calls carry only this header, so it names the same token.
+    trafficAccessToken: s.accessToken,
+    domain: null,
+  };
+}
+
+function listed(live: LiveSandbox) {
+  const s = live.sandbox;
+  const limits = live.pool.options.limits;
+  return {
+    templateID: s.templateId,
+    alias: s.templateId,
+    sandboxID: s.sandboxId,
+    clientID: CLIENT_ID,
+    startedAt: s.startedAt.toISOString(),
+    endAt: s.endAt.toISOString(),
+    cpuCount: limits.cpus,
+    memoryMB: limits.memoryMb,
+    diskSizeMB: limits.diskMb,
+    metadata: s.metadata,
+    state: 'running',
+    envdVersion: ENVD_VERSION,
+    volumeMounts: [],
+  };
+}
+
+function live(ctx: E2bContext, sandboxId: string): LiveSandbox {
+  const found = ctx.sandboxes.find(sandboxId);
+  if (found === undefined) throw notFound(`sandbox "${sandboxId.slice(0, 64)}" not found`);
+  return found;
+}
+
+/** Which pool serves a template: the configured mapping, else the pool of the same name. */
+function poolFor(ctx: E2bContext, templateId: string) {
+  const name = ctx.options.templates[templateId] ?? templateId;
+  const entry = ctx.state.registry.get(name);
+  if (entry === undefined) throw notFound(`template "${templateId.slice(0, 128)}" not found`);
+  const pool = entry.pool;
+  if (pool.options.containerType === 'CustomContainer') {
+    throw badArgument(`template "${templateId}" names a custom-container pool; E2B sandboxes need a code pool`);
+  }
+  return pool;
+}
+
+function refuseUnsupported(body: z.infer<typeof CreateBody>): void {
+  if (body.autoPause === true) throw unsupported('autoPause (pausing on timeout)');
+  if (body.autoResume?.enabled === true) throw unsupported('autoResume');
+  if (body.mcp !== undefined && body.mcp !== null) throw unsupported('the MCP gateway');
+  if ((body.volumeMounts?.length ?? 0) > 0) throw unsupported('volume mounts');
+  if (body.network !== undefined && body.network !== null && Object.keys(body.network).length > 0) {
+    throw unsupported('per-sandbox network rules (egress is a pool setting)');
+  }
+  if (body.iam !== undefined && body.iam !== null) throw unsupported('workload identity (iam)');
+}
+
+async function create(ctx: E2bContext, r: E2bRequest, principal: string): Promise<void> {
+  const body = parse(CreateBody, await readJsonObject(r.req, ctx.state.maxJsonBytes));
+  refuseUnsupported(body);
+  const pool = poolFor(ctx, body.templateID);
+  r.audit({ pool: pool.name });
+  const egress = pool.options.network.egress === 'EgressEnabled';
+  if (typeof body.allow_internet_access === 'boolean' && body.allow_internet_access !== egress) {
+    throw badArgument(
+      `template "${body.templateID}" runs in pool "${pool.name}", which has ${egress ? 'internet access' : 'no internet access'}; network access is a pool setting`,
+    );
+  }
+  if (body.envVars !== undefined && body.envVars !== null && Object.keys(body.envVars).length > 0) {
+    throw unsupported('envVars at create');
+  }
+  const timeout = seconds(ctx, body.timeout ?? ctx.options.defaultTimeoutSeconds);
+  const sandboxId = newSandboxId();
+  const session = await pool.acquire(sandboxId, { signal: r.signal });
+  const now = Date.now();
+  const sandbox: E2bSandbox = {
+    sandboxId,
+    templateId: body.templateID,
+    poolName: pool.name,
+    sessionId: session.id,
+    accessToken: newAccessToken(),
+    metadata: body.metadata ?? {},
+    startedAt: new Date(now),
+    endAt: new Date(now + timeout * 1000),
+    createdBy: principal,
+    executions: 0,
+    nextPid: 1000,
+    processes: new Map(),
+  };
+  const live = { sandbox, session, pool };
+  await ctx.sandboxes.add(live);
+  sendJson(r.res, 201, sandboxAnswer(live));
+}
+
+function list(ctx: E2bContext, r: E2bRequest): void {
+  const q = r.url.searchParams;
+  const states = (q.get('state') ?? 'running').split(',').map((s) => s.trim());
+  if (states.some((s) => s !== 'running' && s !== 'paused')) throw badArgument('state must be running and/or paused');
+  const limitText = q.get('limit') ?? '100';
+  const limit = Number(limitText);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw badArgument('limit must be an integer from 1 to 100');
+  const offset = decodeToken(q.get('nextToken'));
+  const wanted = parseMetadataQuery(q.get('metadata'));
+  const template = q.get('template');
+  const after = q.get('startedAfter');
+  const afterMs = after === null ? undefined : Date.parse(after);
+  if (afterMs !== undefined && Number.isNaN(afterMs)) throw badArgument('startedAfter must be an RFC 3339 time');
+  let all = states.includes('running') ? ctx.sandboxes.list() : [];
+  all = all.filter(
+    (l) =>
+      (template === null || l.sandbox.templateId === template) &&
+      (afterMs === undefined || l.sandbox.startedAt.getTime() > afterMs) &&
+      Object.entries(wanted).every(([k, v]) => l.sandbox.metadata[k] === v),
+  );
+  if (q.get('order') === 'desc') all.reverse();
+  const page = all.slice(offset, offset + limit);
+  const headers: Record<string, string> = {};
+  if (offset + limit < all.length) headers['x-next-token'] = Buffer.from(String(offset + limit)).toString('base64url');
+  sendJson(r.res, 200, page.map(listed), headers);
+}
+
+function decodeToken(token: string | null): number {
+  if (token === null || token === '') return 0;
+  const offset = Number(Buffer.from(token, 'base64url').toString('utf8'));
+  if (!Number.isInteger(offset) || offset < 0) throw badArgument('nextToken is not a token this server issued');
+  return offset;
+}
+
+/** `metadata=k%3Dv%26k2%3Dv2`: URL-encoded pairs, each key and value encoded once more. */
+function parseMetadataQuery(value: string | null): Record<string, string> {
+  if (value === null || value === '') return {};
+  const out: Record<string, string> = {};
+  try {
+    for (const [k, v] of new URLSearchParams(value)) out[decodeURIComponent(k)] = decodeURIComponent(v);
+  } catch {
+    throw badArgument('metadata must be URL-encoded key=value pairs');
+  }
+  return out;
+}
+
+function detail(found: LiveSandbox) {
+  return {
+    ...listed(found),
+    envdAccessToken: found.sandbox.accessToken,
+    allowInternetAccess: found.pool.options.network.egress === 'EgressEnabled',
+    domain: null,
+  };
+}
+
+/** The control-plane route of a request (path after `/e2b`), or undefined. */
+export function matchControlPlane(
+  method: string,
+  path: string,
+): { operation: string; handle: (ctx: E2bContext, r: E2bRequest, principal: string) => Promise<void> | void } | undefined {
+  const seg = path.split('/').filter(Boolean);
+  const v2 = seg[0] === 'v2';
+  const rest = v2 ? seg.slice(1) : seg;
+  if (rest[0] !== 'sandboxes') {
+    if (seg.length === 1 && seg[0] === 'health' && method === 'GET') {
+      return { operation: 'e2b.health', handle: (_c, r) => sendJson(r.res, 200, { status: 'ok' }) };
+    }
+    if (['templates', 'snapshots', 'volumes', 'secrets', 'teams', 'nodes', 'access-tokens', 'api-keys'].includes(rest[0] ?? '')) {
+      return { operation: 'e2b.unsupported', handle: () => Promise.reject(unsupported(`the /${rest[0]} API`)) };
+    }
+    return undefined;
+  }
+  const id = rest[1];
+  const action = rest[2];
+  if (rest.length === 1) {
+    if (method === 'POST') return { operation: 'e2b.create', handle: create };
+    if (method === 'GET') return { operation: 'e2b.list', handle: list };
+    return undefined;
+  }
+  if (id === 'metrics' && rest.length === 2) {
+    return { operation: 'e2b.unsupported', handle: () => Promise.reject(unsupported('sandbox metrics')) };
+  }
+  if (id === undefined || rest.length > 3) return undefined;
+  if (action === undefined) {
+    if (method === 'GET') return { operation: 'e2b.get', handle: (c, r) => sendJson(r.res, 200, detail(live(c, id))) };
+    if (method === 'DELETE') {
+      return {
+        operation: 'e2b.kill',
+        handle: async (c, r) => {
+          if (!(await c.sandboxes.kill(id))) throw notFound(`sandbox "${id.slice(0, 64)}" not found`);
+          sendEmpty(r.res, 204);
+        },
+      };
+    }
+    return undefined;
+  }
+  if (method === 'POST' && action === 'timeout') return { operation: 'e2b.timeout', handle: (c, r) => setTimeoutOf(c, r, id) };
+  if (method === 'POST' && action === 'refreshes') return { operation: 'e2b.refresh', handle: (c, r) => refresh(c, r, id) };
+  if (method === 'POST' && (action === 'connect' || action === 'resume')) {
+    return { operation: 'e2b.connect', handle: (c, r) => connect(c, r, id) };
+  }
+  if (method === 'POST' && action === 'pause') {
+    return {
+      operation: 'e2b.pause',
+      handle: (c) => {
+        live(c, id);
+        throw unsupported('pausing a sandbox');
+      },
+    };
+  }
+  if (['metrics', 'logs', 'snapshots', 'fork', 'network'].includes(action)) {
+    return { operation: 'e2b.unsupported', handle: () => Promise.reject(unsupported(`sandbox ${action}`)) };
+  }
+  return undefined;
+}
+
+async function setTimeoutOf(ctx: E2bContext, r: E2bRequest, id: string): Promise<void> {
+  const body = parse(TimeoutBody, await readJsonObject(r.req, ctx.state.maxJsonBytes));
+  const found = live(ctx, id);
+  r.audit({ pool: found.pool.name });
+  await ctx.sandboxes.setEndAt(found, new Date(Date.now() + seconds(ctx, body.timeout) * 1000));
+  sendEmpty(r.res, 204);
+}
+
+/** The older keep-alive: extends to `duration` from now, never shortens. */
+async function refresh(ctx: E2bContext, r: E2bRequest, id: string): Promise<void> {
+  const body = parse(RefreshBody, await readJsonObject(r.req, ctx.state.maxJsonBytes));
+  const found = live(ctx, id);
+  r.audit({ pool: found.pool.name });
+  await extendTo(ctx, found, body.duration ?? ctx.options.defaultTimeoutSeconds);
+  sendEmpty(r.res, 204);
+}
+
+async function connect(ctx: E2bContext, r: E2bRequest, id: string): Promise<void> {
+  const body = parse(ConnectBody, await readJsonObject(r.req, ctx.state.maxJsonBytes));
+  const found = live(ctx, id);
+  r.audit({ pool: found.pool.name });
+  // A running sandbox keeps its deadline unless the connect asks for a later one.
+  if (body.timeout !== undefined && body.timeout !== null) await extendTo(ctx, found, seconds(ctx, body.timeout));
+  sendJson(r.res, 200, sandboxAnswer(found));
+}
+
+async function extendTo(ctx: E2bContext, found: LiveSandbox, timeoutSeconds: number): Promise<void> {
+  const endAt = Date.now() + timeoutSeconds * 1000;
+  if (endAt > found.sandbox.endAt.getTime()) await ctx.sandboxes.setEndAt(found, new Date(endAt));
+}
+
+/** The principal of a control-plane request, from `X-API-KEY` (or a bearer token). */
+export async function authenticateApiKey(auth: Authenticator, r: E2bRequest): Promise<string> {
+  const key = r.req.headers['x-api-key'];
+  if (Array.isArray(key)) throw new E2bError(401, 'unauthenticated', 'send one X-API-KEY header');
+  if (key !== undefined && !/^[\x21-\x7e]{1,1024}$/.test(key)) throw new E2bError(401, 'unauthenticated', 'malformed X-API-KEY');
+  const who = await auth.authenticate(key !== undefined ? `Bearer ${key}` : r.req.headers.authorization);
+  requireRole(who, ['SessionExecutor']);
+  return who.name;
+}
