@@ -18,6 +18,7 @@ import { applyPoolUpdate, type PoolUpdate } from './pool/pool-update.js';
 import { SessionFactory } from './pool/session-factory.js';
 import { slotInfo, type Slot } from './pool/slot.js';
 import { SlotTable } from './pool/slot-table.js';
+import { RefillScheduler } from './pool/refill-scheduler.js';
 import { PoolStatistics } from './pool/statistics.js';
 import { StartWaiters, WaiterQueue, waitInQueue } from './pool/waiters.js';
 import { Session, type SessionOwner } from './session.js';
@@ -71,6 +72,16 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     (slot, reason) => void this.#destroy(slot, reason),
   );
 
+  /** Executions accepted and not yet settled, across the pool's sessions. */
+  #executing = 0;
+  /** start() resolved (or the pool was first used without it): creations from now on are refills. */
+  #filled = false;
+  readonly #refills = new RefillScheduler({
+    createOne: () => this.#createOne(),
+    busy: () => this.#executing > 0,
+    urgent: () => this.#waiters.length > 0,
+  });
+
   /** What every Session of this pool reports back: activity, reaping, statistics, events. */
   readonly #owner: SessionOwner;
   /** @throws {InvalidOptionsError} naming every invalid option */
@@ -84,7 +95,14 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
       emit: (event, payload) => this.#emit(event, payload),
       listening: (event) => this.listenerCount(event) > 0,
       destroy: (slot, reason, message) => this.#destroy(slot, reason, message),
-      idle: (slot) => this.#expiry.check(slot),
+      executionBegan: () => {
+        this.#executing += 1;
+      },
+      idle: (slot) => {
+        this.#executing -= 1;
+        if (this.#executing === 0) this.#refills.idle();
+        this.#expiry.check(slot);
+      },
       expiresAt: (slot) => this.#expiry.expiresAt(slot),
       executed: (durationMs, first) => this.#stats.recordExecution(durationMs, first),
     };
@@ -135,6 +153,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     await this.#preparation.run();
     this.#refill();
     await this.#starting.wait();
+    this.#filled = true;
   }
 
   /**
@@ -265,6 +284,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   async #acquireNew(identifier: string, options: AcquireOptions, startedAt: number): Promise<Session> {
     await this.#preparation.run();
     this.#assertOpen();
+    this.#filled = true;
     const warm = this.#waiters.length === 0 ? this.#slots.oldestReady() : undefined;
     if (warm !== undefined) return this.#allocate(warm, identifier, startedAt, 0, false);
     const incoming = this.#slots.pending - this.#waiters.length;
@@ -308,10 +328,19 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     return readyTarget(this.#options, this.#arrivals.perSecond(), this.#slots.allocated);
   }
 
-  /** Create sessions until the ready set (plus waiters) is covered, within the concurrency budget. */
+  /**
+   * Sessions may be wanted (something was taken, destroyed, failed or changed): creations start
+   * off the caller's path, one per event-loop turn (refill-scheduler.ts).
+   */
   #refill(): void {
     if (this.#closing !== undefined || !this.#preparation.done) return;
-    if (this.#backoff.deferred(() => this.#refill())) return;
+    this.#refills.request();
+  }
+
+  /** Start one creation if the ready set (plus waiters) is not covered, within the concurrency budget. */
+  #createOne(): boolean {
+    if (this.#closing !== undefined || !this.#preparation.done) return false;
+    if (this.#backoff.deferred(() => this.#refill())) return false;
     const count = creationsWanted({
       target: this.#readyTarget(),
       waiting: this.#waiters.length,
@@ -320,14 +349,17 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
       room: this.#slots.room(this.#options.maxConcurrentSessions),
       refillConcurrency: this.#options.refillConcurrency,
     });
-    for (let i = 0; i < count; i += 1) this.#factory.start(this.#waiters.length > this.#slots.pending);
+    if (count <= 0) return false;
+    const onDemand = this.#waiters.length > this.#slots.pending;
+    const slot = this.#factory.start(onDemand, this.#filled);
+    if (slot.refill) this.#stats.refillStarted(performance.now());
+    return true;
   }
 
   /** A session became Ready: the oldest waiter gets it, else it stays in the ready set. */
   #created(slot: Slot, createMs: number): void {
     this.#backoff.succeed();
-    this.#stats.created += 1;
-    this.#stats.createMs.add(createMs);
+    this.#stats.recordCreated(createMs, slot.refill, performance.now());
     this.#slots.transition(slot, 'Ready');
     this.#emit('sessionReady', { ...this.#base(slot), createDurationMs: createMs });
     const waiter = this.#waiters.shift();
@@ -341,6 +373,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   }
 
   #createFailed(slot: Slot, failure: SandpoolError): void {
+    if (slot.refill) this.#stats.refillEnded(performance.now());
     this.#slots.transition(slot, 'Destroyed', 'failed');
     slot.destroyed = Promise.resolve();
     if (this.#closing !== undefined) return;
@@ -359,6 +392,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     const previous = slot.state;
     this.#slots.transition(slot, 'Destroyed', reason);
     if (previous === 'Pending') {
+      if (slot.refill) this.#stats.refillEnded(performance.now());
       // It leaves Pending now; the factory drops whatever the backend still returns for it.
       slot.createAbort.abort();
       slot.destroyed = Promise.resolve();
@@ -373,6 +407,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
 
   async #shutdown(): Promise<void> {
     this.#backoff.cancel();
+    this.#refills.close();
     const closed = new PoolClosedError(`session pool "${this.#options.name}" was closed`);
     this.#waiters.rejectAll(closed);
     this.#starting.settle(closed);

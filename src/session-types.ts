@@ -85,13 +85,24 @@ export interface PoolStats {
   readonly arrivalsPerSecond: number;
   /**
    * Per-allocation timing: total allocation latency, time queued waiting for a Ready session,
-   * backend create time, and the first execution on a freshly allocated session.
+   * backend create time of every session (the initial fill included), and the first execution on
+   * a freshly allocated session.
    */
   readonly timings: {
     readonly allocationMs: LatencySummary;
     readonly queueMs: LatencySummary;
     readonly createMs: LatencySummary;
     readonly firstExecutionMs: LatencySummary;
+  };
+  /**
+   * Sessions created after `start()` resolved (or after the first acquire of a pool never
+   * started), to replace what was taken, stopped or reaped: how many, how long each took, and the
+   * sustained rate — refill creations per second of time during which at least one was in flight.
+   */
+  readonly refill: {
+    readonly created: number;
+    readonly sessionsPerSecond: number;
+    readonly createMs: LatencySummary;
   };
   /** Most recent create failure, while the pool is backing off. */
   readonly lastError: { readonly message: string; readonly code: string; readonly at: Date } | undefined;

@@ -58,7 +58,9 @@ export interface SessionOwner {
   /** Whether anyone listens to `event` (payloads are built only then: the hot path stays lean). */
   listening(event: keyof SessionPoolEvents): boolean;
   destroy(slot: Slot, reason: DestroyReason, message?: string): Promise<void>;
-  /** Every execution on the slot settled: the pool may now reap it if it expired meanwhile. */
+  /** An execution was accepted (it runs now or queues behind the running one). */
+  executionBegan(slot: Slot): void;
+  /** An execution on the slot settled: the pool may now reap it if it expired meanwhile. */
   idle(slot: Slot): void;
   expiresAt(slot: Slot): number | undefined;
   /** Count a finished execution; the first on a session feeds the first-execution timing. */
@@ -144,6 +146,7 @@ export class Session implements SessionApi {
     const id = `exec-${this.#slot.id}-${executionCounter.toString(36)}`;
     const queuedAt = Date.now();
     this.#inFlight += 1;
+    this.#owner.executionBegan(this.#slot);
     const settled = this.#tail
       .then(() => this.#run(options, id, queuedAt))
       .finally(() => {

@@ -56,8 +56,9 @@ export class SessionFactory {
     }
   }
 
-  start(onDemand: boolean): Slot {
-    const slot = newSlot(Date.now());
+  /** `refill`: a replacement created after the pool's initial fill (for the refill statistics). */
+  start(onDemand: boolean, refill: boolean): Slot {
+    const slot = newSlot(Date.now(), refill);
     this.hooks.pending(slot, onDemand);
     const started = performance.now();
     const work = this.backend

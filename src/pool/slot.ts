@@ -27,6 +27,8 @@ export interface Slot {
   destroyed: Promise<void> | undefined;
   /** The public handle, created once on allocation; it owns the session's executions. */
   session: Session | undefined;
+  /** Created to replace what was taken, after the pool's initial fill (counts toward the refill rate). */
+  refill: boolean;
 }
 
 let counter = 0;
@@ -39,7 +41,7 @@ export function newSessionId(): string {
 }
 
 /** A slot not yet known to any table; `SlotTable.transition(slot, 'Pending')` registers it. */
-export function newSlot(now: number): Slot {
+export function newSlot(now: number, refill = false): Slot {
   return {
     id: newSessionId(),
     state: 'Pending',
@@ -54,6 +56,7 @@ export function newSlot(now: number): Slot {
     expiryTimer: undefined,
     destroyed: undefined,
     session: undefined,
+    refill,
   };
 }
 

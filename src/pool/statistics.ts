@@ -39,6 +39,42 @@ export class PoolStatistics {
   readonly queueMs = new LatencyWindow();
   readonly createMs = new LatencyWindow();
   readonly firstExecutionMs = new LatencyWindow();
+  /** Creations that replaced taken sessions, after the initial fill. */
+  readonly refillCreateMs = new LatencyWindow();
+  #refillCreated = 0;
+  /** Refill creations in flight, and since when at least one was (for the busy time). */
+  #refilling = 0;
+  #refillingSince = 0;
+  #refillBusyMs = 0;
+
+  /** A refill creation started. */
+  refillStarted(now: number): void {
+    if (this.#refilling === 0) this.#refillingSince = now;
+    this.#refilling += 1;
+  }
+
+  /** A refill creation ended (created, failed or dropped). */
+  refillEnded(now: number): void {
+    if (this.#refilling === 0) return;
+    this.#refilling -= 1;
+    if (this.#refilling === 0) this.#refillBusyMs += now - this.#refillingSince;
+  }
+
+  /** The backend created a session in `createMs`; `refill`: a replacement, after the initial fill. */
+  recordCreated(createMs: number, refill: boolean, now: number): void {
+    this.created += 1;
+    this.createMs.add(createMs);
+    if (!refill) return;
+    this.#refillCreated += 1;
+    this.refillCreateMs.add(createMs);
+    this.refillEnded(now);
+  }
+
+  /** Refill creations per second of time spent refilling (at least one creation in flight). */
+  #refillRate(now: number): number {
+    const busy = this.#refillBusyMs + (this.#refilling > 0 ? now - this.#refillingSince : 0);
+    return busy <= 0 ? 0 : (this.#refillCreated * 1000) / busy;
+  }
 
   recordAllocation(latencyMs: number, queueMs: number, coldMiss: boolean): void {
     this.allocations += 1;
@@ -78,6 +114,11 @@ export class PoolStatistics {
         queueMs: this.queueMs.summary(),
         createMs: this.createMs.summary(),
         firstExecutionMs: this.firstExecutionMs.summary(),
+      },
+      refill: {
+        created: this.#refillCreated,
+        sessionsPerSecond: this.#refillRate(performance.now()),
+        createMs: this.refillCreateMs.summary(),
       },
     };
   }

@@ -49,6 +49,11 @@ export class ServerMetrics {
     sessionGauge('sandpool_sessions_pending', 'Sessions being created.', (s) => s.pending);
     sessionGauge('sandpool_acquires_waiting', 'Acquires waiting for a session.', (s) => s.waiting);
     sessionGauge('sandpool_pool_max_concurrent_sessions', 'Configured maxConcurrentSessions.', (s) => s.maxConcurrentSessions);
+    sessionGauge(
+      'sandpool_refill_sessions_per_second',
+      'Sessions created per second of refilling since the pool started (replacements only).',
+      (s) => s.refill.sessionsPerSecond,
+    );
     this.#allocation = new Histogram({
       name: 'sandpool_allocation_latency_seconds',
       help: 'Time from acquire to a session being handed over.',
