@@ -14,9 +14,11 @@ import { profileWarmExec, type HotFunction } from './profile.js';
 import { computeChecks, computeRatios } from './report/analysis.js';
 import { backendDirect } from './scenarios/backend-direct.js';
 import { burst } from './scenarios/burst.js';
-import { coldMiss, executeRoundTrip, probe, warmAcquire, warmExec } from './scenarios/latency.js';
-import { capacity, memory } from './scenarios/memory.js';
+import { density } from './scenarios/density.js';
+import { coldMiss, executeRoundTrip, probe, warmAcquire, warmExec, warmFloor } from './scenarios/latency.js';
+import { memory } from './scenarios/memory.js';
 import { refill } from './scenarios/refill.js';
+import { steadyChurn } from './scenarios/steady-churn.js';
 import type { Scenario } from './scenarios/scenario.js';
 import { selectTargets, type BenchTarget, type Sizes } from './targets.js';
 import type { BenchReport, Measurement, Skipped } from './types.js';
@@ -24,12 +26,14 @@ import type { BenchReport, Measurement, Skipped } from './types.js';
 export const SCENARIOS: readonly Scenario[] = [
   warmAcquire,
   warmExec,
+  warmFloor,
   executeRoundTrip,
   coldMiss,
   burst,
   refill,
+  steadyChurn,
   memory,
-  capacity,
+  density,
   backendDirect,
 ];
 

@@ -48,6 +48,28 @@ export function pssBytes(pid: number): number | undefined {
   return match === null ? undefined : Number(match[1]) * 1024;
 }
 
+/** Unique set size in bytes: pages mapped by this process alone (clean or dirty), or undefined. */
+export function ussBytes(pid: number): number | undefined {
+  const rollup = readText(`/proc/${pid}/smaps_rollup`);
+  if (rollup === undefined) return undefined;
+  const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(rollup)?.[1] ?? 0);
+  return (field('Private_Clean') + field('Private_Dirty')) * 1024;
+}
+
+/** MemAvailable of the host in bytes (Linux), or undefined. */
+export function memAvailableBytes(): number | undefined {
+  const match = /^MemAvailable:\s+(\d+) kB/m.exec(readText('/proc/meminfo') ?? '');
+  return match === null ? undefined : Number(match[1]) * 1024;
+}
+
+/** KSM's counters when the kernel has it: whether it runs and how many pages it shares. */
+export function ksmState(): { run: number; pagesSharing: number } | undefined {
+  const run = readText('/sys/kernel/mm/ksm/run');
+  const sharing = readText('/sys/kernel/mm/ksm/pages_sharing');
+  if (run === undefined || sharing === undefined) return undefined;
+  return { run: Number(run.trim()), pagesSharing: Number(sharing.trim()) };
+}
+
 /** `roots` and all their descendants among `processes`. */
 function withDescendants(processes: readonly ProcessEntry[], roots: ReadonlySet<number>): Set<number> {
   const children = new Map<number, number[]>();

@@ -4,13 +4,14 @@
  *
  *   --backend NAME    quickjs, isolated-vm, container, container:python, container:javascript, vm,
  *                     vm:python, fake (repeatable or comma-separated; default: all but fake)
- *   --filter NAME     warm-acquire, warm-exec, execute, cold-miss, burst, refill, memory, capacity,
- *                     baseline (repeatable or comma-separated; default: all)
+ *   --filter NAME     warm-acquire, warm-exec, warm-floor, execute, cold-miss, burst, refill,
+ *                     steady-churn, memory, density, backend-direct, baseline (repeatable or
+ *                     comma-separated; default: all)
  *   --quick           short run (fewer iterations and sessions)
  *   --json FILE       write the report as JSON (compare later runs against it)
  *   --compare FILE    print the deltas against an earlier --json file
  *   --profile         CPU-profile each target's warm-exec scenario, print the hot functions
- *   --budget-mib N    memory budget for the capacity figures (default 1024)
+ *   --budget-mib N    memory budget for the in-process density figures (default 1024)
  *   --out DIR         where the SVG chart, Markdown tables and profiles go (default bench/results)
  */
 

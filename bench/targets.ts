@@ -24,6 +24,24 @@ export interface Sizes {
   readonly memory: { readonly sessions: number };
   /** (h): idle sessions actually held (in-process only); 0 = only estimate from (g). */
   readonly hold: { readonly sessions: number; readonly timeLimitMs: number };
+  /**
+   * (h) out of process: grow until `max` idle sessions (0 = skip), the host's memory floor, a
+   * failure, `stallMs` without progress or `timeLimitMs`; measure after `settleMs`.
+   */
+  readonly density: { readonly max: number; readonly timeLimitMs: number; readonly settleMs: number; readonly stallMs: number };
+  /**
+   * Steady churn: steps of `durationMs` at λ from `startLambda` doubling to `maxLambda`, then
+   * `bisections` steps between the last pass and the first failure; a ready set covering
+   * `coverSeconds` of arrivals; sessions reaped `cooldownSeconds` after their third execution.
+   */
+  readonly churn: {
+    readonly startLambda: number;
+    readonly maxLambda: number;
+    readonly bisections: number;
+    readonly durationMs: number;
+    readonly coverSeconds: number;
+    readonly cooldownSeconds: number;
+  };
   /** Upper bound on any one latency loop; it stops early and records fewer samples past it. */
   readonly loopTimeLimitMs: number;
 }
@@ -54,6 +72,8 @@ const IN_PROCESS_FULL: Sizes = {
   refill: { count: 500, concurrency: [1, 4] },
   memory: { sessions: 200 },
   hold: { sessions: 0, timeLimitMs: 0 },
+  density: { max: 0, timeLimitMs: 0, settleMs: 0, stallMs: 0 },
+  churn: { startLambda: 100, maxLambda: 6400, bisections: 2, durationMs: 5_000, coverSeconds: 0.2, cooldownSeconds: 1 },
   loopTimeLimitMs: 20_000,
 };
 
@@ -65,6 +85,8 @@ const IN_PROCESS_QUICK: Sizes = {
   refill: { count: 100, concurrency: [4] },
   memory: { sessions: 50 },
   hold: { sessions: 0, timeLimitMs: 0 },
+  density: { max: 0, timeLimitMs: 0, settleMs: 0, stallMs: 0 },
+  churn: { startLambda: 200, maxLambda: 1600, bisections: 0, durationMs: 2_000, coverSeconds: 0.2, cooldownSeconds: 1 },
   loopTimeLimitMs: 5_000,
 };
 
@@ -76,6 +98,8 @@ const CONTAINER_FULL: Sizes = {
   refill: { count: 16, concurrency: [1, 4, 8] },
   memory: { sessions: 8 },
   hold: { sessions: 0, timeLimitMs: 0 },
+  density: { max: 600, timeLimitMs: 300_000, settleMs: 20_000, stallMs: 60_000 },
+  churn: { startLambda: 1, maxLambda: 32, bisections: 2, durationMs: 20_000, coverSeconds: 3, cooldownSeconds: 2 },
   loopTimeLimitMs: 60_000,
 };
 
@@ -87,6 +111,8 @@ const CONTAINER_QUICK: Sizes = {
   refill: { count: 8, concurrency: [4] },
   memory: { sessions: 4 },
   hold: { sessions: 0, timeLimitMs: 0 },
+  density: { max: 30, timeLimitMs: 120_000, settleMs: 5_000, stallMs: 30_000 },
+  churn: { startLambda: 1, maxLambda: 8, bisections: 0, durationMs: 8_000, coverSeconds: 3, cooldownSeconds: 2 },
   loopTimeLimitMs: 30_000,
 };
 
@@ -99,6 +125,9 @@ const CONTAINER_JS_FULL: Sizes = {
   burst: { size: 30, ready: 10, rounds: 1 },
   refill: { count: 8, concurrency: [4] },
   memory: { sessions: 4 },
+  // Density and churn are the Python target's: the JavaScript session differs only in its kernel.
+  density: { max: 0, timeLimitMs: 0, settleMs: 0, stallMs: 0 },
+  churn: { ...CONTAINER_FULL.churn, maxLambda: 8, bisections: 0 },
 };
 
 // QEMU under TCG: sessions are restored from a warm snapshot (~0.4 s) but every idle guest still
@@ -111,6 +140,8 @@ const VM_FULL: Sizes = {
   refill: { count: 8, concurrency: [1, 2, 4] },
   memory: { sessions: 4 },
   hold: { sessions: 0, timeLimitMs: 0 },
+  density: { max: 200, timeLimitMs: 300_000, settleMs: 20_000, stallMs: 60_000 },
+  churn: { startLambda: 0.5, maxLambda: 16, bisections: 2, durationMs: 20_000, coverSeconds: 3, cooldownSeconds: 2 },
   loopTimeLimitMs: 180_000,
 };
 
@@ -122,6 +153,8 @@ const VM_QUICK: Sizes = {
   refill: { count: 4, concurrency: [2] },
   memory: { sessions: 2 },
   hold: { sessions: 0, timeLimitMs: 0 },
+  density: { max: 10, timeLimitMs: 120_000, settleMs: 5_000, stallMs: 30_000 },
+  churn: { startLambda: 0.5, maxLambda: 2, bisections: 0, durationMs: 8_000, coverSeconds: 3, cooldownSeconds: 2 },
   loopTimeLimitMs: 120_000,
 };
 

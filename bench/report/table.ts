@@ -91,7 +91,7 @@ export function renderText(
     out.push('');
   }
   if (report.ratios.length > 0) out.push('== ratios (p50) ==', ...report.ratios.map((r) => `${r.target}: ${r.text}`), '');
-  if (report.checks.length > 0) out.push('== targets (issue 6 §3) ==', ...checkLines(report), '');
+  if (report.checks.length > 0) out.push('== targets (issue 13) ==', ...checkLines(report), '');
   if (report.skipped.length > 0) {
     out.push(
       '== skipped ==',
@@ -124,7 +124,7 @@ export function renderMarkdown(report: BenchReport): string {
     if (values.length > 0) out.push(markdown(VALUE_HEADER, values), '');
   }
   if (report.ratios.length > 0) out.push('### Ratios (p50)', '', ...report.ratios.map((r) => `- ${r.target}: ${r.text}`), '');
-  if (report.checks.length > 0) out.push('### Targets (issue 6 §3)', '', ...checkLines(report).map((l) => `- ${l}`), '');
+  if (report.checks.length > 0) out.push('### Targets (issue 13)', '', ...checkLines(report).map((l) => `- ${l}`), '');
   if (report.skipped.length > 0) {
     out.push(
       '### Skipped',

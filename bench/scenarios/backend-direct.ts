@@ -53,6 +53,10 @@ export const backendDirect: Scenario = {
     const { batch, rounds } = context.sizes.warm;
     const n = context.target.inProcess ? Math.min(500, batch * rounds) : batch;
     const create: number[] = [];
+    // Backends that restore from a snapshot say how long the restore itself took (VMBackend.lastStart).
+    const restore: number[] = [];
+    const lastRestoreMs = (): number | undefined =>
+      (backend as { lastStart?: { mode?: string; restoreMs?: number } }).lastStart?.restoreMs;
     const direct = { first: [] as number[], execute: [] as number[] };
     const pooled = { first: [] as number[], execute: [] as number[] };
     const live: BackendSession[] = [];
@@ -63,6 +67,8 @@ export const backendDirect: Scenario = {
           const t0 = performance.now();
           live.push(await backend.create(specFor(context), { onExit: () => {} }));
           create.push(performance.now() - t0);
+          const restored = lastRestoreMs();
+          if (restored !== undefined) restore.push(restored);
         }
         await waitForReady(pool, n, readyTimeoutMs(context, n));
         // As in the pool's warm path: sessions created earlier, garbage collected, then first use.
@@ -97,6 +103,7 @@ export const backendDirect: Scenario = {
       });
       return [
         m.latency('create', summarize(create)),
+        ...(restore.length > 0 ? [m.latency('snapshot restore (start until the guest runs)', summarize(restore))] : []),
         m.latency('first execute', summarize(direct.first)),
         m.latency('pooled acquire+first execute', summarize(pooled.first)),
         m.latency('execute', summarize(direct.execute)),

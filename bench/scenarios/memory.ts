@@ -1,5 +1,6 @@
 /**
- * (g) Memory per idle Ready session and (h) how many fit in a budget.
+ * (g) Memory per idle Ready session and an estimate of how many fit in a budget (density.ts
+ * measures how many a host really holds).
  *
  * In-process backends: V8 heap (`heapUsed`), `external` (which holds WebAssembly memories, i.e.
  * QuickJS heaps) and RSS, after a full GC. isolated-vm isolates have their own V8 heaps, visible
@@ -12,7 +13,7 @@
 
 import type { SessionPool } from '../../src/session-pool.js';
 import { collectGarbage, readyTimeoutMs, waitForReady, withFreshBackend, withPool, type TargetContext } from '../pool-helpers.js';
-import { pidSet, pssBytes, sessionProcesses } from '../process-memory.js';
+import { pidSet, pssBytes, sessionProcesses, ussBytes } from '../process-memory.js';
 import type { Measurement } from '../types.js';
 import { measurementsOf, type Scenario } from './scenario.js';
 
@@ -88,6 +89,7 @@ async function outOfProcessMemory(context: TargetContext, n: number): Promise<Me
       added.map((s) => s.etag),
     );
     const pss = processes.reduce((sum, p) => sum + (pssBytes(p.pid) ?? 0), 0);
+    const uss = processes.reduce((sum, p) => sum + (ussBytes(p.pid) ?? 0), 0);
     const own = (process.memoryUsage().rss - ownBefore) / n;
     const perSession = pss / n;
     const detail = { sessions: n, processes: processes.length };
@@ -96,6 +98,7 @@ async function outOfProcessMemory(context: TargetContext, n: number): Promise<Me
     }
     return [
       m.value('PSS per session', 'bytes', perSession, detail),
+      m.value('unique (USS) per session', 'bytes', uss / n, detail),
       m.value('processes per session', 'count', processes.length / n, detail),
       m.value('host RSS per session', 'bytes', own, detail),
       m.value(
@@ -116,71 +119,5 @@ export const memory: Scenario = {
   run(context) {
     const n = context.sizes.memory.sessions;
     return context.target.inProcess ? inProcessMemory(context, n) : outOfProcessMemory(context, n);
-  },
-};
-
-/**
- * (h) for real: hold `sizes.hold.sessions` idle sessions and report the heap they take. Stops
- * early (and says so) past the time limit or when RSS grows past twice the budget.
- */
-export const capacity: Scenario = {
-  name: 'capacity',
-  description: '(h) idle sessions actually held, and their heap against the budget',
-  async run(context) {
-    const m = measurementsOf(context, this.name);
-    const { sessions: target, timeLimitMs } = context.sizes.hold;
-    if (target === 0) return [];
-    return withFreshBackend(context, (fresh) =>
-      withPool(fresh, { readySessionInstances: 1, maxConcurrentSessions: target + 1 }, async (pool) => {
-        await pool.start();
-        const before = inProcessSnapshot();
-        const t0 = performance.now();
-        let stopReason: string | undefined;
-        pool.update({ readySessionInstances: target + 1 });
-        await new Promise<void>((resolve) => {
-          const check = (): void => {
-            const ready = pool.stats().ready;
-            if (ready >= target + 1) stopReason = undefined;
-            else if (performance.now() - t0 > timeLimitMs) stopReason = `time limit ${timeLimitMs} ms`;
-            else if (process.memoryUsage().rss - before.rss > 2 * context.budgetBytes) stopReason = 'RSS past twice the budget';
-            else if (pool.stats().createFailures > 0) stopReason = `create failed: ${pool.stats().lastError?.message ?? '?'}`;
-            else return;
-            clearInterval(timer);
-            resolve();
-          };
-          const timer = setInterval(check, 100);
-        });
-        const fillMs = performance.now() - t0;
-        const held = pool.stats().ready - 1;
-        // Stop creating before measuring: a refill in flight would skew the heap figure.
-        pool.update({
-          readySessionInstances: pool.stats().ready,
-          maxConcurrentSessions: Math.max(1, pool.stats().ready + pool.stats().pending),
-        });
-        await sleep(200);
-        const after = inProcessSnapshot();
-        const heap = after.heapUsed - before.heapUsed + (after.external - before.external);
-        const detail = {
-          target,
-          budgetMiB: context.budgetBytes / 2 ** 20,
-          fillMs: Math.round(fillMs),
-          ...(stopReason === undefined ? {} : { stoppedEarly: stopReason }),
-        };
-        return [
-          m.value('idle sessions held', 'sessions', held, detail),
-          m.value('heap+external for them', 'bytes', heap, detail),
-          m.value('RSS for them', 'bytes', after.rss - before.rss, detail),
-          m.value('fill rate', 'sessions/s', (held * 1000) / fillMs, detail),
-          m.value(
-            `sessions in ${context.budgetBytes / 2 ** 20} MiB heap`,
-            'sessions',
-            Math.floor((context.budgetBytes / heap) * held),
-            {
-              basis: 'budget / measured heap per held session',
-            },
-          ),
-        ];
-      }),
-    );
   },
 };

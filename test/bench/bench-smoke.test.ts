@@ -28,6 +28,8 @@ const TINY: Sizes = {
   refill: { count: 5, concurrency: [2] },
   memory: { sessions: 5 },
   hold: { sessions: 20, timeLimitMs: 20_000 },
+  density: { max: 0, timeLimitMs: 0, settleMs: 0, stallMs: 0 },
+  churn: { startLambda: 20, maxLambda: 40, bisections: 1, durationMs: 500, coverSeconds: 0.2, cooldownSeconds: 0.2 },
   loopTimeLimitMs: 10_000,
 };
 
@@ -65,7 +67,9 @@ function expectEveryScenario(run: BenchRun, target: string): void {
     TINY.burst.size - TINY.burst.ready,
   );
   expect(find(report, target, 'refill', 'rate @2').value).toBeGreaterThan(0);
-  expect(find(report, target, 'capacity', 'idle sessions held').value).toBe(TINY.hold.sessions);
+  expect(find(report, target, 'density', 'idle sessions held').value).toBe(TINY.hold.sessions);
+  expect(find(report, target, 'warm-floor', 'acquire+execute').stats?.n).toBe(TINY.warm.batch * TINY.warm.rounds);
+  expect(find(report, target, 'steady-churn', 'highest warm λ').value).toBeGreaterThanOrEqual(TINY.churn.startLambda);
   for (const m of report.measurements.filter((x) => x.target === target && x.stats !== undefined)) {
     const s = m.stats!;
     expect(s.n, `${m.scenario} ${m.metric}`).toBeGreaterThan(0);
@@ -106,8 +110,9 @@ describe('bench smoke', () => {
     const goals = run.report.checks.filter((c) => c.target === 'quickjs').map((c) => c.goal);
     expect(goals).toEqual(
       expect.arrayContaining([
-        expect.stringContaining('p50 ≤'),
-        expect.stringContaining('1/5'),
+        expect.stringContaining('refill running, p50 ≤ 0.5× a bare QuickJS'),
+        expect.stringContaining('p99 ≤ 5× its p50'),
+        expect.stringContaining('steady churn'),
         expect.stringContaining('10,000'),
       ]),
     );
