@@ -200,7 +200,9 @@ function readFileSafe(path: string): string {
 
 async function buildLocked(options: BuildSnapshotOptions, key: string): Promise<SnapshotInfo> {
   const finalDir = join(options.cacheDir, 'vm', 'snapshots', key);
-  const dir = `${finalDir}.tmp-${process.pid}-${Date.now()}`;
+  // A short name: the build VM's agent and QMP sockets live in it, and a unix socket path must stay
+  // under 108 bytes however deep the cache is (setup's preflight checks the cache leaves room).
+  const dir = join(options.cacheDir, 'vm', 'snapshots', `.b${process.pid}-${Date.now().toString(36)}`);
   mkdirSync(dir, { recursive: true });
   const ram = join(dir, 'ram.bin');
   const state = join(dir, 'state.bin');

@@ -147,6 +147,18 @@ describe('the setup runner', () => {
     await expect.poll(() => existsSync(`/proc/${pid}`), { timeout: 5_000 }).toBe(false);
   }, 120_000);
 
+  it('refuses a cache folder too deep for the VM build sockets before doing any work', () => {
+    const deep = join(work, 'd'.repeat(80));
+    const result = spawnSync(process.execPath, [join(root, 'scripts', 'setup.mjs')], {
+      env: env({ SANDPOOL_CACHE_DIR: deep }),
+      encoding: 'utf8',
+    });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(/its path is too long \(\d+ bytes\) for the unix sockets/);
+    expect(lastLine(result.stderr)).toBe('[setup] FAILED at step preflight');
+    expect(existsSync(deep)).toBe(false);
+  }, 120_000);
+
   it.runIf(isRoot)(
     'refuses a cache folder the VM backend cannot read before doing any work',
     () => {

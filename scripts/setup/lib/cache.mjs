@@ -18,6 +18,16 @@ export function cacheRoot() {
  * refuse it before anything is built. Returns the reason, or undefined when the cache is fine.
  */
 export function cacheUnreadableByQemu(cache = cacheRoot()) {
+  // The VM backend builds snapshots in `<cache>/vm/snapshots/.b<pid>-<time>/` with the build VM's
+  // unix sockets in it (backends/vm/snapshot.ts), and a socket path must stay under 108 bytes.
+  const socket = `${cache}/vm/snapshots/.b4194304-${'z'.repeat(8)}/agent.sock`;
+  if (Buffer.byteLength(socket) > 107) {
+    return (
+      `the cache folder ${cache} cannot be used by the VM backend: its path is too long (${Buffer.byteLength(cache)} bytes) ` +
+      `for the unix sockets of the VM it builds snapshots with (at most ${107 - (Buffer.byteLength(socket) - Buffer.byteLength(cache))} bytes); ` +
+      'use a shorter SANDPOOL_CACHE_DIR, or set SANDPOOL_SKIP_VM=1 to set up without the VM backend'
+    );
+  }
   if (process.platform !== 'linux' || process.getuid?.() !== 0) return undefined;
   for (let current = cache; ; current = dirname(current)) {
     if (existsSync(current)) {
