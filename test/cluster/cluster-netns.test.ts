@@ -8,6 +8,10 @@
  */
 
 import { execFile as execFileCb } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { promisify } from 'node:util';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -71,7 +75,7 @@ describe.skipIf(!canBuildNetworks() || !etcdAvailable())('a cluster of real proc
   }
 
   beforeAll(async () => {
-    net = await TestNetwork.create(['etcd1', 'etcd2', 'etcd3', ...MEMBERS]);
+    net = await TestNetwork.create(['etcd1', 'etcd2', 'etcd3', ...MEMBERS, 'lb']);
     etcd = await EtcdCluster.start({ net, hosts: ['etcd1', 'etcd2', 'etcd3'] });
     for (const name of MEMBERS)
       members.set(name, new SandpoolMember(net, name, { etcd: etcd.clientUrls, leaseTtlSeconds: TTL, prefix }));
@@ -149,6 +153,56 @@ describe.skipIf(!canBuildNetworks() || !etcdAvailable())('a cluster of real proc
     const session = await call(m('m3').url, 'GET', `/pools/${POOL}/session?identifier=${id}`);
     expect(session.status).toBe(200);
     expect((session.body as { identifier: string }).identifier).toBe(id);
+  });
+
+  it('routes by identifier through the HAProxy set-up docs/CLUSTER.md documents', async () => {
+    // The documented file, with this network's member addresses.
+    const documented = readFileSync(path.join(import.meta.dirname, '..', '..', 'examples', 'cluster', 'haproxy.cfg'), 'utf8');
+    let n = 0;
+    const config = documented.replace(
+      /^(\s*server sandpool-\d+ )\S+$/gm,
+      (_line, head: string) => `${head}${net.host(MEMBERS[n++]!).ip}:8080`,
+    );
+    expect(n).toBe(3);
+    const dir = await mkdtemp(path.join(os.tmpdir(), `sandpool-haproxy-${process.pid}-`));
+    const file = path.join(dir, 'haproxy.cfg');
+    await writeFile(file, config);
+    const haproxy = net.spawn('lb', '/usr/sbin/haproxy', ['-db', '-f', file]);
+    let haproxyLog = '';
+    haproxy.stderr?.on('data', (chunk: Buffer) => {
+      haproxyLog = (haproxyLog + chunk.toString('utf8')).slice(-4000);
+    });
+    const lb = `http://${net.host('lb').ip}:8080`;
+    try {
+      for (let i = 0; ; i += 1) {
+        const up = await fetch(`${lb}/healthz`).catch(() => undefined);
+        if (up?.status === 200) break;
+        if (i > 100) throw new Error(`haproxy did not come up:\n${haproxyLog}`);
+        await sleep(100);
+      }
+      const ids = Array.from({ length: 12 }, (_, i) => `via-haproxy-${i}`);
+      const answeredBy = new Map<string, Set<string>>();
+      for (let round = 0; round < 3; round += 1) {
+        for (const id of ids) {
+          const answer = await execute(lb, POOL, id, 'globalThis.hits = (globalThis.hits ?? 0) + 1');
+          expect(answer.status, answer.text).toBe(200);
+          expect(resultOf(answer)).toBe(round + 1);
+          const by = answeredBy.get(id) ?? new Set<string>();
+          by.add(answer.headers.get('x-sandpool-member') ?? '?');
+          answeredBy.set(id, by);
+        }
+      }
+      const owned = await owners();
+      for (const id of ids) {
+        // Hashing sends every request for an identifier to one member, which therefore owns it.
+        expect([...answeredBy.get(id)!]).toEqual([owned.get(id)]);
+      }
+      // Spread over the members, not all on one.
+      expect(new Set(ids.map((id) => owned.get(id))).size).toBeGreaterThan(1);
+    } finally {
+      haproxy.kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('serves a killed owner’s identifiers from a fresh session elsewhere within the lease TTL plus a few seconds', async () => {
