@@ -14,6 +14,7 @@ import { profileWarmExec, type HotFunction } from './profile.js';
 import { computeChecks, computeRatios } from './report/analysis.js';
 import { backendDirect } from './scenarios/backend-direct.js';
 import { burst } from './scenarios/burst.js';
+import { cluster } from './scenarios/cluster.js';
 import { density } from './scenarios/density.js';
 import { coldMiss, executeRoundTrip, probe, warmAcquire, warmExec, warmFloor } from './scenarios/latency.js';
 import { memory } from './scenarios/memory.js';
@@ -35,6 +36,7 @@ export const SCENARIOS: readonly Scenario[] = [
   memory,
   density,
   backendDirect,
+  cluster,
 ];
 
 export interface BenchOptions {
