@@ -158,7 +158,8 @@ export class RemoteSession implements SessionApi {
     this.#remember(response.headers[SESSION_HEADER]);
     const out = new Headers();
     for (const [name, value] of Object.entries(response.headers)) {
-      if (value === undefined || name === SESSION_HEADER || NOT_FORWARDED.has(name)) continue;
+      // x-sandpool-* are the member wire's own (the owner's snapshot, its member name), not the container's.
+      if (value === undefined || name.startsWith('x-sandpool-') || NOT_FORWARDED.has(name)) continue;
       for (const v of Array.isArray(value) ? value : [value]) out.append(name, v);
     }
     const status = response.statusCode ?? 502;
