@@ -9,6 +9,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 
+import { ErrorCode, SandpoolError } from '../errors.js';
 import { assertIdentifier } from '../identifier.js';
 import { requireRole, type Authenticator } from './auth.js';
 import { HttpError, toErrorResponse } from './http-errors.js';
@@ -49,11 +50,17 @@ export function createUpgradeHandler(state: ServerState, auth: Authenticator) {
       const entry = state.registry.get(route.pool ?? '');
       if (entry === undefined) throw new HttpError(404, 'SessionPoolNotFound', 'no such session pool');
       const identifier = assertIdentifier(url.searchParams.get('identifier') ?? '');
-      const session = await entry.pool.acquire(identifier);
+      // Cluster mode: claimed like any request; a session owned by another member cannot be
+      // reached by a raw stream from here, and says so (UNSUPPORTED) rather than being duplicated.
+      const session =
+        state.cluster === undefined
+          ? await entry.pool.acquire(identifier)
+          : await state.cluster.acquire(entry.pool, identifier, AbortSignal.timeout(30_000));
       let upstream: Duplex;
       try {
         upstream = await session.connect();
-      } catch {
+      } catch (error) {
+        if (SandpoolError.is(error) && error.code === ErrorCode.UNSUPPORTED) throw error;
         throw new HttpError(502, 'SessionContainerUnreachable', 'the session container did not answer');
       }
       const lines = [`${req.method ?? 'GET'} ${route.forwardPath ?? '/'}${url.search} HTTP/1.1`];
