@@ -50,17 +50,19 @@ describe('LeaseKeeper', () => {
     await new Promise((r) => setTimeout(r, 250));
     ops.reachable = false;
     const cutAt = performance.now();
-    const fenced = await next(keeper, 'fenced');
+    const fencedEvent = next(keeper, 'fenced');
+    // The serving check reads the clock itself: past last-sent + TTL − margin it is false, whether or
+    // not the fence timer has fired yet (a loaded event loop may run it late).
+    await new Promise((r) => setTimeout(r, Math.max(0, ops.lastSentAt + 600 - performance.now())));
     expect(keeper.serving).toBe(false);
+    const fenced = await fencedEvent;
     expect(keeper.state).toBe('fenced');
-    // Fenced no later than last-sent + TTL − margin (plus timer slack), and never after the TTL.
-    expect(fenced.at - ops.lastSentAt).toBeLessThan(1000 - 400 + 50);
     const lost = await next(keeper, 'lost');
     expect(lost.lease).toBe('1');
-    // The keeper counts from just before it sent, a hair earlier than the store saw it.
+    // Never before the bound: counted from just before the keeper sent, a hair before the store saw it.
     expect(lost.at - ops.lastSentAt).toBeGreaterThanOrEqual(990);
     expect(lost.at).toBeGreaterThan(fenced.at);
-    expect(lost.at - cutAt).toBeLessThan(1200);
+    expect(lost.at - cutAt).toBeLessThan(5000);
     const again = next(keeper, 'serving');
     ops.reachable = true;
     expect((await again).lease).toBe('2');
