@@ -12,6 +12,8 @@ import secrets
 import shutil
 import stat as stat_mod
 
+from memory_room import MemoryRoom
+
 TEMP_PREFIX = ".sandpool-upload-"
 MAX_PATH_BYTES = 4096
 MAX_SEGMENT_BYTES = 255
@@ -86,9 +88,10 @@ def _os_error(error, what):
 
 
 class DataDir:
-    def __init__(self, root):
+    def __init__(self, root, memory_room=None):
         os.makedirs(root, exist_ok=True)
         self.root = os.path.realpath(root)
+        self.memory_room = memory_room if memory_room is not None else MemoryRoom(self.root)
 
     def _open_dir(self, parts, create=False):
         """fd of the directory `parts`, walked without following any symlink."""
@@ -213,14 +216,20 @@ class DataDir:
         os.set_blocking(fd, True)
         return fd, file_info(parts, st)
 
-    def begin_upload(self, path, max_bytes):
-        return Upload(self, split_path(path), max_bytes)
+    def begin_upload(self, path, max_bytes, size=None):
+        parts = split_path(path)
+        # A declared size that cannot fit is refused before anything is created.
+        refusal = self.memory_room.refusal(size if size is not None else 1)
+        if refusal is not None:
+            raise FileOpError("NO_SPACE", refusal)
+        return Upload(self, parts, max_bytes)
 
 
 class Upload:
     """An upload in progress: bytes go to a temp file next to the target, renamed at the end."""
 
     def __init__(self, data_dir, parts, max_bytes):
+        self.memory_room = data_dir.memory_room
         self.parts = parts
         self.path = "/".join(parts)
         self.max_bytes = max_bytes
@@ -249,6 +258,12 @@ class Upload:
         if self.total > self.max_bytes:
             self.abort()
             raise FileOpError("FILE_TOO_LARGE", "%s exceeds the limit of %d bytes" % (self.path, self.max_bytes))
+        # Checked before each chunk is written: the one that would leave the session's code without
+        # memory is refused instead (the temp file's earlier chunks are already counted in the cgroup).
+        refusal = self.memory_room.refusal(len(data))
+        if refusal is not None:
+            self.abort()
+            raise FileOpError("NO_SPACE", refusal)
         view = memoryview(data)
         try:
             while view:

@@ -303,7 +303,8 @@ class Agent:
         if len(state.uploads) >= MAX_TRANSFERS:
             raise BadRequest("too many uploads in progress", "BUSY")
         limit = min(int_field(frame, "maxBytes", 0, 2**53 - 1), self.config.max_upload_bytes)
-        state.uploads[rid] = self.data.begin_upload(path_field(frame), limit)
+        size = int_field(frame, "size", 0, 2**53 - 1) if frame.get("size") is not None else None
+        state.uploads[rid] = self.data.begin_upload(path_field(frame), limit, size)
 
     def op_upload_chunk(self, state, rid, frame):
         upload = state.uploads.get(rid)

@@ -10,7 +10,7 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync } from 'node:fs';
 import { Agent as HttpAgent } from 'node:http';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -48,7 +48,7 @@ import { connectEngine, type EngineConnection } from './engine-connection.js';
 import { ensureEgressNetwork, removeEgressNetwork } from './egress-network.js';
 import { forwardFetch } from './http-forward.js';
 import { assertImageReference, ensureImage, checkRuntime } from './image-check.js';
-import { ownerIdentity } from './labels.js';
+import { InstanceDir } from './instance-dir.js';
 import { reapDeadOwners } from './leftovers.js';
 import { resolveContainerOptions, type ContainerBackendOptions, type ResolvedContainerOptions } from './options.js';
 import { containerLogTail, redact } from './container-logs.js';
@@ -56,6 +56,7 @@ import { executeOnAgent, forwarderSocket, reportExit, teardown, watchExit, type 
 import { connectForwarder, forwarderAvailable } from './port-forwarder.js';
 import { checkpointContainer, restoreContainer } from './session-state.js';
 import { waitUntilReady, watchLiveness, type ProbeTarget } from './readiness.js';
+import { seccompProfileJson } from './seccomp/index.js';
 
 const SESSION_ID = /^[a-z0-9-]{1,64}$/;
 
@@ -84,14 +85,15 @@ export class ContainerBackend implements Backend {
   readonly #creating = new Set<Promise<unknown>>();
   #closed = false;
   readonly #log: (message: string) => void;
-  /** This process's directory of per-session host dirs: `<runDir>/sessions/<pid>.<start>`. */
-  readonly #ownerDir: string;
+  /** The host directory this instance owns (its sessions' sockets, its seccomp file); nothing else is removed on close(). */
+  readonly #dir: InstanceDir;
+  readonly #seccompJson: string;
 
   constructor(options: ContainerBackendOptions = {}) {
     this.options = resolveContainerOptions(options);
     this.#log = this.options.log ?? (() => {});
-    const me = ownerIdentity();
-    this.#ownerDir = join(this.options.runDir, 'sessions', `${me.pid}.${me.start}`);
+    this.#dir = new InstanceDir(this.options.runDir);
+    this.#seccompJson = seccompProfileJson(this.options.seccompProfile);
     this.files = {
       upload: async (s, path, data, o) => await this.#agentOf(s).upload(path, data, o),
       list: async (s, o) => await this.#agentOf(s).list(o),
@@ -172,14 +174,12 @@ export class ContainerBackend implements Backend {
     if (custom && spec.customContainer === undefined)
       throw new BackendError('CustomContainer sessions need a customContainer template');
     if (custom) assertImageReference(spec.customContainer!.image);
-    const suffix = randomBytes(4).toString('hex');
-    const hostDir = join(this.#ownerDir, `${spec.sessionId}-${suffix}`);
-    mkdirSync(hostDir, { recursive: true, mode: 0o700 });
-    // The agent (options.uid in the container, the same uid on the host without a user namespace)
-    // creates its socket here; the parent dirs stay root-only, so no other host user reaches it.
-    if (!custom) chownSync(hostDir, this.options.uid, this.options.uid);
     const networkMode =
       spec.network.egress === 'EgressEnabled' ? await this.#network(docker, spec.poolName, spec.network.allow) : 'none';
+    const suffix = randomBytes(4).toString('hex');
+    // The agent (options.uid in the container, the same uid on the host without a user namespace)
+    // creates its socket in the session's dir; the parent dirs stay root-only, so no other host user reaches it.
+    const hostDir = this.#dir.sessionDir(`${spec.sessionId}-${suffix}`, custom ? undefined : this.options.uid);
     const ctx: SpecContext = {
       backendName: this.name,
       containerName: `sandpool-${spec.poolName}-${spec.sessionId}-${suffix}`.slice(0, 120),
@@ -194,6 +194,7 @@ export class ContainerBackend implements Backend {
       customReadonlyRootfs: this.options.customReadonlyRootfs,
       customCapAdd: this.options.customCapAdd,
       agentArgs: this.options.agentArgs,
+      seccomp: this.#seccompOption(this.#connected?.podman ?? true),
     };
     let container: Docker.Container | undefined;
     const stop = new AbortController();
@@ -358,7 +359,7 @@ export class ContainerBackend implements Backend {
       }
     }
     await connection?.close();
-    rmSync(this.#ownerDir, { recursive: true, force: true });
+    this.#dir.remove();
   }
 
   // ---- internals ----
@@ -383,6 +384,14 @@ export class ContainerBackend implements Backend {
     if (live.kind !== 'custom') throw new UnsupportedError('fetch/connect need a CustomContainer session');
     if (live.exited !== undefined) throw new BackendError(`the session's container has stopped: ${live.exited}`);
     return live;
+  }
+
+  /**
+   * The SecurityOpt entry applying the seccomp profile. Podman's compat API reads a path on the
+   * engine's host (written once into this backend's root-only directory); Docker takes the JSON.
+   */
+  #seccompOption(podman: boolean): string {
+    return podman ? `seccomp=${this.#dir.seccompFile(this.#seccompJson)}` : `seccomp=${this.#seccompJson}`;
   }
 
   #probeTarget(live: LiveSession): ProbeTarget {

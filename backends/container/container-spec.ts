@@ -10,6 +10,17 @@ import { LABEL, ownerLabels } from './labels.js';
 
 const MiB = 1024 * 1024;
 
+/**
+ * The writable tmpfs mounts besides /mnt/data, each with a size of its own. With a read-only root
+ * Podman adds /run and /var/tmp itself with no size (half the host's RAM), so they are given here:
+ * /var/tmp is world-writable like /tmp; /run holds only the agent's bind mount point.
+ */
+const SMALL_TMPFS: Readonly<Record<string, string>> = {
+  '/tmp': 'rw,nosuid,nodev,size=64m,mode=1777',
+  '/var/tmp': 'rw,nosuid,nodev,size=16m,mode=1777',
+  '/run': 'rw,nosuid,nodev,noexec,size=1m,mode=0755',
+};
+
 /** Where the per-session host directory (holding the agent socket) appears inside the container. */
 export const AGENT_DIR_IN_CONTAINER = '/run/sandpool';
 export const AGENT_SOCKET_NAME = 'agent.sock';
@@ -40,6 +51,8 @@ export interface SpecContext {
   readonly customCapAdd: readonly string[];
   /** Extra agent flags (e.g. a different preload list). */
   readonly agentArgs: readonly string[];
+  /** `seccomp=<path>` (Podman) or `seccomp=<profile JSON>` (Docker): sandpool's profile, for every session. */
+  readonly seccomp: string;
 }
 
 function baseLabels(spec: SessionSpec, ctx: SpecContext, kind: 'code-interpreter' | 'custom'): Record<string, string> {
@@ -87,14 +100,16 @@ export function codeInterpreterSpec(spec: SessionSpec, ctx: SpecContext): Docker
       NetworkMode: ctx.networkMode,
       ReadonlyRootfs: true,
       // /mnt/data on tmpfs: its size option is a hard disk cap (the overlay writable layer has none
-      // on ext4), and its pages count against the memory limit, so a disk bomb stays bounded.
+      // on ext4), and its pages count against the memory limit, so a disk bomb stays bounded. It can
+      // never hold more than the memory limit (diskMb above memoryMb would be a promise the session
+      // cannot keep); the agent also refuses an upload that would take what the code needs.
       Tmpfs: {
-        '/tmp': 'rw,nosuid,nodev,size=64m,mode=1777',
-        '/mnt/data': `rw,nosuid,nodev,size=${limits.diskMb}m,mode=0755,${ctx.podman ? 'U' : `uid=${ctx.uid},gid=${ctx.uid}`}`,
+        ...SMALL_TMPFS,
+        '/mnt/data': `rw,nosuid,nodev,size=${Math.min(limits.diskMb, limits.memoryMb)}m,mode=0755,${ctx.podman ? 'U' : `uid=${ctx.uid},gid=${ctx.uid}`}`,
       },
       Binds: ctx.hostDir === undefined ? [] : [`${ctx.hostDir}:${AGENT_DIR_IN_CONTAINER}:rw`],
       CapDrop: ['ALL'],
-      SecurityOpt: ['no-new-privileges'],
+      SecurityOpt: ['no-new-privileges', ctx.seccomp],
       // A minimal init (catatonit/tini) as pid 1 reaps orphans of shell commands.
       Init: true,
       // Nothing useful goes to the container's stdout (the agent talks over the socket); a chatty
@@ -127,10 +142,10 @@ export function customContainerSpec(spec: SessionSpec, ctx: SpecContext): Docker
       ...(ctx.runtime === undefined ? {} : { Runtime: ctx.runtime }),
       NetworkMode: ctx.networkMode,
       ReadonlyRootfs: ctx.customReadonlyRootfs,
-      ...(ctx.customReadonlyRootfs ? { Tmpfs: { '/tmp': 'rw,nosuid,nodev,size=64m,mode=1777' } } : {}),
+      ...(ctx.customReadonlyRootfs ? { Tmpfs: { ...SMALL_TMPFS } } : {}),
       CapDrop: ['ALL'],
       ...(ctx.customCapAdd.length > 0 ? { CapAdd: [...ctx.customCapAdd] } : {}),
-      SecurityOpt: ['no-new-privileges'],
+      SecurityOpt: ['no-new-privileges', ctx.seccomp],
       Init: true,
       // Logs help to explain a container that dies before it is Ready; capped so it cannot fill the
       // disk. Podman's file driver is k8s-file, Docker's json-file; both take max-size.

@@ -6,6 +6,7 @@
  */
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
@@ -78,7 +79,8 @@ async function startPodmanService(
   log: (m: string) => void,
 ): Promise<{ socketPath: string; child: ChildProcess }> {
   mkdirSync(runDir, { recursive: true, mode: 0o700 });
-  const socketPath = join(runDir, `podman-${process.pid}.sock`);
+  // Unique per service: two backends of one process may each start one, and close() removes its own.
+  const socketPath = join(runDir, `podman-${process.pid}-${randomBytes(4).toString('hex')}.sock`);
   rmSync(socketPath, { force: true });
   const args = ['system', 'service', '--time=0', `unix://${socketPath}`];
   // cwd '/': conmon drops an `oom` marker into the service's working directory on an OOM kill.

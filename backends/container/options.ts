@@ -55,6 +55,12 @@ export const ContainerBackendOptionsSchema = z
       .array(z.string().regex(/^[A-Z_]{2,32}$/))
       .max(64)
       .default([]),
+    /**
+     * A seccomp profile file (Docker/containers JSON) to apply instead of sandpool's own
+     * (backends/container/seccomp/profile.json: the engine default minus new namespaces, setns and
+     * the socket families a sandbox does not need). @default sandpool's profile
+     */
+    seccompProfile: z.string().min(1).optional(),
     /** Extra agent flags for code-interpreter sessions, e.g. `['--preload', 'numpy']`. @default [] */
     agentArgs: z.array(z.string().max(4096)).max(64).default([]),
     /** Diagnostics sink (never receives secrets or session data). @default no-op */

@@ -13,6 +13,7 @@ import { AbortedError, ErrorCode, FileError } from '../errors.js';
 import type { SessionApi } from '../session.js';
 import { HttpError, badRequest } from './http-errors.js';
 import { sendEmpty, sendJson, sendStream, type RequestContext } from './http-io.js';
+import { multipartBody } from './multipart.js';
 import { dataPath } from './request-body.js';
 import { acquire, identifierOf, poolEntry, type ServerState } from './server-state.js';
 import { fileListing, gen0FileListing, legacyFileProperties, resourceFile } from './shapes.js';
@@ -35,25 +36,26 @@ export async function* capped(stream: Readable, maxBytes: number): AsyncIterable
 }
 
 /** Receive every file part of a multipart body, uploading each as it streams in. */
-export function receiveUploads(
+export async function receiveUploads(
   ctx: Pick<RequestContext, 'req' | 'res'>,
   maxBytes: number,
   store: (filename: string, data: AsyncIterable<Uint8Array>) => Promise<FileInfo>,
 ): Promise<FileInfo[]> {
-  const type = ctx.req.headers['content-type'] ?? '';
-  if (!/^multipart\/form-data/i.test(type)) {
-    throw new HttpError(415, 'UnsupportedMediaType', 'uploads must be multipart/form-data with a "file" part');
-  }
   const declared = Number(ctx.req.headers['content-length']);
   if (Number.isFinite(declared) && declared > maxBytes + MULTIPART_OVERHEAD) {
     throw new HttpError(413, 'RequestEntityTooLarge', `the upload is larger than the pool's limit of ${maxBytes} bytes`, {
       headers: { connection: 'close' },
     });
   }
+  // Multipart by its Content-Type, or by its content (Semantic Kernel labels it JSON): multipart.ts.
+  const body = await multipartBody(ctx.req);
+  if (body === undefined) {
+    throw new HttpError(415, 'UnsupportedMediaType', 'uploads must be multipart/form-data with a "file" part');
+  }
   let parser: busboy.Busboy;
   try {
     parser = busboy({
-      headers: ctx.req.headers,
+      headers: { ...ctx.req.headers, 'content-type': body.contentType },
       preservePath: true,
       limits: { files: 16, fields: 32, fieldSize: 64 * 1024, parts: 64, headerPairs: 64, fileSize: maxBytes + 1 },
     });
@@ -100,7 +102,8 @@ export function receiveUploads(
     });
     parser.on('error', (error: Error) => {
       failure ??= badRequest(`malformed multipart request: ${error.message}`, 'InvalidRequestContent');
-      ctx.req.unpipe(parser);
+      body.source.unpipe(parser);
+      body.source.resume();
       ctx.req.resume();
       void chain.then(() => reject(failure));
     });
@@ -111,7 +114,7 @@ export function receiveUploads(
         else resolve(results);
       });
     });
-    ctx.req.pipe(parser);
+    body.source.pipe(parser);
   });
 }
 

@@ -34,7 +34,9 @@ export const ERROR_STATUS: Readonly<Record<ErrorCode, HttpErrorMapping>> = {
   [ErrorCode.BACKEND_UNAVAILABLE]: { status: 503, azureCode: 'SessionBackendUnavailable', retryAfterSeconds: 5 },
   [ErrorCode.BACKEND_FAILED]: { status: 502, azureCode: 'SessionBackendFailed' },
   [ErrorCode.EXECUTION_TIMEOUT]: { status: 504, azureCode: 'SessionExecutionTimedOut' },
-  [ErrorCode.RESOURCE_LIMIT]: { status: 400, azureCode: 'SessionResourceLimitExceeded' },
+  // The session cannot hold more (its /mnt/data is full, or what memory leaves is taken): 507, the
+  // request was fine and may succeed once files are deleted.
+  [ErrorCode.RESOURCE_LIMIT]: { status: 507, azureCode: 'SessionResourceLimitExceeded' },
   [ErrorCode.UNSUPPORTED]: { status: 400, azureCode: 'SessionRequestNotSupported' },
   [ErrorCode.FILE_NOT_FOUND]: { status: 404, azureCode: 'FileNotFound' },
   [ErrorCode.INVALID_PATH]: { status: 400, azureCode: 'SessionRequestValidationFailed' },

@@ -1,7 +1,9 @@
 /**
  * Uploads against a real container session, through the server: a client that goes away mid-body
  * or stalls leaves neither a temp file in /mnt/data nor an open transfer (each would otherwise hold
- * session memory and one of the agent's 64 transfer slots), and the session keeps working.
+ * session memory and one of the agent's 64 transfer slots), and the session keeps working. Files
+ * in /mnt/data live in memory: an upload that would leave the session's code without memory is
+ * refused with 507 before it is written, instead of succeeding and getting the kernel OOM-killed.
  */
 
 import { connect } from 'node:net';
@@ -27,7 +29,16 @@ describe.skipIf(!available)('uploads to a container session', () => {
       maxConcurrentSessions: 2,
       limits: { memoryMb: 256, diskMb: 64, maxFileSizeBytes: 8 << 20 },
     });
-    h = await startServer({ pools: [pool], withDefaultPool: false, bodyIdleTimeoutMs: 1000 });
+    const small = new SessionPool({
+      name: 'small',
+      backend: new ContainerBackend(),
+      containerType: 'PythonLTS',
+      readySessionInstances: 1,
+      maxConcurrentSessions: 1,
+      // diskMb (the default 1024) and maxFileSizeBytes each allow far more than memory leaves.
+      limits: { memoryMb: 256, maxFileSizeBytes: 128 << 20 },
+    });
+    h = await startServer({ pools: [pool, small], withDefaultPool: false, bodyIdleTimeoutMs: 1000 });
   }, 180_000);
 
   afterAll(async () => {
@@ -91,4 +102,68 @@ describe.skipIf(!available)('uploads to a container session', () => {
     expect(r.status, await r.clone().text()).toBe(200);
     await expect.poll(dataDirEntries, { timeout: 15_000, interval: 500 }).toEqual(['ok.txt']);
   }, 180_000);
+
+  it('refuses with 507 the upload that would leave the session without memory; the session and its files live on', async () => {
+    const sid = `memory-${Date.now()}`;
+    const exec = async (code: string) => {
+      const r = await h.request(`/pools/small/code/execute?identifier=${sid}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ properties: { code } }),
+      });
+      expect(r.status).toBe(200);
+      return (await json(r))['properties'];
+    };
+    const put = async (name: string, mb: number) => {
+      const { body, contentType } = requestsMultipart(name, Buffer.alloc(mb << 20, 0x5a));
+      return await h.request(`/pools/small/files/upload?identifier=${sid}`, {
+        method: 'POST',
+        headers: { 'content-type': contentType },
+        body,
+      });
+    };
+    expect((await exec('import numpy\nstate = 41')).status).toBe('Success');
+    // Limits are consistent: /mnt/data can never hold more than the memory limit.
+    const sizes = JSON.parse(
+      (
+        await exec(
+          "import os, json\nprint(json.dumps({m: os.statvfs(m).f_blocks * os.statvfs(m).f_frsize >> 20 for m in ('/mnt/data', '/tmp', '/var/tmp', '/run')}))",
+        )
+      ).stdout,
+    );
+    expect(sizes['/mnt/data']).toBeLessThanOrEqual(256);
+    const first = await put('first.bin', 80);
+    expect(first.status, await first.clone().text()).toBe(200);
+    const second = await put('second.bin', 80);
+    expect(second.status).toBe(507);
+    const error = (await json(second))['error'];
+    expect(error.message).toMatch(/room for \d+ more MiB in \/mnt\/data: its files live in memory/);
+    // Nothing of the refused upload was kept, the first file is intact, and the kernel is alive.
+    expect(
+      await (async () =>
+        JSON.parse((await exec("import os, json\nprint(json.dumps(sorted(os.listdir('/mnt/data'))))")).stdout))(),
+    ).toEqual(['first.bin']);
+    const after = await exec('state + 1');
+    expect(after.status, after.stderr).toBe('Success');
+    expect(after.result).toBe(42);
+    expect((await exec("os.path.getsize('/mnt/data/first.bin') >> 20")).result).toBe(80);
+  }, 180_000);
+
+  it('every tmpfs the session can write to has a size of its own (/tmp, /var/tmp, /dev/shm, /mnt/data)', async () => {
+    // Every tmpfs the session's uid can write to, with its mount options.
+    const writable = JSON.parse(
+      (
+        await run(
+          "import os, json\nrows = [l.split() for l in open('/proc/self/mounts')]\nprint(json.dumps({r[1]: r[3] for r in rows if r[2] == 'tmpfs' and os.access(r[1], os.W_OK)}))",
+        )
+      ).stdout,
+    ) as Record<string, string>;
+    expect(Object.keys(writable)).toEqual(expect.arrayContaining(['/dev/shm', '/mnt/data', '/tmp', '/var/tmp']));
+    for (const [mount, options] of Object.entries(writable)) expect(options, mount).toMatch(/(^|,)size=\d+k/);
+    // /var/tmp is world-writable like /tmp: its own cap stops a fill there.
+    const fill = await run(
+      "import errno\nn = 0\ntry:\n    with open('/var/tmp/fill', 'wb') as f:\n        while n < 64:\n            f.write(b'x' * (1 << 20)); f.flush(); n += 1\nexcept OSError as e:\n    print(errno.errorcode[e.errno])\nprint(n)",
+    );
+    expect(fill.stdout).toMatch(/ENOSPC\n1[0-6]\n/);
+  }, 120_000);
 });

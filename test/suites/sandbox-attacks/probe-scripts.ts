@@ -106,6 +106,107 @@ print(json.dumps(R))
   );
 }
 
+/**
+ * New namespaces and kernel-facing socket families, each tried from a forked, single-threaded child
+ * (the kernel answers EINVAL to unshare(CLONE_NEWUSER) from a multi-threaded process such as the
+ * Python kernel, which proves nothing), plus the attack an outside review used: `unshare -rn` from
+ * a subprocess. Positive controls (TCP, UDP, UNIX, NETLINK_ROUTE, threads, fork, subprocess, Node.js
+ * worker threads) show the profile does not break ordinary code.
+ */
+export function namespaceProbe(): string {
+  return (
+    PRELUDE +
+    String.raw`
+import subprocess, threading
+libc.syscall.restype = ctypes.c_long
+def in_child(fn):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            out = str(fn())
+        except BaseException as e:
+            out = 'ERR ' + err(e)
+        os.write(w, out.encode())
+        os._exit(0)
+    os.close(w)
+    chunks = []
+    while True:
+        b = os.read(r, 4096)
+        if not b:
+            break
+        chunks.append(b)
+    os.close(r)
+    os.waitpid(pid, 0)
+    return b''.join(chunks).decode()
+def raw_syscall(nr, *args):
+    r = libc.syscall(ctypes.c_long(nr), *[ctypes.c_ulong(a) for a in args])
+    if r < 0:
+        return 'ERR ' + _errno.errorcode.get(ctypes.get_errno(), str(ctypes.get_errno()))
+    if r == 0 and nr == 56:
+        os._exit(0)  # the clone child, if one was ever made
+    return 'ok'
+def single_threaded():
+    return len(os.listdir('/proc/self/task'))
+def open_socket(family, kind, proto=0):
+    socket.socket(family, kind, proto).close()
+    return 'opened'
+def setns_net():
+    fd = os.open('/proc/self/ns/net', os.O_RDONLY)
+    try:
+        return raw_syscall(308, fd, 0)
+    finally:
+        os.close(fd)
+NEWUSER, NEWNS, NEWNET, NEWPID, NEWIPC, NEWUTS, NEWCGROUP = 0x10000000, 0x20000, 0x40000000, 0x20000000, 0x08000000, 0x04000000, 0x02000000
+R['childThreads'] = in_child(single_threaded)
+for name, flag in (('User', NEWUSER), ('Mount', NEWNS), ('Net', NEWNET), ('Pid', NEWPID), ('Ipc', NEWIPC), ('Uts', NEWUTS), ('Cgroup', NEWCGROUP)):
+    R['unshare' + name] = in_child(lambda flag=flag: raw_syscall(272, flag))
+    R['clone' + name] = in_child(lambda flag=flag: raw_syscall(56, flag | 17, 0, 0, 0, 0))
+R['unshareUserNet'] = in_child(lambda: raw_syscall(272, NEWUSER | NEWNET))
+R['clone3'] = in_child(lambda: raw_syscall(435, 0, 0))
+R['setns'] = in_child(setns_net)
+R['rawIcmp'] = in_child(lambda: open_socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
+R['rawIcmp6'] = in_child(lambda: open_socket(socket.AF_INET6, socket.SOCK_RAW, 58))
+R['rawTcp'] = in_child(lambda: open_socket(socket.AF_INET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.IPPROTO_TCP))
+R['packetRaw'] = in_child(lambda: open_socket(socket.AF_PACKET, socket.SOCK_RAW, 0))
+R['packetDgram'] = in_child(lambda: open_socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0))
+for name, proto in (('Netfilter', 12), ('Generic', 16), ('Audit', 9), ('Uevent', 15), ('Xfrm', 6), ('SockDiag', 4)):
+    R['netlink' + name] = in_child(lambda proto=proto: open_socket(socket.AF_NETLINK, socket.SOCK_RAW, proto))
+for name, family, kind in (('Alg', 38, socket.SOCK_SEQPACKET), ('Vsock', 40, socket.SOCK_STREAM), ('Key', 15, socket.SOCK_RAW),
+                           ('Xdp', 44, socket.SOCK_RAW), ('Bluetooth', 31, socket.SOCK_STREAM), ('Can', 29, socket.SOCK_RAW),
+                           ('Tipc', 30, socket.SOCK_RDM), ('Rds', 21, socket.SOCK_SEQPACKET), ('Llc', 26, socket.SOCK_DGRAM)):
+    R['family' + name] = in_child(lambda family=family, kind=kind: open_socket(family, kind))
+R['sctp'] = in_child(lambda: open_socket(socket.AF_INET, socket.SOCK_SEQPACKET, 132))
+def unshare_cli(*args):
+    p = subprocess.run(['unshare', *args, 'sh', '-c', 'echo inside'], capture_output=True, text=True, timeout=20)
+    return {'code': p.returncode, 'stdout': p.stdout.strip(), 'stderr': p.stderr.strip()}
+R['cliUnshareRn'] = unshare_cli('-rn')
+R['cliUnshareUser'] = unshare_cli('-U')
+R['cliUnshareMapRootNet'] = unshare_cli('--map-root-user', '--net', '--mount')
+# Positive controls: ordinary code keeps working under the profile.
+R['tcp'] = in_child(lambda: open_socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK))
+R['udp6'] = in_child(lambda: open_socket(socket.AF_INET6, socket.SOCK_DGRAM))
+R['unix'] = in_child(lambda: open_socket(socket.AF_UNIX, socket.SOCK_SEQPACKET))
+R['netlinkRoute'] = in_child(lambda: open_socket(socket.AF_NETLINK, socket.SOCK_RAW, 0))
+R['ifNames'] = [n for _, n in socket.if_nameindex()]
+R['getaddrinfo'] = sorted({a[4][0] for a in socket.getaddrinfo('localhost', 80, proto=socket.IPPROTO_TCP)})
+box = []
+t = threading.Thread(target=lambda: box.append('thread ran'))
+t.start(); t.join()
+R['thread'] = box[0] if box else 'no thread'
+R['fork'] = in_child(lambda: 'forked')
+R['subprocess'] = subprocess.run(['sh', '-c', 'echo sub'], capture_output=True, text=True).stdout.strip()
+with open('/tmp/worker-probe.js', 'w') as f:
+    f.write("const {Worker} = require('worker_threads'); new Worker('/tmp/worker-child.js').on('message', (m) => console.log(m))")
+with open('/tmp/worker-child.js', 'w') as f:
+    f.write("require('worker_threads').parentPort.postMessage(6 * 7)")
+R['nodeWorker'] = subprocess.run(['node', '/tmp/worker-probe.js'], capture_output=True, text=True, timeout=60).stdout.strip()
+print(json.dumps(R))
+`
+  );
+}
+
 /** TCP connects to host endpoints (and the metadata address), each with a short timeout. */
 export function networkProbe(facts: HostFacts): string {
   return (
