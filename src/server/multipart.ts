@@ -54,7 +54,10 @@ function readHead(stream: Readable, bytes: number): Promise<Buffer> {
       for (let chunk = stream.read() as Buffer | null; chunk !== null; chunk = stream.read() as Buffer | null) {
         chunks.push(chunk);
         total += chunk.length;
-        if (total >= bytes) return finish();
+        if (total >= bytes) {
+          finish();
+          return;
+        }
       }
     };
     stream.on('readable', onReadable);
