@@ -144,8 +144,10 @@ export class ContainerBackend implements Backend {
       await ensureImage(docker, this.options.image, { pull: false, log: this.#log, signal: context.signal });
     }
     const reaped = await reapDeadOwners(docker, this.name, join(this.options.runDir, 'sessions'));
-    if (reaped.containers + reaped.directories > 0) {
-      this.#log(`removed leftovers of dead owners: ${reaped.containers} containers, ${reaped.directories} directories`);
+    if (reaped.containers + reaped.directories + reaped.networks > 0) {
+      this.#log(
+        `removed leftovers of dead owners: ${reaped.containers} containers, ${reaped.directories} directories, ${reaped.networks} egress networks or chains`,
+      );
     }
     if (context.network.egress === 'EgressEnabled') await this.#network(docker, context.poolName, context.network.allow);
   }
@@ -179,7 +181,7 @@ export class ContainerBackend implements Backend {
     const suffix = randomBytes(4).toString('hex');
     // The agent (options.uid in the container, the same uid on the host without a user namespace)
     // creates its socket in the session's dir; the parent dirs stay root-only, so no other host user reaches it.
-    const hostDir = this.#dir.sessionDir(`${spec.sessionId}-${suffix}`, custom ? undefined : this.options.uid);
+    const hostDir = this.#dir.sessionDir(custom ? undefined : this.options.uid);
     const ctx: SpecContext = {
       backendName: this.name,
       containerName: `sandpool-${spec.poolName}-${spec.sessionId}-${suffix}`.slice(0, 120),

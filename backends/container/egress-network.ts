@@ -1,5 +1,7 @@
 /**
- * Per-pool network for EgressEnabled pools: a bridge network `sandpool-egress-<pool>`, plus host
+ * Per-pool network for EgressEnabled pools: a bridge network `sandpool-egress-<pool>`, labelled
+ * with the process that created it (so a crashed owner's network and firewall chain are reaped by
+ * the next prepare(), like its containers), plus host
  * firewall rules (iptables, when available and we are root) so sessions on it can reach the
  * outside but neither the host's own services (INPUT from the bridge is dropped, except DNS to
  * the gateway) nor each other (bridge-to-bridge forwarding is dropped); with `network.allow`, only
@@ -15,7 +17,7 @@ import { promisify } from 'node:util';
 import type Docker from 'dockerode';
 
 import { BackendError } from '../../src/errors.js';
-import { LABEL } from './labels.js';
+import { LABEL, ownerIsDead, ownerLabels } from './labels.js';
 
 const run = promisify(execFile);
 
@@ -175,7 +177,7 @@ export async function ensureEgressNetwork(
         Name: name,
         Driver: 'bridge',
         Internal: false,
-        Labels: { [LABEL.managed]: 'container', [LABEL.pool]: poolName },
+        Labels: { [LABEL.managed]: 'container', [LABEL.pool]: poolName, ...ownerLabels() },
       });
     } catch (createError) {
       if ((createError as { statusCode?: number }).statusCode !== 409) {
@@ -209,4 +211,39 @@ export async function ensureEgressNetwork(
     throw new BackendError(`cannot install isolation rules for network ${name}: ${(error as Error).message}`, { cause: error });
   }
   return name;
+}
+
+/**
+ * After a crash: remove the egress networks whose owner process is provably dead (with their
+ * firewall rules), then every SANDPOOL-CT chain whose bridge no longer exists on the host (a
+ * network removed by hand or by an engine restart): such rules match no traffic, and a chain is
+ * only ever made for a bridge that exists, so nothing live is touched — not another process's
+ * networks, not those of the other engine on the same host.
+ */
+export async function reapEgressLeftovers(docker: Docker): Promise<number> {
+  const networks = (await docker.listNetworks({ filters: { label: [`${LABEL.managed}=container`] } })) as {
+    Name: string;
+    Labels?: Record<string, string>;
+  }[];
+  let removed = 0;
+  for (const network of networks) {
+    if (!ownerIsDead(network.Labels)) continue;
+    await removeEgressNetwork(docker, network.Name);
+    removed++;
+  }
+  if (process.getuid?.() !== 0 || !(existsSync('/usr/sbin/iptables') || existsSync('/sbin/iptables'))) return removed;
+  const { stdout } = await run('iptables', ['-w', '-S']).catch(() => ({ stdout: '' }));
+  for (const match of stdout.matchAll(/^-N SANDPOOL-CT-(\S+)$/gm)) {
+    const iface = match[1]!;
+    if (existsSync(`/sys/class/net/${iface}`)) continue;
+    await unisolate(iface, undefined);
+    // The DNS exception names the gateway: remove it by its listing.
+    for (const line of stdout.split('\n')) {
+      if (/^-A (INPUT|FORWARD) /.test(line) && line.includes(` -i ${iface} `)) {
+        await iptables('-D', ...line.slice(3).split(' ')).catch(() => {});
+      }
+    }
+    removed++;
+  }
+  return removed;
 }

@@ -1,5 +1,5 @@
 /**
- * The host directory one ContainerBackend instance owns: `<runDir>/sessions/<pid>.<start>/backend-<random>/`.
+ * The host directory one ContainerBackend instance owns: `<runDir>/sessions/<pid>.<start>/b-<random>/`.
  * It holds its sessions' host dirs (agent and forwarder sockets) and the seccomp profile file
  * Podman reads. close() removes this directory only, then the process directory when no other
  * backend of the process still uses it: closing one pool never touches another's sockets. A
@@ -17,18 +17,23 @@ export class InstanceDir {
   readonly processDir: string;
   /** This backend's own directory inside it. */
   readonly path: string;
+  /** Random id of this backend instance (names its directory and its egress networks). */
+  readonly id: string;
   #seccompFile: string | undefined;
 
   constructor(runDir: string) {
     const me = ownerIdentity();
     this.processDir = join(runDir, 'sessions', `${me.pid}.${me.start}`);
-    this.path = join(this.processDir, `backend-${randomBytes(6).toString('hex')}`);
+    this.id = randomBytes(4).toString('hex');
+    // Short names: unix socket paths (agent, forwarder, state transfer sockets inside) end at 107 bytes.
+    this.path = join(this.processDir, `b-${this.id}`);
   }
 
-  /** A new session host dir (0700); handed to `uid` when the session's agent must create its socket there. */
-  sessionDir(name: string, uid: number | undefined): string {
-    const dir = join(this.path, name);
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  /** A new session host dir (0700, a random name); handed to `uid` when the session's agent must create its socket there. */
+  sessionDir(uid: number | undefined): string {
+    mkdirSync(this.path, { recursive: true, mode: 0o700 });
+    const dir = join(this.path, randomBytes(6).toString('hex'));
+    mkdirSync(dir, { mode: 0o700 }); // not recursive: an existing name is an error, never shared
     if (uid !== undefined) chownSync(dir, uid, uid);
     return dir;
   }

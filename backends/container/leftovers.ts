@@ -9,11 +9,14 @@ import { join } from 'node:path';
 
 import type Docker from 'dockerode';
 
+import { reapEgressLeftovers } from './egress-network.js';
 import { LABEL, ownerIsDead, processStartTime } from './labels.js';
 
 export interface ReapResult {
   readonly containers: number;
   readonly directories: number;
+  /** Egress networks and firewall chains of dead owners. */
+  readonly networks: number;
 }
 
 /** Remove containers of dead owners (all pools: a dead owner's sessions are nobody's). */
@@ -44,5 +47,7 @@ export async function reapDeadOwners(docker: Docker, backendName: string, sessio
     rmSync(join(sessionsDir, name), { recursive: true, force: true });
     directories++;
   }
-  return { containers, directories };
+  // After the containers: a network is removable once nothing is attached to it.
+  const networks = await reapEgressLeftovers(docker);
+  return { containers, directories, networks };
 }

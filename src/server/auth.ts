@@ -86,7 +86,8 @@ const ROLE_ALIASES: Readonly<Record<string, Role>> = {
 export function parseRole(value: string): Role | undefined {
   const key = value.toLowerCase().replace(/[^a-z0-9]/g, '');
   if (key === 'executor') return 'SessionExecutor';
-  return ROLE_ALIASES[key];
+  // Own keys only: a role named "constructor" must not find Object.prototype's.
+  return Object.hasOwn(ROLE_ALIASES, key) ? ROLE_ALIASES[key] : undefined;
 }
 
 export const sha256Hex = (value: string): string => createHash('sha256').update(value).digest('hex');

@@ -57,6 +57,8 @@ export async function receiveUploads(
     parser = busboy({
       headers: { ...ctx.req.headers, 'content-type': body.contentType },
       preservePath: true,
+      // requests, httpx and aiohttp send a non-ASCII file name as raw UTF-8 (busboy's default is latin1).
+      defParamCharset: 'utf8',
       limits: { files: 16, fields: 32, fieldSize: 64 * 1024, parts: 64, headerPairs: 64, fileSize: maxBytes + 1 },
     });
   } catch (error) {

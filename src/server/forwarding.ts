@@ -63,7 +63,8 @@ export async function handleForward(state: ServerState, ctx: RequestContext): Pr
     throw new HttpError(502, 'SessionContainerUnreachable', 'the session container did not answer');
   }
 
-  const out: Record<string, string> = {};
+  // No prototype: a header named "__proto__" from the container is kept as a header, not dropped.
+  const out: Record<string, string> = Object.create(null) as Record<string, string>;
   const decoded = response.headers.has('content-encoding');
   response.headers.forEach((value, name) => {
     // fetch has already decompressed the body, so the encoding headers no longer describe it.

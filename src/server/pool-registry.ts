@@ -13,6 +13,7 @@ import { ContainerTypeSchema, type ContainerType } from '../options.js';
 import { SessionPool } from '../session-pool.js';
 import { HttpError } from './http-errors.js';
 import type { Logger } from './logging.js';
+import { parseUntrustedJson } from './request-body.js';
 
 /** Makes a fresh backend for a pool. */
 export type BackendFactory = (context: {
@@ -231,7 +232,7 @@ export class PoolRegistry {
       const path = join(dir, 'pools', file);
       let stored: unknown;
       try {
-        stored = JSON.parse(await readFile(path, 'utf8'));
+        stored = parseUntrustedJson(await readFile(path, 'utf8'), 'the stored definition');
         const definition = storedDefinition(stored, name);
         if (this.#entries.has(name)) throw new Error(`a pool named "${name}" is already defined in code`);
         await this.define(definition);
@@ -263,7 +264,7 @@ export class PoolRegistry {
     if (explicit !== undefined && typeof explicit !== 'string')
       throw new HttpError(400, 'InvalidRequestContent', 'backend must be a string');
     if (typeof explicit === 'string') {
-      if (this.#options.backends[explicit] === undefined) {
+      if (this.#factory(explicit) === undefined) {
         throw new HttpError(
           400,
           'InvalidRequestContent',
@@ -275,7 +276,7 @@ export class PoolRegistry {
     const parsed = ContainerTypeSchema.safeParse(properties['containerType'] ?? 'PythonLTS');
     const type: ContainerType = parsed.success ? parsed.data : 'PythonLTS';
     const name = this.#options.defaultBackend(type);
-    if (name === undefined || this.#options.backends[name] === undefined) {
+    if (name === undefined || this.#factory(name) === undefined) {
       throw new HttpError(
         400,
         'InvalidRequestContent',
@@ -286,7 +287,7 @@ export class PoolRegistry {
   }
 
   async #build(definition: PoolDefinition): Promise<SessionPool> {
-    const factory = this.#options.backends[definition.backend];
+    const factory = this.#factory(definition.backend);
     if (factory === undefined) {
       throw new HttpError(
         400,
@@ -312,6 +313,11 @@ export class PoolRegistry {
       await backend.close().catch(() => {});
       throw error;
     }
+  }
+
+  /** The named backend factory: own keys only, so "constructor" or "__proto__" name no backend. */
+  #factory(name: string): BackendFactory | undefined {
+    return Object.hasOwn(this.#options.backends, name) ? this.#options.backends[name] : undefined;
   }
 
   #start(entry: PoolEntry): void {

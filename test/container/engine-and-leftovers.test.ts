@@ -3,7 +3,7 @@
  * removes containers of dead owners only — never those of live owners or unlabeled ones.
  */
 
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -153,11 +153,16 @@ describe.skipIf(!available)('container backend: leftovers of dead owners', () =>
     expect(exists(`keep-unlabeled-${tag}`)).toBe(true);
   }, 60_000);
 
-  it('a SIGKILLed owner leaves containers that the next prepare() removes', async () => {
+  it('a SIGKILLed owner leaves containers, an egress network and its firewall chain that the next prepare() removes', async () => {
+    // Unique per run: the machine is shared, and network names are per pool.
+    const poolName = `ctest-orphan-${randomBytes(3).toString('hex')}`;
     const script = `
       import { ContainerBackend } from ${JSON.stringify(new URL('../../backends/container/index.ts', import.meta.url).pathname)};
       const b = new ContainerBackend();
       const limits = ${JSON.stringify(LIMITS)};
+      // An EgressEnabled pool: a network (and, as root with iptables, a SANDPOOL-CT chain) of this owner.
+      await b.prepare({ poolName: ${JSON.stringify(poolName)}, ownerId: 'doomed', containerType: 'PythonLTS', limits,
+        network: { egress: 'EgressEnabled', allow: [] } }).catch(() => {}); // the network exists even if isolation is refused
       const s = await b.create({ sessionId: 'orphan', poolName: 'ctest-orphan', ownerId: 'doomed', containerType: 'CustomContainer', limits,
         network: { egress: 'EgressDisabled', allow: [] }, customContainer: { image: ${JSON.stringify(ECHO_IMAGE)}, env: [], targetPort: 8080, probes: [] } },
         { onExit() {} });
@@ -183,6 +188,24 @@ describe.skipIf(!available)('container backend: leftovers of dead owners', () =>
     child.kill('SIGKILL');
     await new Promise((resolve) => child.on('exit', resolve));
     expect(podman('ps', '-a', '--filter', `id=${id}`, '--format', '{{.ID}}')).not.toBe('');
+    // The dead owner's network carries its owner labels, so it can be told from live owners'.
+    const orphanNetworks = () =>
+      podman('network', 'ls', '--filter', `label=sandpool.owner-pid=${child.pid}`, '--format', '{{.Name}}')
+        .split('\n')
+        .filter(Boolean);
+    expect(orphanNetworks()).toEqual([`sandpool-egress-${poolName}`]);
+    // A chain whose bridge is gone (its network was removed by hand): rules that match nothing.
+    const iface = `sbx${randomBytes(4).toString('hex')}`;
+    const chains = () => execFileSync('iptables', ['-w', '-S'], { encoding: 'utf8' });
+    const root = process.getuid?.() === 0;
+    const ipt = (...args: string[]) => execFileSync('iptables', ['-w', ...args]);
+    if (root) {
+      ipt('-N', `SANDPOOL-CT-${iface}`);
+      ipt('-A', `SANDPOOL-CT-${iface}`, '-o', iface, '-j', 'DROP');
+      ipt('-I', 'FORWARD', '-i', iface, '-j', `SANDPOOL-CT-${iface}`);
+      ipt('-I', 'INPUT', '-i', iface, '-j', 'DROP');
+      ipt('-I', 'INPUT', '-i', iface, '-d', '10.254.0.1', '-p', 'udp', '--dport', '53', '-j', 'ACCEPT');
+    }
     const backend = new ContainerBackend();
     try {
       await backend.prepare({
@@ -195,5 +218,7 @@ describe.skipIf(!available)('container backend: leftovers of dead owners', () =>
       rmSync(dir, { recursive: true, force: true });
     }
     expect(podman('ps', '-a', '--filter', `id=${id}`, '--format', '{{.ID}}')).toBe('');
-  }, 60_000);
+    expect(orphanNetworks()).toEqual([]);
+    if (root) expect(chains()).not.toMatch(new RegExp(`(SANDPOOL-CT-${iface}|-i ${iface} )`));
+  }, 120_000);
 });

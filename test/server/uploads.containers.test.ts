@@ -132,9 +132,21 @@ describe.skipIf(!available)('uploads to a container session', () => {
       ).stdout,
     );
     expect(sizes['/mnt/data']).toBeLessThanOrEqual(256);
-    const first = await put('first.bin', 80);
+    // What memory leaves above the agent's reserve (32 MiB here), as the session's cgroup says now.
+    const usedMb = Number(
+      (
+        await exec(
+          "import os\nv2 = '/sys/fs/cgroup/memory.current'\nprint(int(open(v2 if os.path.exists(v2) else '/sys/fs/cgroup/memory/memory.usage_in_bytes').read()) >> 20)",
+        )
+      ).stdout,
+    );
+    const roomMb = 256 - 32 - usedMb;
+    expect(roomMb).toBeGreaterThan(40);
+    // Half the room fits; the whole room again cannot (each fits maxFileSizeBytes and diskMb).
+    const firstMb = Math.floor(roomMb / 2);
+    const first = await put('first.bin', firstMb);
     expect(first.status, await first.clone().text()).toBe(200);
-    const second = await put('second.bin', 80);
+    const second = await put('second.bin', Math.min(roomMb, 120));
     expect(second.status).toBe(507);
     const error = (await json(second))['error'];
     expect(error.message).toMatch(/room for \d+ more MiB in \/mnt\/data: its files live in memory/);
@@ -146,7 +158,7 @@ describe.skipIf(!available)('uploads to a container session', () => {
     const after = await exec('state + 1');
     expect(after.status, after.stderr).toBe('Success');
     expect(after.result).toBe(42);
-    expect((await exec("os.path.getsize('/mnt/data/first.bin') >> 20")).result).toBe(80);
+    expect((await exec("os.path.getsize('/mnt/data/first.bin') >> 20")).result).toBe(firstMb);
   }, 180_000);
 
   it('every tmpfs the session can write to has a size of its own (/tmp, /var/tmp, /dev/shm, /mnt/data)', async () => {
@@ -165,5 +177,29 @@ describe.skipIf(!available)('uploads to a container session', () => {
       "import errno\nn = 0\ntry:\n    with open('/var/tmp/fill', 'wb') as f:\n        while n < 64:\n            f.write(b'x' * (1 << 20)); f.flush(); n += 1\nexcept OSError as e:\n    print(errno.errorcode[e.errno])\nprint(n)",
     );
     expect(fill.stdout).toMatch(/ENOSPC\n1[0-6]\n/);
+  }, 120_000);
+
+  it('multipart file names: raw UTF-8 (requests, httpx, aiohttp) and RFC 5987 arrive intact; invisible controls are refused', async () => {
+    const post = (body: Buffer, contentType: string) =>
+      h.request(`/pools/py/files?identifier=${id}`, { method: 'POST', headers: { 'content-type': contentType }, body });
+    const raw = requestsMultipart('données 报告 📈.csv', 'x');
+    const first = await post(raw.body, raw.contentType);
+    expect(first.status, await first.clone().text()).toBe(200);
+    expect((await json(first))['name']).toBe('données 报告 📈.csv');
+    const boundary = 'b0undary';
+    const rfc5987 = Buffer.from(
+      `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename*=UTF-8''%C3%A9t%C3%A9.txt\r\n\r\ny\r\n--${boundary}--\r\n`,
+    );
+    const second = await post(rfc5987, `multipart/form-data; boundary=${boundary}`);
+    expect((await json(second))['name']).toBe('été.txt');
+    for (const name of ['invoice\u202Etxt.exe', 'a\u009b31mb', 'zero\u200bwidth']) {
+      const bad = requestsMultipart(name, 'z');
+      const r = await post(bad.body, bad.contentType);
+      expect(r.status, name).toBe(400);
+      expect((await json(r))['error'].message).toMatch(/control or invisible formatting character/);
+    }
+    const names = (await json(await h.request(`/pools/py/files?identifier=${id}`)))['value'].map((f: { name: string }) => f.name);
+    expect(names).toEqual(expect.arrayContaining(['données 报告 📈.csv', 'été.txt']));
+    expect(names.some((n: string) => /[\u202E\u009b\u200b]/.test(n))).toBe(false);
   }, 120_000);
 });

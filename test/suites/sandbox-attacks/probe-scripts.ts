@@ -190,7 +190,7 @@ R['udp6'] = in_child(lambda: open_socket(socket.AF_INET6, socket.SOCK_DGRAM))
 R['unix'] = in_child(lambda: open_socket(socket.AF_UNIX, socket.SOCK_SEQPACKET))
 R['netlinkRoute'] = in_child(lambda: open_socket(socket.AF_NETLINK, socket.SOCK_RAW, 0))
 R['ifNames'] = [n for _, n in socket.if_nameindex()]
-R['getaddrinfo'] = sorted({a[4][0] for a in socket.getaddrinfo('localhost', 80, proto=socket.IPPROTO_TCP)})
+R['getaddrinfo'] = sorted({a[4][0] for a in socket.getaddrinfo('127.0.0.1', 80, proto=socket.IPPROTO_TCP, flags=socket.AI_ADDRCONFIG)})
 box = []
 t = threading.Thread(target=lambda: box.append('thread ran'))
 t.start(); t.join()
