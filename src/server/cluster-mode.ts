@@ -26,6 +26,7 @@ import type { Logger } from './logging.js';
 import type { ServerMetrics } from './metrics.js';
 import { UPDATABLE, scaleSettings, withoutScale } from './pool-handlers.js';
 import type { DefinitionStore, PoolDefinition, PoolRegistry } from './pool-registry.js';
+import type { MemberCounts } from './status-page.js';
 
 const DEFINITIONS = 'pools';
 /** `<node-id>~<rest>`: an execution id minted by a member. */
@@ -175,6 +176,22 @@ export class ServerCluster {
   async sessions(pool: SessionPool): Promise<SessionInfo[]> {
     return (await this.member.sessions(pool.name)).sessions;
   }
+
+  /** Every member's counts per pool, for the status page. */
+  readonly memberCounts = async (): Promise<MemberCounts> =>
+    (await this.member.memberStats()).map((m) => ({
+      member: m.member,
+      url: m.url,
+      pools:
+        m.pools === undefined
+          ? undefined
+          : Object.fromEntries(
+              Object.entries(m.pools).map(([name, p]) => [
+                name,
+                { ready: p.ready, allocated: p.allocated, pending: p.pending, owned: p.owned },
+              ]),
+            ),
+    }));
 
   /** An execution id that names this member (so a GET reaching another member is routed here). */
   executionId(id: string): string {

@@ -161,7 +161,7 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
     tls: options.tls !== undefined,
     publicMetrics: options.publicMetrics ?? false,
     startedAt: new Date(),
-    ui: options.ui === false ? undefined : createStatusPage(() => metrics!),
+    ui: options.ui === false ? undefined : createStatusPage(() => metrics!, cluster?.memberCounts),
     e2b,
   });
   const bodyIdleMs = options.bodyIdleTimeoutMs ?? options.headersTimeoutMs ?? 30_000;

@@ -47,6 +47,9 @@ const PAGE = String.raw`<!doctype html>
   <section><h2>Sessions</h2>
     <table id="sessions"><thead><tr><th>pool</th><th>identifier</th><th class="num">age</th><th class="num">idle</th><th class="num">expires in</th></tr></thead><tbody></tbody></table>
   </section>
+  <section id="cluster" hidden style="grid-column: 1 / -1"><h2>Cluster members</h2>
+    <table id="members"><thead><tr><th>member</th><th>url</th><th>pool</th><th class="num">owned</th><th class="num">ready</th><th class="num">allocated</th><th class="num">pending</th></tr></thead><tbody></tbody></table>
+  </section>
   <section><h2>Allocation latency (ms)</h2><div id="alloc-charts"></div></section>
   <section><h2>Execution time (ms)</h2><div id="exec-charts"></div></section>
   <section style="grid-column: 1 / -1"><h2>Run code</h2>
@@ -118,8 +121,29 @@ const PAGE = String.raw`<!doctype html>
     container.appendChild(wrap);
   }
 
+  /** Cluster mode only (the list is empty otherwise): each member's counts per pool. */
+  function refreshCluster() {
+    api('/ui/api/cluster').then(function (members) {
+      var tbody = document.querySelector('#members tbody');
+      tbody.replaceChildren();
+      members.forEach(function (m) {
+        var names = m.pools ? Object.keys(m.pools) : [];
+        if (names.length === 0) names = [null];
+        names.forEach(function (name) {
+          var tr = document.createElement('tr'), p = name && m.pools[name];
+          cell(tr, m.member); cell(tr, m.url); cell(tr, name || (m.pools ? '-' : 'not answering'));
+          cell(tr, p ? String(p.owned) : '-', 'num'); cell(tr, p ? String(p.ready) : '-', 'num');
+          cell(tr, p ? String(p.allocated) : '-', 'num'); cell(tr, p ? String(p.pending) : '-', 'num');
+          tbody.appendChild(tr);
+        });
+      });
+      document.getElementById('cluster').hidden = members.length === 0;
+    }, function () { document.getElementById('cluster').hidden = true; });
+  }
+
   var busy = false;
   function refresh() {
+    refreshCluster();
     if (busy) return;
     busy = true;
     var status = document.getElementById('status');
@@ -205,9 +229,22 @@ const PAGE = String.raw`<!doctype html>
 </body>
 </html>`;
 
-/** Serve the page (`/ui/`) and the chart data (`/ui/api/latencies`, Reader role, checked by the dispatcher). */
-export function createStatusPage(metrics: () => ServerMetrics): (ctx: RequestContext) => void {
-  return (ctx) => {
+/** One member's counts per pool, for the cluster table (cluster mode only). */
+export type MemberCounts = readonly {
+  readonly member: string;
+  readonly url: string;
+  readonly pools: Readonly<Record<string, { ready: number; allocated: number; pending: number; owned: number }>> | undefined;
+}[];
+
+/**
+ * Serve the page (`/ui/`), the chart data (`/ui/api/latencies`) and, in cluster mode, every
+ * member's counts (`/ui/api/cluster`); Reader role, checked by the dispatcher.
+ */
+export function createStatusPage(
+  metrics: () => ServerMetrics,
+  members?: () => Promise<MemberCounts>,
+): (ctx: RequestContext) => void | Promise<void> {
+  return async (ctx) => {
     const path = ctx.route.param ?? '';
     if (path === '' && !ctx.url.pathname.endsWith('/')) {
       // The page resolves API paths relative to /ui/; send /ui there.
@@ -229,6 +266,8 @@ export function createStatusPage(metrics: () => ServerMetrics): (ctx: RequestCon
         out[pool] = { allocation: [...samples.allocation], execution: [...samples.execution] };
       return sendJson(ctx.res, 200, out);
     }
+    // Not a cluster member: no rows (the page hides the table).
+    if (path === 'api/cluster') return sendJson(ctx.res, 200, members === undefined ? [] : await members());
     throw new HttpError(404, 'NotFound', 'no such status page resource');
   };
 }

@@ -150,6 +150,17 @@ describe.skipIf(!canBuildNetworks() || !etcdAvailable())('a cluster of real proc
     );
     expect(fetched.status).toBe(200);
     expect((fetched.body as { result: { executionResult: unknown } }).result.executionResult).toBe(43);
+    // Per-member counts: the status page's cluster table and each member's own metrics.
+    const counts = await call(m('m3').url, 'GET', '/ui/api/cluster');
+    expect(counts.status).toBe(200);
+    const byMember = new Map(
+      (counts.body as { member: string; pools?: Record<string, { owned: number }> }[]).map((c) => [c.member, c]),
+    );
+    expect([...byMember.keys()].sort()).toEqual([...MEMBERS]);
+    expect(byMember.get('m1')?.pools?.[POOL]?.owned).toBeGreaterThanOrEqual(1);
+    const metrics = await call(m('m1').url, 'GET', '/metrics');
+    expect(metrics.text).toMatch(/sandpool_cluster_owned_identifiers\{pool="js"\} [1-9]/);
+    expect(metrics.text).toContain('sandpool_cluster_lease_serving 1');
     const session = await call(m('m3').url, 'GET', `/pools/${POOL}/session?identifier=${id}`);
     expect(session.status).toBe(200);
     expect((session.body as { identifier: string }).identifier).toBe(id);
