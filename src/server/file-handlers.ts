@@ -4,6 +4,7 @@
  * 413. Paths are normalised and checked by the pool; here only `/mnt/data/` prefixes are removed.
  */
 
+import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 
 import busboy from 'busboy';
@@ -160,9 +161,16 @@ export async function handleDownload(state: ServerState, ctx: RequestContext, ge
   const { session } = await sessionFor(state, ctx);
   const name = generation === 0 ? (ctx.url.searchParams.get('filename') ?? '') : (ctx.route.param ?? '');
   const directory = generation === 2 ? ctx.url.searchParams.get('path') : null;
-  const { info, body } = await session.downloadFile(dataPath(name, directory));
-  await sendStream(
-    ctx.res,
+  await sendDownload(ctx.res, await session.downloadFile(dataPath(name, directory)));
+}
+
+/** Stream a downloaded file with its content type, length and modification time. */
+export function sendDownload(
+  res: ServerResponse,
+  { info, body }: { readonly info: FileInfo; readonly body: AsyncIterable<Uint8Array> },
+): Promise<void> {
+  return sendStream(
+    res,
     200,
     {
       'content-type': info.contentType ?? 'application/octet-stream',

@@ -9,8 +9,8 @@ import { pipeline, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 
 import type { FileInfo } from '../../backend.js';
-import { capped, receiveUploads } from '../file-handlers.js';
-import { sendJson, sendStream } from '../http-io.js';
+import { capped, receiveUploads, sendDownload } from '../file-handlers.js';
+import { sendJson } from '../http-io.js';
 import type { E2bContext, E2bRequest } from './context.js';
 import { E2bError, badArgument } from './errors.js';
 import { toDataPath, toE2bPath } from './paths.js';
@@ -29,17 +29,7 @@ function queryPath(r: E2bRequest): string | undefined {
 export async function download(_ctx: E2bContext, r: E2bRequest, live: LiveSandbox): Promise<void> {
   const path = queryPath(r);
   if (path === undefined) throw badArgument('the path query parameter is required');
-  const { info, body } = await live.session.downloadFile(toDataPath(path));
-  await sendStream(
-    r.res,
-    200,
-    {
-      'content-type': info.contentType ?? 'application/octet-stream',
-      'content-length': info.sizeInBytes,
-      'last-modified': new Date(info.lastModifiedAt).toUTCString(),
-    },
-    body,
-  );
+  await sendDownload(r.res, await live.session.downloadFile(toDataPath(path)));
 }
 
 export async function upload(_ctx: E2bContext, r: E2bRequest, live: LiveSandbox): Promise<void> {
