@@ -114,6 +114,31 @@ export interface ExecuteRequest {
   readonly timeoutMs: number;
   /** Per-stream cap on stdout and stderr, in bytes (UTF-8). Output past it is cut and marked. */
   readonly outputMaxBytes: number;
+  /**
+   * Environment variables for this execution only, on top of the session's (`setEnvironment`).
+   * Already validated (see src/environment.ts). Values are secrets: a backend never logs them or
+   * puts them in an error message.
+   */
+  readonly env?: Readonly<Record<string, string>> | undefined;
+}
+
+/**
+ * A piece of an execution's output, delivered while the code runs: text of one stream, or an
+ * image the code displayed. The text pieces of a stream, joined, are exactly that stream's final
+ * `stdout`/`stderr` (cut and marker included); images arrive in display order.
+ */
+export type OutputChunk =
+  | { readonly type: 'stdout' | 'stderr'; readonly text: string }
+  | { readonly type: 'display'; readonly image: ImageOutput };
+
+export interface BackendExecuteOptions {
+  /** Aborting interrupts the code like a timeout; `execute` then rejects with AbortedError. */
+  readonly signal?: AbortSignal | undefined;
+  /**
+   * Called with each piece of output as it arrives, before `execute` resolves and never after.
+   * It must not throw (the pool guards the caller's callback).
+   */
+  readonly onOutput?: ((chunk: OutputChunk) => void) | undefined;
 }
 
 /** An image the code displayed (matplotlib figure…), in Azure's result shape. */
@@ -245,11 +270,14 @@ export interface Backend {
    */
   prepare?(context: PrepareContext): Promise<void>;
   create(spec: SessionSpec, options: CreateOptions): Promise<BackendSession>;
-  execute(
-    session: BackendSession,
-    request: ExecuteRequest,
-    options?: { readonly signal?: AbortSignal | undefined },
-  ): Promise<ExecutionOutcome>;
+  execute(session: BackendSession, request: ExecuteRequest, options?: BackendExecuteOptions): Promise<ExecutionOutcome>;
+  /**
+   * Bind environment variables to a session (at acquire, before its first execution): every later
+   * execution sees them, and so does every process it starts. Variables already bound keep their
+   * values unless named again. Values are secrets (never logged, never in an error). Absent, or
+   * rejecting with UnsupportedError, where sessions run no interpreter (custom containers).
+   */
+  setEnvironment?(session: BackendSession, env: Readonly<Record<string, string>>): Promise<void>;
   /** Idempotent; "already gone" is success. Wipes the session's data. */
   destroy(session: BackendSession, options: { readonly reason: DestroyReason }): Promise<void>;
   /** Optional health check: false when the session can no longer run code. */

@@ -7,7 +7,15 @@ export { SessionPool } from './session-pool.js';
 export type { AcquireOptions } from './session-pool.js';
 export { Session } from './session.js';
 export type { SessionApi } from './session.js';
-export type { ExecuteOptions, ExecutionResult, PoolStats, SessionInfo, SessionState } from './session-types.js';
+export type {
+  ExecuteOptions,
+  ExecuteStreamOptions,
+  ExecutionEvent,
+  ExecutionResult,
+  PoolStats,
+  SessionInfo,
+  SessionState,
+} from './session-types.js';
 
 export type {
   Backend,
@@ -18,8 +26,10 @@ export type {
   CheckpointOptions,
   CreateOptions,
   DestroyReason,
+  BackendExecuteOptions,
   ExecuteRequest,
   ExecutionOutcome,
+  OutputChunk,
   FileInfo,
   ImageOutput,
   IsolationLevel,
@@ -55,6 +65,8 @@ export {
 } from './errors.js';
 
 export { IDENTIFIER_PATTERN, assertIdentifier, generateIdentifier, isValidIdentifier } from './identifier.js';
+export { ENVIRONMENT_LIMITS, parseEnvironment } from './environment.js';
+export type { Environment } from './environment.js';
 
 export {
   CONTAINER_TYPES,

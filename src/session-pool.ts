@@ -4,7 +4,7 @@ import { EventEmitter } from 'eventemitter3';
 
 import type { Backend, DestroyReason } from './backend.js';
 import { azurePropertiesToOptions, type AzurePoolOverrides } from './azure-properties.js';
-import { PoolClosedError, type SandpoolError } from './errors.js';
+import { PoolClosedError, toSandpoolError, type SandpoolError } from './errors.js';
 import type { SessionPoolEvents } from './events.js';
 import { assertIdentifier, generateIdentifier } from './identifier.js';
 import { resolvePoolOptions, type ResolvedPoolOptions, type SessionPoolOptions } from './options.js';
@@ -21,7 +21,9 @@ import { SlotTable } from './pool/slot-table.js';
 import { RefillScheduler } from './pool/refill-scheduler.js';
 import { PoolStatistics } from './pool/statistics.js';
 import { StartWaiters, WaiterQueue, waitInQueue } from './pool/waiters.js';
-import { Session, type SessionOwner } from './session.js';
+import type { ByteSource } from './pool/byte-source.js';
+import { parseBinding } from './pool/session-binding.js';
+import { Session, type SessionBinding, type SessionOwner } from './session.js';
 import type { PoolStats, SessionInfo } from './session-types.js';
 
 export interface AcquireOptions {
@@ -31,6 +33,17 @@ export interface AcquireOptions {
   readonly signal?: AbortSignal | undefined;
   /** Give up waiting after this long (rejects with code SANDPOOL_ACQUIRE_TIMEOUT). */
   readonly timeoutMs?: number | undefined;
+  /**
+   * Environment variables bound to the session when this acquire claims it (a warm session stays
+   * warm: one round trip to the sandbox, no restart). Python sees them in `os.environ`, Node.js in
+   * `process.env`, shell commands and every process the code starts in their environment; the
+   * isolates in a read-only `env` object. An identifier that already has a live session keeps its
+   * own. Names match `[A-Za-z_][A-Za-z0-9_]*`; at most 256 variables and 256 KiB. Values are
+   * secrets: never logged, never in an event, an error or `stats()`.
+   */
+  readonly env?: Readonly<Record<string, string>> | undefined;
+  /** Files written under `/mnt/data` when this acquire claims the session: path → content. */
+  readonly files?: Readonly<Record<string, ByteSource>> | undefined;
 }
 
 /**
@@ -54,6 +67,8 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   readonly #slots: SlotTable;
   readonly #arrivals: ArrivalRate;
   readonly #acquiring = new Map<string, Promise<Session>>();
+  /** Env and files of acquires in flight, taken by #allocate when their slot is handed over. */
+  readonly #bindings = new Map<string, SessionBinding>();
   readonly #waiters = new WaiterQueue();
   readonly #background = new BackgroundWork();
   readonly #preparation = new OnceAsync(() =>
@@ -165,9 +180,11 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
    * @throws {BackendError} the backend cannot create sessions right now
    */
   acquire(identifier: string, options: AcquireOptions = {}): Promise<Session> {
+    let binding: SessionBinding | undefined;
     try {
       this.#assertOpen();
       assertIdentifier(identifier);
+      binding = parseBinding(options, this.backend, this.#options.containerType);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -178,9 +195,15 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     }
     const inFlight = this.#acquiring.get(identifier);
     if (inFlight !== undefined) return inFlight;
-    const acquiring = this.#acquireNew(identifier, options, performance.now());
+    // Picked up by #allocate the moment a slot is handed over, so the binding leads the chain.
+    if (binding !== undefined) this.#bindings.set(identifier, binding);
+    const allocated = this.#acquireNew(identifier, options, performance.now());
+    const acquiring = binding === undefined ? allocated : allocated.then((session) => this.#bound(session, identifier));
     this.#acquiring.set(identifier, acquiring);
-    const forget = () => this.#acquiring.delete(identifier);
+    const forget = () => {
+      this.#acquiring.delete(identifier);
+      this.#bindings.delete(identifier);
+    };
     acquiring.then(forget, forget);
     return acquiring;
   }
@@ -307,11 +330,29 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     return waiting;
   }
 
+  /** Wait for the claimed session's binding; a session whose binding failed is destroyed. */
+  async #bound(session: Session, identifier: string): Promise<Session> {
+    try {
+      await session.bound();
+      return session;
+    } catch (error) {
+      const slot = this.#slots.allocatedTo(identifier);
+      const failure = toSandpoolError(error, 'binding the environment or files failed');
+      if (slot?.session === session) await this.#destroy(slot, 'failed', `binding at acquire failed: ${failure.message}`);
+      throw failure;
+    }
+  }
+
   /** Hand a Ready slot to `identifier`. */
   #allocate(slot: Slot, identifier: string, startedAt: number, queueMs: number, coldMiss: boolean): Session {
     this.#slots.transition(slot, 'Allocated', identifier);
     const session = new Session(this.#owner, slot);
     slot.session = session;
+    const binding = this.#bindings.get(identifier);
+    if (binding !== undefined) {
+      this.#bindings.delete(identifier);
+      void session.bind(binding).catch(() => undefined); // awaited (and reported) by #bound
+    }
     this.#arrivals.record(slot.allocatedAt!);
     this.#expiry.arm(slot);
     const latency = performance.now() - startedAt;

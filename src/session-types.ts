@@ -1,6 +1,6 @@
 /** Public shapes of sessions, executions and pool statistics. */
 
-import type { DestroyReason, ImageOutput, Language } from './backend.js';
+import type { DestroyReason, ImageOutput, Language, OutputChunk } from './backend.js';
 import type { SandpoolError } from './errors.js';
 import type { LatencySummary } from './pool/latency-window.js';
 import type { JsonValue } from './types.js';
@@ -20,8 +20,40 @@ export interface ExecuteOptions {
   readonly stdin?: string | undefined;
   /** Per-stream output cap in bytes; defaults to the pool's `limits.outputMaxBytes` and cannot exceed it. */
   readonly outputMaxBytes?: number | undefined;
+  /** Aborting interrupts the code like a timeout; `execute` then rejects with AbortedError. */
+  readonly signal?: AbortSignal | undefined;
+  /**
+   * Called with output while the code runs: `{ type: 'stdout' | 'stderr', text }` as it is written,
+   * `{ type: 'display', image }` for each image the code displays (matplotlib figures). The text
+   * pieces of a stream, joined, are exactly the result's `stdout`/`stderr` (cap and marker
+   * included). Never called after `execute` settles; an exception it throws is ignored.
+   */
+  readonly onOutput?: ((chunk: OutputChunk) => void) | undefined;
+  /**
+   * Environment variables for this execution only, on top of the session's (`acquire`'s `env`):
+   * `os.environ` in Python, `process.env` in Node.js, the command's environment for shell, the
+   * read-only `env` object in the isolates. Names match `[A-Za-z_][A-Za-z0-9_]*`; at most 256
+   * variables and 256 KiB. Values are secrets: never logged, never in an event or error.
+   */
+  readonly env?: Readonly<Record<string, string>> | undefined;
+}
+
+/** Options of `session.executeStream`. */
+export interface ExecuteStreamOptions {
+  /** Aborting interrupts the code like a timeout; the iteration then throws AbortedError. */
   readonly signal?: AbortSignal | undefined;
 }
+
+/**
+ * What `session.executeStream` yields: output as it happens, then the result's value (when there
+ * is one), then `end` with exactly the fields `execute` resolves with.
+ */
+export type ExecutionEvent =
+  | { readonly type: 'stdout' | 'stderr'; readonly text: string }
+  | { readonly type: 'display'; readonly image: ImageOutput }
+  /** The last expression's value (Azure semantics); only when the execution produced one. */
+  | { readonly type: 'result'; readonly result: JsonValue }
+  | ({ readonly type: 'end' } & ExecutionResult);
 
 /** The result of one execution, with Azure's statuses and result semantics. */
 export interface ExecutionResult {

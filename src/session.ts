@@ -1,6 +1,6 @@
 import type { Duplex } from 'node:stream';
 
-import type { Backend, BackendFiles, BackendSession, DestroyReason, ExecutionOutcome, FileInfo } from './backend.js';
+import type { Backend, BackendFiles, BackendSession, DestroyReason, ExecutionOutcome, FileInfo, OutputChunk } from './backend.js';
 import {
   ErrorCode,
   InvalidRequestError,
@@ -9,13 +9,22 @@ import {
   UnsupportedError,
   toSandpoolError,
 } from './errors.js';
+import type { Environment } from './environment.js';
 import type { SessionPoolEvents } from './events.js';
 import type { ResolvedPoolOptions } from './options.js';
 import { toByteChunks, type ByteSource } from './pool/byte-source.js';
 import { lostOutcome, toExecuteRequest, toExecutionResult } from './pool/execution-request.js';
 import { normaliseDataPath } from './pool/file-paths.js';
 import { slotInfo, type Slot } from './pool/slot.js';
-import type { ExecuteOptions, ExecutionResult, SessionInfo, SessionState } from './session-types.js';
+import { streamExecution } from './pool/execution-stream.js';
+import type {
+  ExecuteOptions,
+  ExecuteStreamOptions,
+  ExecutionEvent,
+  ExecutionResult,
+  SessionInfo,
+  SessionState,
+} from './session-types.js';
 
 /**
  * What a session offers its caller, wherever it runs. `Session` implements it for a session of this
@@ -34,6 +43,8 @@ export interface SessionApi {
   readonly state: SessionState;
   /** Run code; executions on one session run one at a time, in call order. */
   execute(options: ExecuteOptions): Promise<ExecutionResult>;
+  /** Run code and yield its output as it happens, then its value and `end` (see ExecutionEvent). */
+  executeStream(options: ExecuteOptions, streamOptions?: ExecuteStreamOptions): AsyncIterable<ExecutionEvent>;
   uploadFile(path: string, data: ByteSource): Promise<FileInfo>;
   listFiles(options?: { path?: string | undefined; recursive?: boolean | undefined }): Promise<FileInfo[]>;
   fileInfo(path: string): Promise<FileInfo>;
@@ -69,6 +80,13 @@ export interface SessionOwner {
 
 let executionCounter = 0;
 
+/** @internal What `pool.acquire` binds to a session as it is claimed (already validated). */
+export interface SessionBinding {
+  readonly env?: Environment | undefined;
+  /** Normalised paths under /mnt/data and their contents. */
+  readonly files?: ReadonlyArray<readonly [string, ByteSource]> | undefined;
+}
+
 /** Longest single extension: a year keeps every deadline far inside a timer's and a Date's range. */
 export const MAX_EXTEND_SECONDS = 365 * 24 * 3600;
 
@@ -88,6 +106,8 @@ export class Session implements SessionApi {
   #inFlight = 0;
   /** Executions finished. */
   #finished = 0;
+  /** What `acquire` bound to the session (env, files), once applied. */
+  #bound: Promise<void> = Promise.resolve();
 
   /** @internal Created by SessionPool on allocation; do not construct directly. */
   constructor(owner: SessionOwner, slot: Slot) {
@@ -117,6 +137,36 @@ export class Session implements SessionApi {
   /** @internal Resolves once every execution started so far has settled; never rejects. */
   whenIdle(): Promise<unknown> {
     return this.#tail;
+  }
+
+  /**
+   * @internal Bind environment variables and files, as the first link of the execution chain:
+   * no execution of this session starts before they are in place. Rejects with the backend's error
+   * (which never quotes a value); the pool then destroys the session.
+   */
+  bind(binding: SessionBinding): Promise<void> {
+    const work = this.#tail.then(async () => {
+      const handle = this.#live();
+      const { backend } = this.#owner;
+      if (binding.env !== undefined) {
+        if (backend.setEnvironment === undefined) {
+          throw new UnsupportedError(`backend "${backend.name}" cannot bind environment variables to its sessions`);
+        }
+        await backend.setEnvironment(handle, binding.env);
+      }
+      for (const [path, data] of binding.files ?? []) {
+        const { files } = this.#files();
+        await files.upload(handle, path, toByteChunks(data), { maxBytes: this.#owner.options().limits.maxFileSizeBytes });
+      }
+    });
+    this.#tail = work.catch(() => undefined);
+    this.#bound = work;
+    return work;
+  }
+
+  /** @internal The binding of `bind`, or nothing to wait for. */
+  bound(): Promise<void> {
+    return this.#bound;
   }
 
   /**
@@ -155,6 +205,21 @@ export class Session implements SessionApi {
       });
     this.#tail = settled.catch(() => undefined);
     return settled;
+  }
+
+  /**
+   * Run code and stream what it does: `stdout`/`stderr` text and `display` images as they happen,
+   * then `result` (the value, when there is one) and `end` with the fields `execute` resolves
+   * with. The execution is queued when the iteration starts. Aborting `signal` or leaving the loop
+   * early interrupts the code like a timeout (the iteration then throws AbortedError).
+   * @example
+   * for await (const event of session.executeStream({ code: 'for i in range(3): print(i)' })) {
+   *   if (event.type === 'stdout') process.stdout.write(event.text);
+   *   if (event.type === 'end') console.log(event.status);
+   * }
+   */
+  executeStream(options: ExecuteOptions, streamOptions: ExecuteStreamOptions = {}): AsyncIterable<ExecutionEvent> {
+    return streamExecution((o) => this.execute(o), options, streamOptions);
   }
 
   /** Write a file under `/mnt/data`, streamed; rejects with FILE_TOO_LARGE past the pool's cap. */
@@ -274,17 +339,40 @@ export class Session implements SessionApi {
     this.#touch();
     let outcome: ExecutionOutcome;
     let replaced = false;
+    // The caller's callback gets output only while this execution runs, and cannot break it.
+    const caller = options.onOutput;
+    let streaming = caller !== undefined;
+    const onOutput =
+      caller === undefined
+        ? undefined
+        : (chunk: OutputChunk): void => {
+            if (!streaming) return;
+            try {
+              caller(chunk);
+            } catch {
+              // The execution goes on; the caller's own failure is theirs to see.
+            }
+          };
     try {
-      outcome = await backend.execute(handle, request, { signal: options.signal });
+      outcome = await backend.execute(handle, request, { signal: options.signal, onOutput });
     } catch (error) {
+      streaming = false;
       const failure = toSandpoolError(error, 'execution failed');
-      if (failure.code === ErrorCode.INVALID_REQUEST || failure.code === ErrorCode.UNSUPPORTED) throw failure;
+      // Refused, or interrupted because the caller aborted: the session itself is fine.
+      if (
+        failure.code === ErrorCode.INVALID_REQUEST ||
+        failure.code === ErrorCode.UNSUPPORTED ||
+        (failure.code === ErrorCode.ABORTED && options.signal?.aborted === true)
+      ) {
+        throw failure;
+      }
       // The session died under the code (process, container or VM gone): fail this execution at
       // once with Azure's semantics and replace the session.
       replaced = true;
       outcome = lostOutcome(failure.message, started);
       void owner.destroy(slot, 'failed', failure.message);
     }
+    streaming = false;
     if (!replaced && outcome.sessionState === 'lost') {
       replaced = true;
       void owner.destroy(slot, 'failed', 'the backend reported the session lost after an execution');

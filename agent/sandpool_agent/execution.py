@@ -1,6 +1,7 @@
 """Runs `execute` requests: picks the kernel (or the shell), queues, applies the time limit and the
-output cap, and turns what came back into an `ExecutionOutcome` (minus stdout/stderr, which the
-server sends as `output` frames)."""
+output cap, the session's and the execution's environment variables, and turns what came back into
+an `ExecutionOutcome` (minus stdout/stderr, which stream to the host as `output` frames while the
+code runs, with images as `display` frames)."""
 
 import os
 import shutil
@@ -45,12 +46,34 @@ def _clean_result(value):
     return image if image is not None and len(image["base64_data"]) <= MAX_IMAGE_CHARS else ""
 
 
+class ImageBudget:
+    """Checks the images an execution displays while it runs, like the outcome's images: the
+    kernel runs session code, so what it sends on the control channel is untrusted."""
+
+    def __init__(self, send):
+        self.send = send
+        self.count = 0
+        self.chars = 0
+
+    def __call__(self, value):
+        image = _clean_image(value)
+        if image is None or self.count >= MAX_IMAGES or self.chars + len(image["base64_data"]) > MAX_IMAGE_CHARS:
+            return
+        self.count += 1
+        self.chars += len(image["base64_data"])
+        self.send(image)
+
+
 class Executor:
     def __init__(self, config, log):
         self.config = config
         self.log = log
-        self.env = dict(os.environ)
-        self.env.pop("MPLBACKEND", None)
+        base = dict(os.environ)
+        base.pop("MPLBACKEND", None)
+        # Replaced, never mutated: kernel starts and shells read it from other threads.
+        self.env = base
+        # Variables bound to the session (env.set); every kernel gets them once, before its next cell.
+        self.session_env = (0, {})
         self.kernels = {}
         self.kernels_lock = threading.Lock()
         self.queue_lock = threading.Lock()
@@ -69,7 +92,7 @@ class Executor:
                     return [python, "-u", script, "--control-in", str(cin), "--control-out", str(cout),
                             "--data-dir", self.config.data_dir, "--preload", preload]
 
-                kernel = Kernel("Python", argv, self.config.data_dir, self.env, self.log)
+                kernel = Kernel("Python", argv, self.config.data_dir, lambda: self.env, self.log)
                 self.kernels["python"] = kernel
             return kernel
 
@@ -85,7 +108,7 @@ class Executor:
                     return [self.node, "--expose-internals", script, "--control-in", str(cin), "--control-out", str(cout),
                             "--data-dir", self.config.data_dir]
 
-                kernel = Kernel("JavaScript", argv, self.config.data_dir, self.env, self.log, start_timeout_s=60.0)
+                kernel = Kernel("JavaScript", argv, self.config.data_dir, lambda: self.env, self.log, start_timeout_s=60.0)
                 self.kernels["javascript"] = kernel
             return kernel
 
@@ -101,16 +124,25 @@ class Executor:
             if language == "python":
                 kernel.ensure_started()
 
+    def set_session_env(self, env):
+        """Bind variables to the session: kernels started from now on inherit them, running
+        kernels set them before their next cell, shell commands see them."""
+        version, current = self.session_env
+        merged = dict(current, **env)
+        self.env = dict(self.env, **env)
+        self.session_env = (version + 1, merged)
+
     def shutdown(self):
         for kernel in list(self.kernels.values()):
             kernel.shutdown()
 
-    def run(self, request, cancel, on_start=lambda: None):
-        """(outcome, stdout text, stderr text). Raises BadRequest for requests that cannot run.
-        `on_start` is called when the time limit starts: after queueing and any kernel (re)start."""
+    def run(self, request, cancel, live, on_start=lambda: None):
+        """The outcome; output and images went to `live` (a LiveOutput) as they came. Raises
+        BadRequest for requests that cannot run. `on_start` is called when the time limit starts:
+        after queueing and any kernel (re)start."""
         if request["language"] == "shell":
             on_start()
-            return self._run_shell(request, cancel)
+            return self._run_shell(request, cancel, live)
         kernel = self.python_kernel() if request["language"] == "python" else self.js_kernel()
         with self.queue_lock:
             if kernel.waiting >= MAX_QUEUED:
@@ -118,30 +150,37 @@ class Executor:
             kernel.waiting += 1
         try:
             with kernel.lock:
-                return self._run_kernel(kernel, request, cancel, on_start)
+                return self._run_kernel(kernel, request, cancel, live, on_start)
         finally:
             with self.queue_lock:
                 kernel.waiting -= 1
 
-    def _run_kernel(self, kernel, request, cancel, on_start):
+    def _run_kernel(self, kernel, request, cancel, live, on_start):
         if cancel.is_set():
-            return self._outcome("Failed", "", [], 0, False, "kept"), "", "Execution cancelled before it started.\n"
+            live.text("stderr", "Execution cancelled before it started.\n")
+            return self._outcome("Failed", "", [], 0, False, "kept")
         self.running += 1
         started = time.monotonic()
         try:
             try:
                 idle_death = kernel.ensure_started()
             except KernelStartError as error:
-                return self._outcome("Failed", "", [], 0, False, "lost"), "", "%s\n" % error
+                live.text("stderr", "%s\n" % error)
+                return self._outcome("Failed", "", [], 0, False, "lost")
+            if idle_death:
+                live.text("stderr", idle_death)  # first: what follows ran in a fresh kernel
             payload = {"code": request["code"], "timeoutMs": request["timeoutMs"]}
+            if request["env"]:
+                payload["env"] = request["env"]
             on_start()
             started = time.monotonic()
             answer, sink, note, timed_out, state = kernel.execute(
                 payload, request["timeoutMs"] / 1000.0, request["outputMaxBytes"], cancel,
-                self.config.interrupt_grace_ms / 1000.0,
+                self.config.interrupt_grace_ms / 1000.0, (live.text, ImageBudget(live.display)), self.session_env,
             )
         except KernelStartError as error:
-            return self._outcome("Failed", "", [], 0, False, "lost"), "", "%s\n" % error
+            live.text("stderr", "%s\n" % error)
+            return self._outcome("Failed", "", [], 0, False, "lost")
         finally:
             self.running -= 1
         elapsed = int(round((time.monotonic() - started) * 1000))
@@ -158,21 +197,23 @@ class Executor:
             images.append(image)
         outcome = self._outcome(status, result, images, elapsed, timed_out, state)
         out, err = sink.streams["stdout"], sink.streams["stderr"]
+        out.finish()
+        err.finish()
         outcome["stdoutTruncated"] = out.truncated
         outcome["stderrTruncated"] = err.truncated
-        stderr = note + err.text() if state == "restarted" else err.text() + note
+        live.text("stderr", note)  # after the output already streamed, even when the kernel restarted
         if idle_death:
-            stderr = idle_death + stderr
             outcome["sessionState"] = "restarted"
-        return outcome, out.text(), stderr
+        return outcome
 
-    def _run_shell(self, request, cancel):
+    def _run_shell(self, request, cancel, live):
         started = time.monotonic()
         self.running += 1
+        env = dict(self.env, **request["env"]) if request["env"] else self.env
         try:
             exit_code, out, err, timed_out, note = run_shell(
                 request["code"], request["argv"], request["stdin"], request["timeoutMs"] / 1000.0,
-                request["outputMaxBytes"], cancel, self.config.data_dir, self.env,
+                request["outputMaxBytes"], cancel, self.config.data_dir, env, live.text,
             )
         finally:
             self.running -= 1
@@ -182,7 +223,8 @@ class Executor:
         outcome["exitCode"] = exit_code
         outcome["stdoutTruncated"] = out.truncated
         outcome["stderrTruncated"] = err.truncated
-        return outcome, out.text(), err.text() + note
+        live.text("stderr", note)
+        return outcome
 
     @staticmethod
     def _outcome(status, result, images, elapsed, timed_out, state):

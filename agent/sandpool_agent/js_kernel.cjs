@@ -169,9 +169,25 @@ async function runCell(code, timeoutMs) {
   return value;
 }
 
+/** Set one execution's variables in process.env; returns a function that puts the previous values back. */
+function setEnvForCell(env) {
+  if (env === null || typeof env !== 'object') return () => undefined;
+  const previous = new Map(Object.keys(env).map((name) => [name, process.env[name]]));
+  Object.assign(process.env, env);
+  return () => {
+    for (const [name, value] of previous) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  };
+}
+
 async function handle(request) {
   const answer = { type: 'result', status: 'Succeeded', interrupted: false, timedOut: false, result: '', images: [] };
   currentMarker = request.marker;
+  // Bound to the session: stays. Then this execution's own variables, until it ends.
+  if (request.setEnv !== null && typeof request.setEnv === 'object') Object.assign(process.env, request.setEnv);
+  const restoreEnv = setEnvForCell(request.env);
   try {
     answer.result = toResult(await runCell(String(request.code), Number(request.timeoutMs) || 60000));
   } catch (error) {
@@ -185,6 +201,7 @@ async function handle(request) {
   } finally {
     currentMarker = null;
     interruptCell = null;
+    restoreEnv();
   }
   for (const fd of [1, 2]) {
     try {

@@ -67,6 +67,7 @@ class Incarnation:
         self.poller = select.poll()
         self.poller.register(ctl_r, select.POLLIN)
         self.sink = None
+        self.env_version = 0  # session environment version this process has (0: the one it started with)
         self.readers = [PipeReader(out_r, "stdout", self), PipeReader(err_r, "stderr", self)]
         for reader in self.readers:
             reader.start()
@@ -163,6 +164,7 @@ class Kernel:
         self.current = None
         self.ready_info = None
         self.lock = threading.Lock()  # one execution at a time
+        self.on_display = None  # the running execution's image callback
         self.state_lock = threading.Lock()  # guards starting and replacing `current`
         self.waiting = 0
 
@@ -184,7 +186,7 @@ class Kernel:
                 stderr=err_w,
                 pass_fds=(c2k_r, k2c_w),
                 cwd=self.cwd,
-                env=self.env,
+                env=self.env() if callable(self.env) else self.env,
                 start_new_session=True,  # its own process group, so a kill takes its children too
             )
         except OSError as error:
@@ -273,18 +275,32 @@ class Kernel:
 
     # ---- execution ----
 
-    def execute(self, request, timeout_s, cap, cancel, grace_s):
-        """Run one cell. Returns (answer dict, sink, extra stderr, timed_out, session_state)."""
+    def execute(self, request, timeout_s, cap, cancel, grace_s, live=None, session_env=None):
+        """Run one cell. Returns (answer dict, sink, extra stderr, timed_out, session_state).
+        `live` (on_text(stream, text), on_display(image)) receives output and images as they come.
+        `session_env` (version, dict) is applied to this incarnation once, before its next cell."""
         self.ensure_started()
         inc = self.current
         marker = "\x1esandpool-end-%s\x1f" % secrets.token_hex(12)
-        sink = ExecutionSink(marker.encode("ascii"), cap)
+        on_text, on_display = live if live is not None else (None, None)
+        sink = ExecutionSink(marker.encode("ascii"), cap, on_text)
         inc.sink = sink
+        message = dict(request, marker=marker)
+        if session_env is not None and session_env[0] != inc.env_version:
+            message["setEnv"] = session_env[1]
+            inc.env_version = session_env[0]
         try:
-            inc.send(dict(request, marker=marker))
+            inc.send(message)
         except OSError:
             pass  # a dead kernel shows up as the end of its control channel below
         deadline = time.monotonic() + timeout_s
+        self.on_display = on_display
+        try:
+            return self._finish_execute(inc, sink, marker, deadline, timeout_s, cancel, grace_s)
+        finally:
+            self.on_display = None
+
+    def _finish_execute(self, inc, sink, marker, deadline, timeout_s, cancel, grace_s):
         answer, interrupted_by = self._wait(inc, deadline, cancel)
         note, state, timed_out = "", "kept", False
         if answer is None and interrupted_by is None:
@@ -341,6 +357,8 @@ class Kernel:
                 return None, None
             if message.get("type") == "result":
                 return message, None
+            if message.get("type") == "display" and self.on_display is not None:
+                self.on_display(message.get("image"))
             # Anything else on the control channel is ignored (session code may scribble on it).
 
     def _collect(self, inc, sink, wait_s):

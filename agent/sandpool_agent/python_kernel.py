@@ -99,6 +99,40 @@ def install_sigint():
     signal.signal(signal.SIGINT, on_sigint)
 
 
+class LiveImages(list):
+    """The running cell's images. Each is also sent to the agent the moment it is displayed
+    (`plt.show()`, `display(fig)`, figures rendered at the end of the cell), which streams it to
+    the host while the cell runs; the answer still lists them all."""
+
+    def __init__(self, send):
+        super().__init__()
+        self._send = send
+
+    def append(self, image):
+        super().append(image)
+        try:
+            self._send({"type": "display", "image": image})
+        except BaseException:  # noqa: BLE001 - streaming is best effort; the answer carries the image
+            pass
+
+
+def set_env_for_cell(env):
+    """Set one execution's variables; returns a function that puts the previous values back."""
+    if not isinstance(env, dict) or not env:
+        return lambda: None
+    previous = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+
+    def restore():
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    return restore
+
+
 class Kernel:
     def __init__(self, ctl_in, ctl_out):
         self.ctl_in = ctl_in
@@ -165,13 +199,14 @@ class Kernel:
             result = self.loop.run_until_complete(result)
         return result
 
-    def run_cell(self, code, marker):
+    def run_cell(self, code, marker, env=None):
         global in_user_code, interrupt_seen
         self.cell += 1
         filename = "<cell-%d>" % self.cell
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
         answer = {"type": "result", "status": "Succeeded", "interrupted": False}
-        images = []
+        images = LiveImages(self.send)
+        restore_env = set_env_for_cell(env)
         display.show_hook = lambda: display.capture_open_figures(images)
         self.images = images
         value = display.NO_VALUE
@@ -208,6 +243,7 @@ class Kernel:
             # A cell that caught the KeyboardInterrupt and finished was still cut short by the limit.
             answer["interrupted"] = answer["interrupted"] or interrupt_seen
             self.images = None
+            restore_env()
         self.end_streams(marker)
         self.send(answer)
 
@@ -272,7 +308,9 @@ class Kernel:
                 if kind in ("checkpoint", "restore", "reseed"):
                     self.session_op(kind, request)
                     continue
-                self.run_cell(request["code"], request["marker"].encode("ascii"))
+                if isinstance(request.get("setEnv"), dict):
+                    os.environ.update(request["setEnv"])  # bound to the session: stays
+                self.run_cell(request["code"], request["marker"].encode("ascii"), request.get("env"))
 
     def session_op(self, kind, request):
         """Pause support (session_state.py): answered with one `result` carrying the report or an error."""

@@ -15,11 +15,13 @@ import checkpoint
 from execution import Executor
 from files import DataDir, FileOpError
 from kernel_process import SessionOpError
+from live_output import LiveOutput
 from transport import TOO_LARGE
 from validate import (
     BadRequest,
     bool_field,
     chunk_data,
+    env_field,
     execute_request,
     int_field,
     path_field,
@@ -29,7 +31,6 @@ from validate import (
 
 AGENT_VERSION = "1.0.0"
 PROTOCOL = 1
-OUTPUT_FRAME_CHARS = 65536  # ≤ 256 KiB of UTF-8 per output frame
 DOWNLOAD_CHUNK = 256 << 10
 MAX_PACKAGES = 2000
 MAX_TRANSFERS = 64  # per connection and direction: each holds file descriptors (and a thread)
@@ -218,28 +219,32 @@ class Agent:
 
     def _execute(self, state, rid, request, cancel):
         conn = state.conn
+        live = LiveOutput(lambda fields: conn.send(dict(fields, id=rid)))
         try:
-            outcome, stdout, stderr = self.executor.run(
-                request, cancel, lambda: conn.send({"type": "started", "id": rid})
-            )
+            outcome = self.executor.run(request, cancel, live, lambda: conn.send({"type": "started", "id": rid}))
         except BadRequest as error:
+            live.close()
             conn.send(_error(rid, error.code, error.message))
             return
         except Exception as error:  # noqa: BLE001
+            live.close()
             self.log("execution failed internally: %r" % error)
             conn.send(_error(rid, "INTERNAL", "internal agent error: %s" % type(error).__name__))
             return
         finally:
             state.cancels.pop(rid, None)
-        for stream, text in (("stdout", stdout), ("stderr", stderr)):
-            for start in range(0, len(text), OUTPUT_FRAME_CHARS):
-                conn.send({"type": "output", "id": rid, "stream": stream, "data": text[start : start + OUTPUT_FRAME_CHARS]})
+        live.close()  # every output and display frame goes before the result
         conn.send({"type": "result", "id": rid, "outcome": outcome})
 
     def op_execute_cancel(self, state, rid, frame):
         cancel = state.cancels.get(rid)
         if cancel is not None:
             cancel.set()
+
+    def op_env_set(self, state, rid, frame):
+        # Inline on the reader thread: every execute frame after this one sees the variables.
+        self.executor.set_session_env(env_field(frame, required=True))
+        state.conn.send({"type": "result", "id": rid})
 
     def op_kernel_restart(self, state, rid, frame):
         language = frame.get("language")
@@ -361,6 +366,7 @@ class Agent:
         "info": op_info,
         "execute": op_execute,
         "execute.cancel": op_execute_cancel,
+        "env.set": op_env_set,
         "kernel.restart": op_kernel_restart,
         "checkpoint": op_checkpoint,
         "restore": op_restore,

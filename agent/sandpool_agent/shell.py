@@ -49,9 +49,18 @@ def _kill_group(pid, sig):
         pass
 
 
-def run_shell(code, argv, stdin, timeout_s, cap, cancel, cwd, env):
-    """Returns (exit_code, stdout_sink, stderr_sink, timed_out, note)."""
-    out, err = StreamSink("stdout", cap), StreamSink("stderr", cap)
+def run_shell(code, argv, stdin, timeout_s, cap, cancel, cwd, env, on_text=None):
+    """Returns (exit_code, stdout_sink, stderr_sink, timed_out, note); both sinks are finished.
+    `on_text(stream, text)` receives the output as it arrives."""
+    out, err = StreamSink("stdout", cap, on_text), StreamSink("stderr", cap, on_text)
+    try:
+        return _run(code, argv, stdin, timeout_s, cancel, cwd, env, out, err)
+    finally:
+        out.finish()
+        err.finish()
+
+
+def _run(code, argv, stdin, timeout_s, cancel, cwd, env, out, err):
     command = list(argv) if argv else ["/bin/sh", "-c", code]
     try:
         proc = subprocess.Popen(

@@ -12,6 +12,9 @@ MAX_OUTPUT_BYTES = 64 << 20
 MAX_TIMEOUT_MS = 86_400_000
 MAX_CHUNK_BYTES = 1 << 20
 LANGUAGES = ("python", "javascript", "shell")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,255}$")
+MAX_ENV_VARS = 256
+MAX_ENV_BYTES = 256 << 10
 
 
 class BadRequest(Exception):
@@ -60,6 +63,7 @@ def execute_request(frame):
         "outputMaxBytes": _int(frame, "outputMaxBytes", 1, MAX_OUTPUT_BYTES),
         "argv": None,
         "stdin": None,
+        "env": env_field(frame),
     }
     argv = frame.get("argv")
     if argv is not None:
@@ -78,6 +82,33 @@ def execute_request(frame):
     if language == "shell" and request["argv"] is None and "\0" in request["code"]:
         raise BadRequest("shell code must not contain NUL")
     return request
+
+
+def env_field(frame, required=False):
+    """Environment variables: names like C identifiers, values without NUL, bounded in count and
+    size (a process environment must fit next to argv when a kernel or command starts). Values are
+    secrets: no message ever quotes one."""
+    value = frame.get("env")
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest("env must be an object of strings")
+    if len(value) > MAX_ENV_VARS:
+        raise BadRequest("env has more than %d variables" % MAX_ENV_VARS)
+    total = 0
+    for name, text in value.items():
+        if not isinstance(name, str) or not ENV_NAME_RE.match(name):
+            raise BadRequest("env names must match [A-Za-z_][A-Za-z0-9_]* (at most 256 characters)")
+        try:
+            size = len(text.encode("utf-8")) if isinstance(text, str) and "\0" not in text else -1
+        except UnicodeEncodeError:  # a lone surrogate: not representable in a process environment
+            size = -1
+        if size < 0:
+            raise BadRequest("env value of %s must be a string of Unicode text without NUL" % name)
+        total += len(name) + size + 2
+    if total > MAX_ENV_BYTES:
+        raise BadRequest("env is larger than %d bytes" % MAX_ENV_BYTES)
+    return dict(value)
 
 
 def path_field(frame):

@@ -20,6 +20,7 @@ import type Docker from 'dockerode';
 import type { AgentClient } from '../support/agent-client/index.js';
 import type {
   Backend,
+  BackendExecuteOptions,
   BackendCapabilities,
   BackendFiles,
   BackendSession,
@@ -285,18 +286,23 @@ export class ContainerBackend implements Backend {
     }
   }
 
-  async execute(
-    session: BackendSession,
-    request: ExecuteRequest,
-    options?: { readonly signal?: AbortSignal | undefined },
-  ): Promise<ExecutionOutcome> {
+  async execute(session: BackendSession, request: ExecuteRequest, options?: BackendExecuteOptions): Promise<ExecutionOutcome> {
     const live = this.#live(session);
     if (live.kind === 'custom') throw new UnsupportedError('custom-container sessions do not run code; use fetch()');
     const agent = this.#agentOf(session);
     // Arrival order is guaranteed here, whatever the agent does with concurrent requests.
-    const turn = live.executions.then(() => executeOnAgent(live, agent, request, options?.signal));
+    const turn = live.executions.then(() => executeOnAgent(live, agent, request, options));
     live.executions = turn.catch(() => {});
     return await turn;
+  }
+
+  /** Code-interpreter sessions: the agent sets them in every kernel and command (agent/PROTOCOL.md `env.set`). */
+  async setEnvironment(session: BackendSession, env: Readonly<Record<string, string>>): Promise<void> {
+    const live = this.#live(session);
+    if (live.kind === 'custom') {
+      throw new UnsupportedError('custom-container sessions take their environment from the template, not at acquire');
+    }
+    await this.#agentOf(session).setEnvironment(env);
   }
 
   async destroy(session: BackendSession, _options: { readonly reason: DestroyReason }): Promise<void> {

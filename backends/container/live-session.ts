@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type Docker from 'dockerode';
 
 import type { AgentClient } from '../support/agent-client/index.js';
-import type { CreateOptions, ExecuteRequest, ExecutionOutcome, SessionExit } from '../../src/backend.js';
+import type { BackendExecuteOptions, CreateOptions, ExecuteRequest, ExecutionOutcome, SessionExit } from '../../src/backend.js';
 import { BackendError, ErrorCode, SandpoolError, SessionNotFoundError } from '../../src/errors.js';
 import { containerExitMessage } from './agent-connection.js';
 import { startForwarder, type Forwarder } from './port-forwarder.js';
@@ -81,12 +81,12 @@ export async function executeOnAgent(
   live: LiveSession,
   agent: AgentClient,
   request: ExecuteRequest,
-  signal: AbortSignal | undefined,
+  options: BackendExecuteOptions | undefined,
 ): Promise<ExecutionOutcome> {
   if (live.destroying !== undefined) throw new SessionNotFoundError(`container session ${live.id} was destroyed`);
   const started = Date.now();
   try {
-    return await agent.execute(request, { signal });
+    return await agent.execute(request, { signal: options?.signal, onOutput: options?.onOutput });
   } catch (error) {
     if (SandpoolError.is(error) && error.code === ErrorCode.BACKEND_FAILED && agent.closed) {
       const why = live.exited ?? (await exitReason(live)) ?? 'the session agent connection closed';

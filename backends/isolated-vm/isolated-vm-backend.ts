@@ -11,6 +11,7 @@ import type IvmModule from 'isolated-vm';
 import { z } from 'zod';
 
 import type {
+  BackendExecuteOptions,
   Backend,
   BackendCapabilities,
   BackendSession,
@@ -24,6 +25,7 @@ import { AbortedError, BackendError, ErrorCode, SessionNotFoundError, toSandpool
 import { parseOrThrow } from '../../src/options.js';
 import {
   JS_ISOLATE_CAPABILITIES,
+  bindJsEnvironment,
   runQueuedJsExecution,
   SerialQueue,
   type JsSessionRecord,
@@ -141,12 +143,13 @@ export class IsolatedVMBackend implements Backend {
     return record;
   }
 
-  async execute(
-    session: BackendSession,
-    request: ExecuteRequest,
-    options?: { readonly signal?: AbortSignal | undefined },
-  ): Promise<ExecutionOutcome> {
-    return runQueuedJsExecution(this.name, this.#sessions, session.id, request, options?.signal, (sandbox) => sandbox.dispose());
+  async execute(session: BackendSession, request: ExecuteRequest, options?: BackendExecuteOptions): Promise<ExecutionOutcome> {
+    return runQueuedJsExecution(this.name, this.#sessions, session.id, request, options, (sandbox) => sandbox.dispose());
+  }
+
+  /** The session's read-only `env` object holds these from now on (names added or replaced). */
+  async setEnvironment(session: BackendSession, env: Readonly<Record<string, string>>): Promise<void> {
+    await bindJsEnvironment(this.name, this.#sessions, session.id, env);
   }
 
   async destroy(session: BackendSession, _options: { readonly reason: DestroyReason }): Promise<void> {

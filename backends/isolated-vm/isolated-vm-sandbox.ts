@@ -26,6 +26,9 @@ const API_FUNCTIONS = [
   'clearTimers',
   'render',
   'renderError',
+  'bindEnv',
+  'beginEnv',
+  'endEnv',
 ] as const;
 type ApiFunction = (typeof API_FUNCTIONS)[number];
 
@@ -144,7 +147,7 @@ export class IsolatedVMSandbox implements SandboxDriver {
     }
   }
 
-  async call(name: PreludeCall, args: readonly number[], timeLeftMs: number): Promise<Step<string | number>> {
+  async call(name: PreludeCall, args: readonly (number | string)[], timeLeftMs: number): Promise<Step<string | number>> {
     const dead = this.#deadCheck();
     if (dead !== undefined) return dead;
     try {

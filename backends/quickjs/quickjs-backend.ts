@@ -14,6 +14,7 @@ import { newQuickJSWASMModule, RELEASE_SYNC } from 'quickjs-emscripten';
 import { z } from 'zod';
 
 import type {
+  BackendExecuteOptions,
   Backend,
   BackendCapabilities,
   BackendSession,
@@ -28,6 +29,7 @@ import { parseOrThrow } from '../../src/options.js';
 import {
   JS_ISOLATE_CAPABILITIES,
   MiB,
+  bindJsEnvironment,
   runQueuedJsExecution,
   SerialQueue,
   type JsSessionRecord,
@@ -181,12 +183,8 @@ export class QuickJSBackend implements Backend {
     return record;
   }
 
-  async execute(
-    session: BackendSession,
-    request: ExecuteRequest,
-    options?: { readonly signal?: AbortSignal | undefined },
-  ): Promise<ExecutionOutcome> {
-    return runQueuedJsExecution(this.name, this.#sessions, session.id, request, options?.signal, (sandbox) =>
+  async execute(session: BackendSession, request: ExecuteRequest, options?: BackendExecuteOptions): Promise<ExecutionOutcome> {
+    return runQueuedJsExecution(this.name, this.#sessions, session.id, request, options, (sandbox) =>
       this.#disposeSandbox(sandbox),
     );
   }
@@ -200,6 +198,11 @@ export class QuickJSBackend implements Backend {
       sandbox.poisonModule(error);
       throw toSandpoolError(error, 'could not free a QuickJS session');
     }
+  }
+
+  /** The session's read-only `env` object holds these from now on (names added or replaced). */
+  async setEnvironment(session: BackendSession, env: Readonly<Record<string, string>>): Promise<void> {
+    await bindJsEnvironment(this.name, this.#sessions, session.id, env);
   }
 
   async destroy(session: BackendSession, _options: { readonly reason: DestroyReason }): Promise<void> {

@@ -27,6 +27,9 @@ const API_FUNCTIONS = [
   'clearTimers',
   'render',
   'renderError',
+  'bindEnv',
+  'beginEnv',
+  'endEnv',
 ] as const;
 type ApiFunction = (typeof API_FUNCTIONS)[number];
 
@@ -233,10 +236,10 @@ export class QuickJSSandbox implements SandboxDriver {
     );
   }
 
-  call(name: PreludeCall, args: readonly number[], timeLeftMs: number): Promise<Step<string | number>> {
+  call(name: PreludeCall, args: readonly (number | string)[], timeLeftMs: number): Promise<Step<string | number>> {
     return Promise.resolve(
       this.#withDeadline(timeLeftMs, () => {
-        const handles = args.map((n) => this.#context.newNumber(n));
+        const handles = args.map((a) => (typeof a === 'string' ? this.#context.newString(a) : this.#context.newNumber(a)));
         try {
           const outcome = this.#callApi(name, handles);
           if (!outcome.ok) return outcome;

@@ -11,6 +11,7 @@ import { basename } from 'node:path';
 import type { AgentClient } from '../support/agent-client/index.js';
 import type {
   Backend,
+  BackendExecuteOptions,
   BackendCapabilities,
   BackendFiles,
   BackendSession,
@@ -269,13 +270,14 @@ export class VMBackend implements Backend {
     }
   }
 
-  async execute(
-    session: BackendSession,
-    request: ExecuteRequest,
-    options?: { signal?: AbortSignal | undefined },
-  ): Promise<ExecutionOutcome> {
+  async execute(session: BackendSession, request: ExecuteRequest, options?: BackendExecuteOptions): Promise<ExecutionOutcome> {
     const vm = this.#session(session);
-    return await vm.vm.agent.execute(request, { signal: options?.signal });
+    return await vm.vm.agent.execute(request, { signal: options?.signal, onOutput: options?.onOutput });
+  }
+
+  /** The guest's agent sets them in every kernel and command (agent/PROTOCOL.md `env.set`). */
+  async setEnvironment(session: BackendSession, env: Readonly<Record<string, string>>): Promise<void> {
+    await this.#session(session).vm.agent.setEnvironment(env);
   }
 
   async probe(session: BackendSession): Promise<boolean> {

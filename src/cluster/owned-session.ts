@@ -10,7 +10,15 @@ import type { Duplex } from 'node:stream';
 
 import type { FileInfo } from '../backend.js';
 import type { ByteSource } from '../pool/byte-source.js';
-import type { ExecuteOptions, ExecutionResult, SessionInfo, SessionState } from '../session-types.js';
+import { streamExecution } from '../pool/execution-stream.js';
+import type {
+  ExecuteOptions,
+  ExecuteStreamOptions,
+  ExecutionEvent,
+  ExecutionResult,
+  SessionInfo,
+  SessionState,
+} from '../session-types.js';
 import type { SessionApi } from './session-api.js';
 
 export class OwnedSession implements SessionApi {
@@ -37,6 +45,11 @@ export class OwnedSession implements SessionApi {
 
   execute(options: ExecuteOptions): Promise<ExecutionResult> {
     return this.#guarded(() => this.#inner.execute(options));
+  }
+
+  /** Guarded like `execute`: checked before the execution starts and before its end is yielded. */
+  executeStream(options: ExecuteOptions, streamOptions?: ExecuteStreamOptions): AsyncIterable<ExecutionEvent> {
+    return streamExecution((o) => this.execute(o), options, streamOptions);
   }
 
   uploadFile(path: string, data: ByteSource): Promise<FileInfo> {

@@ -147,6 +147,8 @@ export const WireExecuteSchema = z.strictObject({
     .max(16 * 1024 * 1024)
     .optional(),
   outputMaxBytes: z.number().int().positive().optional(),
+  /** Checked in full by the owner's session (src/environment.ts). */
+  env: z.record(z.string(), z.string()).optional(),
 });
 
 const DateSchema = z

@@ -11,7 +11,15 @@ import type { Duplex } from 'node:stream';
 import type { FileInfo } from '../backend.js';
 import { UnsupportedError } from '../errors.js';
 import { toByteChunks, type ByteSource } from '../pool/byte-source.js';
-import type { ExecuteOptions, ExecutionResult, SessionInfo, SessionState } from '../session-types.js';
+import { replayOutput, streamExecution } from '../pool/execution-stream.js';
+import type {
+  ExecuteOptions,
+  ExecuteStreamOptions,
+  ExecutionEvent,
+  ExecutionResult,
+  SessionInfo,
+  SessionState,
+} from '../session-types.js';
 import type { Ownership } from './ownership-store.js';
 import { errorFromAnswer, readText, type PeerClient } from './peer-client.js';
 import {
@@ -79,8 +87,12 @@ export class RemoteSession implements SessionApi {
     return this.#owner;
   }
 
+  /**
+   * The owner runs the execution; `onOutput` gets the output when the answer arrives (the peer
+   * wire does not stream yet), in the same pieces a local session's caller would join.
+   */
   async execute(options: ExecuteOptions): Promise<ExecutionResult> {
-    const { signal, ...wire } = options;
+    const { signal, onOutput, ...wire } = options;
     const limitMs = (options.timeoutInSeconds ?? 3600) * 1000;
     const body = Buffer.from(JSON.stringify(wire));
     const { body: answer } = await this.#json(
@@ -94,7 +106,14 @@ export class RemoteSession implements SessionApi {
         signal,
       },
     );
-    return executionFromWire(answer);
+    const result = executionFromWire(answer);
+    if (onOutput !== undefined) replayOutput(result, onOutput);
+    return result;
+  }
+
+  /** Output arrives with the answer (see `execute`), then the value and `end`. */
+  executeStream(options: ExecuteOptions, streamOptions?: ExecuteStreamOptions): AsyncIterable<ExecutionEvent> {
+    return streamExecution((o) => this.execute(o), options, streamOptions);
   }
 
   async uploadFile(path: string, data: ByteSource): Promise<FileInfo> {

@@ -4,6 +4,7 @@
  */
 
 import type { Backend, ExecuteRequest, ExecutionOutcome, Language } from '../backend.js';
+import { parseEnvironment } from '../environment.js';
 import { ExecutionTimeoutError, InvalidRequestError } from '../errors.js';
 import type { ResolvedPoolOptions } from '../options.js';
 import type { ExecuteOptions, ExecutionResult } from '../session-types.js';
@@ -60,6 +61,10 @@ export function toExecuteRequest(input: ExecuteOptions, backend: Backend, option
   if (cap !== undefined && (!Number.isInteger(cap) || cap < 1)) {
     throw new InvalidRequestError('outputMaxBytes must be a positive integer');
   }
+  if (input.onOutput !== undefined && typeof input.onOutput !== 'function') {
+    throw new InvalidRequestError('onOutput must be a function');
+  }
+  const env = parseEnvironment(input.env, 'env');
   return {
     language,
     code: input.code ?? '',
@@ -67,6 +72,7 @@ export function toExecuteRequest(input: ExecuteOptions, backend: Backend, option
     stdin: input.stdin,
     timeoutMs: Math.round(seconds * 1000),
     outputMaxBytes: Math.min(cap ?? limits.outputMaxBytes, limits.outputMaxBytes),
+    ...(env !== undefined && Object.keys(env).length > 0 ? { env } : {}),
   };
 }
 

@@ -167,6 +167,7 @@ export function run(
     outputMaxBytes: number;
     argv: string[];
     stdin: string;
+    env: Record<string, string>;
   }> = {},
 ) {
   return {
@@ -176,5 +177,6 @@ export function run(
     outputMaxBytes: extra.outputMaxBytes ?? 65_536,
     ...(extra.argv ? { argv: extra.argv } : {}),
     ...(extra.stdin !== undefined ? { stdin: extra.stdin } : {}),
+    ...(extra.env !== undefined ? { env: extra.env } : {}),
   };
 }

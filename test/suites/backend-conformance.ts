@@ -6,15 +6,24 @@
  * What it checks: create/destroy (destroy idempotent), state across executions, Azure result
  * semantics, stdout/stderr capture, errors as Failed outcomes, timeouts that interrupt the code,
  * output caps, memory limits that fail the execution and not the host, isolation between
- * sessions, ordered executions, and that every rejection is a SandpoolError; and pause, resume
- * and fork by capability (pause-conformance.ts).
+ * sessions, ordered executions, output streamed while the code runs (cap and order as in the
+ * result), environment variables bound to a session and to one execution, and that every
+ * rejection is a SandpoolError; and pause, resume and fork by capability (pause-conformance.ts).
  */
 
 import { randomBytes } from 'node:crypto';
 
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 
-import type { Backend, BackendSession, ExecuteRequest, ExecutionOutcome, Language, SessionSpec } from '../../src/backend.js';
+import type {
+  Backend,
+  BackendSession,
+  ExecuteRequest,
+  ExecutionOutcome,
+  Language,
+  OutputChunk,
+  SessionSpec,
+} from '../../src/backend.js';
 import { SandpoolError } from '../../src/errors.js';
 import { NetworkPolicySchema, SessionLimitsSchema, type ContainerType, type SessionLimitsInput } from '../../src/options.js';
 import { registerPauseCases } from './pause-conformance.js';
@@ -37,7 +46,9 @@ export type ConformanceCase =
   | 'ordering'
   | 'pause'
   | 'fork'
-  | 'corruptCheckpoint';
+  | 'corruptCheckpoint'
+  | 'streaming'
+  | 'environment';
 
 export interface ConformanceOptions {
   /** Makes the backend under test; called once per suite and closed at the end. */
@@ -299,6 +310,50 @@ export function defineBackendConformance(name: string, options: ConformanceOptio
         expect(SandpoolError.is(wrongLanguage)).toBe(true);
         await destroy(session);
       }
+    });
+
+    test('streaming', 'streams output while the code runs; the pieces join to the final streams, cap included', async () => {
+      const session = await create();
+      const seen: Array<{ chunk: OutputChunk; at: number }> = [];
+      const onOutput = (chunk: OutputChunk): void => void seen.push({ chunk, at: performance.now() });
+      const outcome = await backend.execute(
+        session,
+        { language: options.language, code: code.streamed, timeoutMs: executionMs, outputMaxBytes: 1 << 20 },
+        { onOutput },
+      );
+      const ended = performance.now();
+      expect(outcome).toMatchObject({ status: 'Succeeded', stdout: 'first\nsecond\n' });
+      const text = (type: 'stdout' | 'stderr') => seen.map((s) => (s.chunk.type === type ? s.chunk.text : '')).join('');
+      expect(text('stdout')).toBe(outcome.stdout);
+      const first = seen[0]!;
+      expect(first.chunk).toEqual({ type: 'stdout', text: 'first\n' });
+      // The code waits a second after "first": it must arrive well before the end (a loaded host
+      // may stall a little between the print and its delivery).
+      expect(ended - first.at).toBeGreaterThan(500);
+      seen.length = 0;
+      const capped = await backend.execute(
+        session,
+        { language: options.language, code: code.bigOutput, timeoutMs: executionMs, outputMaxBytes: OUTPUT_CAP },
+        { onOutput },
+      );
+      expect(capped.stdoutTruncated).toBe(true);
+      expect(text('stdout')).toBe(capped.stdout);
+      expect(text('stderr')).toBe(capped.stderr);
+      await destroy(session);
+    });
+
+    test('environment', 'binds variables to a session and to one execution, and no other session sees them', async () => {
+      if (backend.setEnvironment === undefined) throw new Error(`${backend.name} has no setEnvironment`);
+      const session = await create();
+      expect((await run(session, code.readEnv)).result).toBe('');
+      await backend.setEnvironment(session, { SANDPOOL_CONF_ENV: 'bound' });
+      expect((await run(session, code.readEnv)).result).toBe('bound');
+      expect((await run(session, code.readEnv, { env: { SANDPOOL_CONF_ENV: 'once' } })).result).toBe('once');
+      expect((await run(session, code.readEnv)).result).toBe('bound');
+      const other = await create();
+      expect((await run(other, code.readEnv)).result).toBe('');
+      await destroy(session);
+      await destroy(other);
     });
 
     test('ordering', 'runs concurrent executions on one session one at a time, in order', async () => {

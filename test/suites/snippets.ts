@@ -40,6 +40,10 @@ export interface ConformanceSnippets {
   readonly probeSecret: string;
   /** Increments a global counter `n` (starting at 0) and evaluates to it. */
   readonly increment: string;
+  /** Prints "first", waits about a second, prints "second" (streaming must deliver "first" early). */
+  readonly streamed: string;
+  /** Evaluates to the environment variable SANDPOOL_CONF_ENV, or "" when it is not set. */
+  readonly readEnv: string;
 }
 
 const javascript: ConformanceSnippets = {
@@ -60,6 +64,9 @@ const javascript: ConformanceSnippets = {
   setSecret: "globalThis.conformance_secret = 's3cr3t'",
   probeSecret: "typeof conformance_secret === 'undefined' ? 'missing' : 'present'",
   increment: "var n = (typeof n === 'number' ? n : 0) + 1; n",
+  streamed: "console.log('first'); await new Promise((r) => setTimeout(r, 1000)); console.log('second')",
+  // Isolates expose a read-only `env` object; Node.js (containers, VMs) has process.env.
+  readEnv: "(typeof env === 'object' ? env : process.env).SANDPOOL_CONF_ENV ?? ''",
 };
 
 const python: ConformanceSnippets = {
@@ -80,6 +87,8 @@ const python: ConformanceSnippets = {
   setSecret: "conformance_secret = 's3cr3t'",
   probeSecret: "'present' if 'conformance_secret' in globals() else 'missing'",
   increment: "n = globals().get('n', 0) + 1\nn",
+  streamed: "import time\nprint('first', flush=True)\ntime.sleep(1)\nprint('second')",
+  readEnv: "__import__('os').environ.get('SANDPOOL_CONF_ENV', '')",
 };
 
 export const SNIPPETS: Readonly<Partial<Record<Language, ConformanceSnippets>>> = { javascript, python };

@@ -8,7 +8,7 @@
 import { randomInt } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 
-import type { ExecuteRequest, ExecutionOutcome, FileInfo } from '../../../src/backend.js';
+import type { BackendExecuteOptions, ExecuteRequest, ExecutionOutcome, FileInfo } from '../../../src/backend.js';
 import { AbortedError, BackendError, type SandpoolError } from '../../../src/errors.js';
 import { agentError } from './agent-errors.js';
 import { validateExecute } from './execute-request.js';
@@ -115,13 +115,16 @@ export class AgentClient implements FileTransport {
     });
   }
 
-  /** Run code. Never rejects for what the code did; rejects when the request cannot run. */
-  async execute(request: ExecuteRequest, options: { signal?: AbortSignal | undefined } = {}): Promise<ExecutionOutcome> {
+  /**
+   * Run code. Never rejects for what the code did; rejects when the request cannot run. Output and
+   * displayed images reach `onOutput` as the agent streams them.
+   */
+  async execute(request: ExecuteRequest, options: BackendExecuteOptions = {}): Promise<ExecutionOutcome> {
     this.#assertOpen();
     validateExecute(request);
     const signal = options.signal;
     if (signal?.aborted) throw new AbortedError('execution aborted before it started');
-    const output = new OutputCollector(request.outputMaxBytes);
+    const output = new OutputCollector(request.outputMaxBytes, options.onOutput);
     const started = Date.now();
     const runLimit = request.timeoutMs + (this.#options.executeGraceMs ?? 10_000);
     return await new Promise<ExecutionOutcome>((resolve, reject) => {
@@ -146,6 +149,7 @@ export class AgentClient implements FileTransport {
       let deadline = setTimeout(onDeadline, runLimit + (this.#options.requestTimeoutMs ?? 60_000));
       const onAbort = (): void => {
         cleanup();
+        output.stop();
         if (!this.closed) this.#send({ op: 'execute.cancel', id });
         reject(new AbortedError('execution aborted'));
       };
@@ -161,12 +165,17 @@ export class AgentClient implements FileTransport {
             output.add(frame.stream, frame.data);
             return false;
           }
+          if (frame.type === 'display') {
+            output.display(frame.image);
+            return false;
+          }
           if (frame.type === 'started') {
             clearTimeout(deadline);
             deadline = setTimeout(onDeadline, runLimit);
             return false;
           }
           cleanup();
+          if (frame.type !== 'result' || !frame.outcome) output.stop();
           if (frame.type === 'result' && frame.outcome) resolve(output.finish(frame.outcome));
           else if (frame.type === 'error') reject(agentError(frame.code, frame.message, 'execution refused by the agent'));
           else reject(this.#violation(`unexpected ${frame.type} frame for an execution`));
@@ -174,6 +183,7 @@ export class AgentClient implements FileTransport {
         },
         onClose: (error) => {
           cleanup();
+          output.stop();
           reject(error);
         },
       });
@@ -186,8 +196,18 @@ export class AgentClient implements FileTransport {
         outputMaxBytes: request.outputMaxBytes,
         ...(request.argv !== undefined ? { argv: request.argv } : {}),
         ...(request.stdin !== undefined ? { stdin: request.stdin } : {}),
+        ...(request.env !== undefined && Object.keys(request.env).length > 0 ? { env: request.env } : {}),
       });
     });
+  }
+
+  /**
+   * Bind environment variables to the session: executions whose frames follow this one see them
+   * (the agent applies `env.set` in frame order), and so do kernels and commands started later.
+   * The values are secrets: they travel only in this frame and never appear in an error.
+   */
+  async setEnvironment(env: Readonly<Record<string, string>>): Promise<void> {
+    await this.request({ op: 'env.set', env }, 'set the session environment');
   }
 
   /** Stream `data` into `path` (relative to the data dir); the agent renames it into place at the end. */

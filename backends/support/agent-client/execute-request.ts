@@ -1,6 +1,7 @@
 /** Host-side checks of an execution request, mirroring the agent's limits (agent/PROTOCOL.md). */
 
 import type { ExecuteRequest } from '../../../src/backend.js';
+import { parseEnvironment } from '../../../src/environment.js';
 import { InvalidRequestError } from '../../../src/errors.js';
 
 const MAX_CODE_BYTES = 4 << 20;
@@ -27,4 +28,5 @@ export function validateExecute(request: ExecuteRequest): void {
   if (request.stdin !== undefined && (language !== 'shell' || Buffer.byteLength(request.stdin) > MAX_CODE_BYTES)) {
     throw new InvalidRequestError('stdin is for shell executions and is limited to 4 MiB');
   }
+  parseEnvironment(request.env, 'env');
 }

@@ -51,6 +51,7 @@ export type AgentFrame =
   | { readonly type: 'pong'; readonly id: FrameId; readonly busy: boolean }
   | { readonly type: 'info'; readonly id: FrameId; readonly info: AgentInfo }
   | { readonly type: 'output'; readonly id: FrameId; readonly stream: 'stdout' | 'stderr'; readonly data: string }
+  | { readonly type: 'display'; readonly id: FrameId; readonly image: ImageOutput }
   | {
       readonly type: 'result';
       readonly id: FrameId;
@@ -258,6 +259,8 @@ export function parseAgentFrame(line: Buffer): AgentFrame {
       if (stream !== 'stdout' && stream !== 'stderr') fail('output stream must be stdout or stderr');
       return { type: 'output', id: frameId(value), stream, data: str(value, 'data', 1 << 20) };
     }
+    case 'display':
+      return { type: 'display', id: frameId(value), image: parseImage(value.image) };
     case 'result': {
       const files = value.files;
       if (files !== undefined && (!Array.isArray(files) || files.length > 100_000)) fail('files must be a list');

@@ -1,9 +1,9 @@
 /**
- * Pieces both in-process JavaScript backends share: their capabilities, request checks and a
- * per-session queue that keeps executions on one sandbox strictly in order.
+ * Pieces both in-process JavaScript backends share: their capabilities, request checks, a
+ * per-session queue that keeps executions on one sandbox strictly in order, and environment binding.
  */
 
-import type { BackendCapabilities, ExecuteRequest, ExecutionOutcome } from '../../../src/backend.js';
+import type { BackendCapabilities, BackendExecuteOptions, ExecuteRequest, ExecutionOutcome } from '../../../src/backend.js';
 import {
   AbortedError,
   InvalidRequestError,
@@ -11,7 +11,7 @@ import {
   UnsupportedError,
   toSandpoolError,
 } from '../../../src/errors.js';
-import { runJsExecution, type SandboxDriver } from './run-execution.js';
+import { bindSandboxEnvironment, runJsExecution, type SandboxDriver } from './run-execution.js';
 
 /** In-process isolates run JavaScript only, with no files, network, snapshots or HTTP. */
 export const JS_ISOLATE_CAPABILITIES: BackendCapabilities = Object.freeze({
@@ -74,9 +74,10 @@ export function runQueuedJsExecution<S extends SandboxDriver>(
   sessions: Map<string, JsSessionRecord<S>>,
   sessionId: string,
   request: ExecuteRequest,
-  signal: AbortSignal | undefined,
+  options: BackendExecuteOptions | undefined,
   dispose: (sandbox: S) => void,
 ): Promise<ExecutionOutcome> {
+  const signal = options?.signal;
   const record = sessions.get(sessionId);
   if (record === undefined) throw new SessionNotFoundError(`${backend} session ${sessionId} does not exist (destroyed?)`);
   checkJsRequest(backend, request);
@@ -86,6 +87,7 @@ export function runQueuedJsExecution<S extends SandboxDriver>(
     if (signal?.aborted) throw new AbortedError('the execution was aborted');
     const outcome = await runJsExecution(record.sandbox, request, {
       memoryLimitMb: record.memoryLimitMb,
+      onOutput: options?.onOutput,
       signal: signal === undefined ? record.destroyed.signal : AbortSignal.any([record.destroyed.signal, signal]),
     }).catch((error: unknown) => {
       if (record.destroyed.signal.aborted) throw gone(' during the execution');
@@ -99,4 +101,21 @@ export function runQueuedJsExecution<S extends SandboxDriver>(
     }
     return outcome;
   });
+}
+
+/**
+ * Bind environment variables to a session's sandbox (its read-only `env` object), in the session's
+ * queue so it lands between executions.
+ */
+export function bindJsEnvironment<S extends SandboxDriver>(
+  backend: string,
+  sessions: Map<string, JsSessionRecord<S>>,
+  sessionId: string,
+  env: Readonly<Record<string, string>>,
+): Promise<void> {
+  const record = sessions.get(sessionId);
+  if (record === undefined) {
+    return Promise.reject(new SessionNotFoundError(`${backend} session ${sessionId} does not exist (destroyed?)`));
+  }
+  return record.queue.run(() => bindSandboxEnvironment(record.sandbox, env));
 }

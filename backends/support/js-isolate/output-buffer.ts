@@ -41,25 +41,28 @@ export class OutputBuffer {
     return this.#truncated;
   }
 
-  /** Add text; anything past the cap is dropped and the buffer is marked as cut. */
-  write(text: string): void {
-    if (this.#truncated || text.length === 0) return;
+  /**
+   * Add text; anything past the cap is dropped and the buffer is marked as cut. Returns the text
+   * kept (with the truncation marker when this write was cut), which is what a live reader is given.
+   */
+  write(text: string): string {
+    if (this.#truncated || text.length === 0) return '';
     const room = this.#maxBytes - this.#bytes;
     const size = Buffer.byteLength(text, 'utf8');
     if (size <= room) {
       this.#chunks.push(text);
       this.#bytes += size;
-      return;
+      return text;
     }
-    const head = utf8Prefix(text, room);
-    if (head.length > 0) this.#chunks.push(head);
-    this.#bytes += Buffer.byteLength(head, 'utf8');
+    const kept = utf8Prefix(text, room) + truncationMarker(this.#maxBytes);
+    this.#chunks.push(kept);
+    this.#bytes = this.#maxBytes;
     this.#truncated = true;
+    return kept;
   }
 
   /** The collected text, with the truncation marker when output was cut. */
   text(): string {
-    const body = this.#chunks.join('');
-    return this.#truncated ? body + truncationMarker(this.#maxBytes) : body;
+    return this.#chunks.join('');
   }
 }

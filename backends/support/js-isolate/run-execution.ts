@@ -7,8 +7,8 @@
  * numbers across the boundary; all rendering happens in the sandbox prelude (sandbox-prelude.ts).
  */
 
-import type { ExecuteRequest, ExecutionOutcome } from '../../../src/backend.js';
-import { AbortedError } from '../../../src/errors.js';
+import type { ExecuteRequest, ExecutionOutcome, OutputChunk } from '../../../src/backend.js';
+import { AbortedError, BackendError } from '../../../src/errors.js';
 import { OutputBuffer, truncationMarker } from './output-buffer.js';
 import { prepareTopLevelAwait } from './top-level-await.js';
 
@@ -25,8 +25,19 @@ export type Fault =
 
 export type Step<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly fault: Fault };
 
-/** Functions of the prelude's API object that the host calls with numeric arguments. */
-export type PreludeCall = 'begin' | 'drain' | 'status' | 'nextTimer' | 'runTimer' | 'clearTimers' | 'render' | 'renderError';
+/** Functions of the prelude's API object that the host calls with numeric (or, for env, JSON string) arguments. */
+export type PreludeCall =
+  | 'begin'
+  | 'drain'
+  | 'status'
+  | 'nextTimer'
+  | 'runTimer'
+  | 'clearTimers'
+  | 'render'
+  | 'renderError'
+  | 'bindEnv'
+  | 'beginEnv'
+  | 'endEnv';
 
 export interface SandboxDriver {
   /**
@@ -35,7 +46,7 @@ export interface SandboxDriver {
    */
   runScript(code: string, timeLeftMs: number): Promise<Step<string>>;
   /** Call a prelude API function; the value is a string or number (anything else is a crash). */
-  call(name: PreludeCall, args: readonly number[], timeLeftMs: number): Promise<Step<string | number>>;
+  call(name: PreludeCall, args: readonly (number | string)[], timeLeftMs: number): Promise<Step<string | number>>;
   /** Run pending promise jobs until there are none (engines that do not do it themselves). */
   runJobs(timeLeftMs: number): Promise<Step<void>>;
   /** True when jobs are still queued (QuickJS); engines that drop them on interrupt say false. */
@@ -45,6 +56,17 @@ export interface SandboxDriver {
 export interface ExecutionContext {
   readonly memoryLimitMb: number;
   readonly signal?: AbortSignal | undefined;
+  /** Receives console output after every step (a script run, a drained job queue, a timer). */
+  readonly onOutput?: ((chunk: OutputChunk) => void) | undefined;
+}
+
+/**
+ * Bind variables to a sandbox: its read-only `env` object holds them from now on (a later call adds
+ * or replaces names). The JSON travels as a string and is parsed inside the sandbox.
+ */
+export async function bindSandboxEnvironment(driver: SandboxDriver, env: Readonly<Record<string, string>>): Promise<void> {
+  const step = await driver.call('bindEnv', [JSON.stringify(env)], 1000);
+  if (!step.ok) throw new BackendError('the sandbox could not take its environment variables');
 }
 
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
@@ -93,8 +115,22 @@ export async function runJsExecution(
   const started = performance.now();
   const deadline = started + request.timeoutMs;
   const left = (): number => Math.max(0, deadline - performance.now());
-  const stdout = new OutputBuffer(request.outputMaxBytes);
-  const stderr = new OutputBuffer(request.outputMaxBytes);
+  const stdoutBuffer = new OutputBuffer(request.outputMaxBytes);
+  const stderrBuffer = new OutputBuffer(request.outputMaxBytes);
+  // What a buffer keeps also goes to the live reader, so the pieces it saw join to the final text.
+  const stream = (buffer: OutputBuffer, type: 'stdout' | 'stderr') => ({
+    write(text: string): void {
+      const kept = buffer.write(text);
+      if (kept === '' || context.onOutput === undefined) return;
+      try {
+        context.onOutput({ type, text: kept });
+      } catch {
+        // A failing reader must not change the execution.
+      }
+    },
+  });
+  const stdout = stream(stdoutBuffer, 'stdout');
+  const stderr = stream(stderrBuffer, 'stderr');
   const maxChars = request.outputMaxBytes;
   /** Move the sandbox's buffered console output into the capped host buffers; trust nothing. */
   const drain = async (): Promise<void> => {
@@ -114,7 +150,10 @@ export async function runJsExecution(
   let result: string | number | boolean | null = '';
   let timedOut = false;
   let sessionState: ExecutionOutcome['sessionState'] = 'kept';
+  const env = request.env !== undefined && Object.keys(request.env).length > 0 ? JSON.stringify(request.env) : undefined;
   try {
+    // This execution's variables, over the session's, until it ends (endEnv below).
+    if (env !== undefined) unwrap(await driver.call('beginEnv', [env], 1000));
     const code = await prepareTopLevelAwait(request.code);
     // One more character than the byte cap: a stream the sandbox cut still overflows the host's cap.
     unwrap(await driver.call('begin', [maxChars + 1], 1000));
@@ -156,6 +195,7 @@ export async function runJsExecution(
   } catch (error) {
     if (!(error instanceof FaultSignal)) {
       await driver.call('clearTimers', [], 1000);
+      if (env !== undefined) await driver.call('endEnv', [], 1000);
       throw error;
     }
     status = 'Failed';
@@ -190,14 +230,15 @@ export async function runJsExecution(
         break;
     }
   }
+  if (env !== undefined && sessionState !== 'lost' && !(await driver.call('endEnv', [], 1000)).ok) sessionState = 'lost';
   if (sessionState === 'lost') stderr.write('The session was lost and will be replaced; its state is gone.\n');
   return {
     status,
     result,
-    stdout: stdout.text(),
-    stderr: stderr.text(),
-    stdoutTruncated: stdout.truncated,
-    stderrTruncated: stderr.truncated,
+    stdout: stdoutBuffer.text(),
+    stderr: stderrBuffer.text(),
+    stdoutTruncated: stdoutBuffer.truncated,
+    stderrTruncated: stderrBuffer.truncated,
     timedOut,
     sessionState,
     executionTimeInMilliseconds: Math.round(performance.now() - started),

@@ -119,6 +119,26 @@ function lazyGlobal(name) {
 var LAZY = ['console', 'setTimeout', 'setInterval', 'clearTimeout', 'clearInterval', 'queueMicrotask'];
 for (var i = 0; i < LAZY.length; i++) lazyGlobal(LAZY[i]);
 
+// Environment variables: the global 'env' is a frozen object of strings, the session's (bindEnv)
+// or, during one execution, the session's with that execution's on top (beginEnv/endEnv). The
+// property itself stays writable: a session's own 'var env' must keep working.
+var jsonParse = JSON.parse, freeze = O.freeze, defineProp = O.defineProperty;
+function envObject(base, json) {
+  var o = {}, add = function (src) {
+    var names = keysOf(src);
+    for (var j = 0; j < names.length; j++) {
+      var value = src[names[j]];
+      if (typeof value === 'string') defineProp(o, names[j], { value: value, enumerable: true, writable: true, configurable: true });
+    }
+  };
+  add(base);
+  if (json !== undefined) add(jsonParse(json));
+  return freeze(o);
+}
+var sessionEnv = envObject({}), cellEnv = null;
+function showEnv(value) { defineProp(G, 'env', { value: value, writable: true, configurable: true, enumerable: false }); }
+showEnv(sessionEnv);
+
 return {
   begin: function (cap) {
     outParts = [null, [], []]; outChars = [0, 0, 0]; outCut = [false, false, false]; outCap = cap;
@@ -164,5 +184,13 @@ return {
     return extras().renderObject(v, maxChars);
   },
   renderError: function () { return extras().renderError(state.error); },
+  bindEnv: function (json) {
+    var shown = G.env === sessionEnv;
+    sessionEnv = envObject(sessionEnv, json);
+    if (shown) showEnv(sessionEnv);
+  },
+  beginEnv: function (json) { cellEnv = envObject(sessionEnv, json); showEnv(cellEnv); },
+  // Put the session's back, unless the cell replaced the global with its own value.
+  endEnv: function () { if (cellEnv !== null && G.env === cellEnv) showEnv(sessionEnv); cellEnv = null; },
 };
 })`;
