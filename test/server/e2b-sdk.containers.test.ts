@@ -21,9 +21,8 @@ import { gzipSync } from 'node:zlib';
 
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
-import { ContainerBackend } from '../../backends/container/index.js';
-import { SessionPool } from '../../src/index.js';
-import { ADMIN_KEY, containerBackendAvailable, startServer, type Harness } from './helpers.js';
+import { inSandbox as inSandboxOf, startE2bServer } from './e2b-harness.js';
+import { ADMIN_KEY, containerBackendAvailable, type Harness } from './helpers.js';
 
 const containers = await containerBackendAvailable();
 const PNG_MAGIC = Buffer.from([0x89, 0x50, 0x4e, 0x47]);
@@ -33,32 +32,15 @@ let base: string;
 
 beforeAll(async () => {
   if (!containers) return;
-  const pool = new SessionPool({
-    name: 'python',
-    backend: new ContainerBackend(),
-    containerType: 'PythonLTS',
-    readySessionInstances: 2,
-    maxConcurrentSessions: 6,
-  });
-  h = await startServer({ pools: [pool], withDefaultPool: false });
-  base = `${h.url}/e2b`;
-  process.env['E2B_API_URL'] = base;
-  process.env['E2B_SANDBOX_URL'] = base;
-  process.env['E2B_API_KEY'] = ADMIN_KEY;
+  ({ h, base } = await startE2bServer());
 }, 180_000);
 
 afterAll(async () => {
   await h?.close();
 }, 60_000);
 
-/** A raw in-sandbox request, as the SDK sends it, with a chosen token. */
-function inSandbox(sandboxId: string, token: string, path: string, init: RequestInit & { port?: string } = {}) {
-  const headers = new Headers(init.headers);
-  headers.set('E2b-Sandbox-Id', sandboxId);
-  headers.set('E2b-Sandbox-Port', init.port ?? '49983');
-  headers.set('X-Access-Token', token);
-  return fetch(`${base}${path}`, { ...init, headers });
-}
+const inSandbox = (sandboxId: string, token: string, path: string, init: RequestInit & { port?: string } = {}) =>
+  inSandboxOf(base, sandboxId, token, path, init);
 
 /** Start an octet-stream upload that promises 1 MiB, send a little, and hang up. */
 async function abandonUpload(sandboxId: string, token: string, encoding: string): Promise<void> {

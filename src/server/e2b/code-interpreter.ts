@@ -5,8 +5,6 @@
  * across calls and files are shared with the files API and commands.
  */
 
-import type { ServerResponse } from 'node:http';
-
 import { z } from 'zod';
 
 import type { Language } from '../../backend.js';
@@ -14,7 +12,7 @@ import { sendJson, sendText } from '../http-io.js';
 import { readJsonObject } from '../request-body.js';
 import type { E2bContext, E2bRequest } from './context.js';
 import { badArgument, notFound, toE2bError, unsupported } from './errors.js';
-import { errorOf, resultLines } from './execution-output.js';
+import { LineWriter, OutputRelay } from './output-relay.js';
 import { E2B_HOME } from './paths.js';
 import type { LiveSandbox } from './sandboxes.js';
 
@@ -54,28 +52,6 @@ function requireLanguage(live: LiveSandbox, language: Language): Language {
   return language;
 }
 
-/** JSON lines on a chunked response; writes after the client left are dropped. */
-class LineWriter {
-  readonly #res: ServerResponse;
-
-  constructor(res: ServerResponse) {
-    this.#res = res;
-    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
-  }
-
-  get closed(): boolean {
-    return this.#res.destroyed || this.#res.writableEnded;
-  }
-
-  write(line: object): void {
-    if (!this.closed) this.#res.write(`${JSON.stringify(line)}\n`);
-  }
-
-  end(): void {
-    if (!this.closed) this.#res.end();
-  }
-}
-
 async function execute(ctx: E2bContext, r: E2bRequest, live: LiveSandbox): Promise<void> {
   const body = ExecuteBody.safeParse(await readJsonObject(r.req, ctx.state.maxJsonBytes));
   if (!body.success) throw badArgument(body.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
@@ -92,27 +68,29 @@ async function execute(ctx: E2bContext, r: E2bRequest, live: LiveSandbox): Promi
     language = 'javascript';
   }
   requireLanguage(live, language);
-  if (env !== undefined && env !== null && Object.keys(env).length > 0) throw unsupported('env_vars for one execution');
 
   live.sandbox.executions += 1;
   const out = new LineWriter(r.res);
+  const relay = new OutputRelay(out);
   out.write({ type: 'number_of_executions', execution_count: live.sandbox.executions });
   // Proxies between the SDK and the server drop a silent response; the SDK ignores these lines.
   const keepalive = setInterval(() => out.write({ type: 'keepalive' }), KEEPALIVE_MS);
   keepalive.unref();
   try {
-    const result = await live.session.execute({ code, language, signal: r.signal });
-    const timestamp = new Date().toISOString();
-    const failure = errorOf(result, language);
-    const stderr = failure?.stderr ?? result.stderr;
-    if (result.stdout !== '') out.write({ type: 'stdout', text: result.stdout, timestamp });
-    if (stderr !== '') out.write({ type: 'stderr', text: stderr, timestamp });
-    for (const line of resultLines(result, language)) out.write(line);
-    if (failure !== undefined) out.write({ type: 'error', ...failure.error });
+    // A client that goes away interrupts the cell (as E2B's server does); the session stays.
+    const result = await live.session.execute({
+      code,
+      language,
+      signal: r.signal,
+      onOutput: relay.onOutput,
+      ...(env === undefined || env === null ? {} : { env }),
+    });
+    relay.finish(result, language);
     out.write({ type: 'end_of_execution' });
   } catch (error) {
     // The response has started: the failure travels as an error line (the session was lost, or
     // too many executions are queued on it).
+    relay.abandon();
     const failure = toE2bError(error);
     out.write({
       type: 'error',

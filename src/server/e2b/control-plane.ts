@@ -132,12 +132,11 @@ async function create(ctx: E2bContext, r: E2bRequest, principal: string): Promis
       `template "${body.templateID}" runs in pool "${pool.name}", which has ${egress ? 'internet access' : 'no internet access'}; network access is a pool setting`,
     );
   }
-  if (body.envVars !== undefined && body.envVars !== null && Object.keys(body.envVars).length > 0) {
-    throw unsupported('envVars at create');
-  }
   const timeout = seconds(ctx, body.timeout ?? ctx.options.defaultTimeoutSeconds);
   const sandboxId = newSandboxId();
-  const session = await pool.acquire(sandboxId, { signal: r.signal });
+  // envVars are bound as the session is claimed: the warm path stays warm.
+  const env = body.envVars ?? undefined;
+  const session = await pool.acquire(sandboxId, { signal: r.signal, ...(env === undefined ? {} : { env }) });
   const now = Date.now();
   const sandbox: E2bSandbox = {
     sandboxId,

@@ -6,7 +6,7 @@
  * block of stderr, in Python's or Node's standard format.
  */
 
-import type { Language } from '../../backend.js';
+import type { ImageOutput, Language } from '../../backend.js';
 import { ErrorCode } from '../../errors.js';
 import type { ExecutionResult } from '../../session-types.js';
 import type { JsonValue } from '../../types.js';
@@ -91,13 +91,7 @@ export function splitError(stderr: string, language: Language): Split {
   return { stderr: `${before}${found.start > 0 ? '\n' : ''}${marker?.[0] ?? ''}`, error: found.error };
 }
 
-interface ImageValue {
-  readonly type: 'image';
-  readonly format: 'png' | 'jpeg' | 'svg';
-  readonly base64_data: string;
-}
-
-function isImage(value: JsonValue): value is ImageValue & { [key: string]: JsonValue } {
+function isImage(value: JsonValue): value is ImageOutput & { [key: string]: JsonValue } {
   return (
     typeof value === 'object' &&
     value !== null &&
@@ -109,7 +103,7 @@ function isImage(value: JsonValue): value is ImageValue & { [key: string]: JsonV
 }
 
 /** A displayed image as E2B's display data: base64 for bitmaps, the XML text for SVG. */
-function display(image: ImageValue): E2bResultLine {
+export function displayLine(image: ImageOutput): E2bResultLine {
   const data = image.format === 'svg' ? Buffer.from(image.base64_data, 'base64').toString('utf8') : image.base64_data;
   return { type: 'result', [image.format]: data, is_main_result: false };
 }
@@ -125,12 +119,18 @@ export function textOf(value: JsonValue, language: Language): string | undefined
   return JSON.stringify(value);
 }
 
-/** `result` lines: figures first (display data, as they were shown), then the cell's value. */
-export function resultLines(result: ExecutionResult, language: Language): E2bResultLine[] {
-  const lines: E2bResultLine[] = result.images.map(display);
-  if (isImage(result.result)) {
-    lines.push(display(result.result));
-  } else {
+/**
+ * `result` lines at the end of a cell: figures not already shown while it ran (display data), then
+ * the cell's value. `shown` holds the base64 data of the images already sent.
+ */
+export function resultLines(
+  result: ExecutionResult,
+  language: Language,
+  shown: ReadonlySet<string> = new Set(),
+): E2bResultLine[] {
+  const images = isImage(result.result) ? [...result.images, result.result] : result.images;
+  const lines: E2bResultLine[] = images.filter((image) => !shown.has(image.base64_data)).map(displayLine);
+  if (!isImage(result.result)) {
     const text = textOf(result.result, language);
     if (text !== undefined) lines.push({ type: 'result', text, is_main_result: true });
   }

@@ -94,7 +94,7 @@ export function createE2bApi(state: ServerState, auth: Authenticator, options?: 
       const message = await readRequestMessage(r.req, kind, state.maxJsonBytes);
       if (stream !== undefined) {
         if (service === 'process.Process' && method === 'Start') return await startProcess(r, live, message, stream);
-        if (service === 'process.Process' && method === 'Connect') return connectProcess(live, message);
+        if (service === 'process.Process' && method === 'Connect') return await connectProcess(r, live, message, stream);
         if (method === 'WatchDir') throw unsupported('watching directories');
         throw new E2bError(400, 'invalid_argument', `${service}/${method} is not a streaming method`);
       }

@@ -1,14 +1,18 @@
 /**
  * envd's `process.Process` Connect service: `Start` runs a command in the sandbox's session (the
- * same one `runCode` uses, so files and installed packages are shared) and streams `ProcessEvent`s:
- * `start{pid}`, `data{stdout|stderr}` (bytes as base64), `end{exitCode, exited, status}`, and
- * `keepalive` at the interval the client asks for. `List` shows running commands. A command is an
- * execution of the session: it waits for earlier executions and holds later ones until it ends.
- * PTYs, stdin, signals and reconnecting to a running command are not offered.
+ * same one `runCode` uses, so files and installed packages are shared) and streams `ProcessEvent`s
+ * as it runs: `start{pid}`, `data{stdout|stderr}` (bytes as base64), `end{exitCode, exited,
+ * status}`, and `keepalive` at the interval the client asks for. `Connect` attaches another stream
+ * to a running command, `List` shows them, `SendSignal` kills one. A command is an execution of the
+ * session: it waits for earlier executions and holds later ones until it ends. A client that goes
+ * away does not stop it (E2B's semantics). PTYs and stdin are not offered.
  */
 
 import { z } from 'zod';
 
+import type { OutputChunk } from '../../backend.js';
+import { ErrorCode, SandpoolError } from '../../errors.js';
+import type { ExecutionResult } from '../../session-types.js';
 import type { E2bRequest } from './context.js';
 import type { ServerStream } from './connect-rpc.js';
 import { E2bError, badArgument, notFound, toE2bError, unsupported } from './errors.js';
@@ -52,22 +56,47 @@ function keepaliveMs(r: E2bRequest): number {
   return Math.min(Math.max(seconds, 1), 300) * 1000;
 }
 
-const base64 = (text: string): string => Buffer.from(text, 'utf8').toString('base64');
-
 /**
- * The argv that runs the command: `env` sets the working directory and the variables, so the
- * command itself runs exactly as given (E2B sends `/bin/bash -l -c CMD`).
+ * The argv that runs the command: `env -C` sets the working directory, so the command itself runs
+ * exactly as given (E2B sends `/bin/bash -l -c CMD`). Its variables travel as the execution's env.
  */
 function commandLine(process: z.infer<typeof StartRequest>['process']): string[] {
   const dir =
     process.cwd === undefined || process.cwd === null || process.cwd === '' ? SANDBOX_DATA_DIR : toSandboxDir(process.cwd);
-  // After the variables, env treats the first word with "=" as one more variable.
+  // After the options, env would read a first word with "=" as a variable.
   if (process.cmd.includes('=')) throw badArgument('cmd must not contain "="');
-  const envs = Object.entries(process.envs ?? {}).map(([k, v]) => `${k}=${v}`);
-  return ['env', '-C', dir, '--', ...envs, process.cmd, ...(process.args ?? [])];
+  return ['env', '-C', dir, '--', process.cmd, ...(process.args ?? [])];
 }
 
-/** Process.Start: the stream is open when this is called; it ends the stream itself. */
+function attach(running: RunningProcess, stream: ServerStream, r: E2bRequest): void {
+  stream.send({ event: { start: { pid: running.pid } } });
+  const keepalive = setInterval(() => stream.send({ event: { keepalive: {} } }), keepaliveMs(r));
+  keepalive.unref();
+  running.streams.set(stream, keepalive);
+}
+
+function broadcast(running: RunningProcess, message: object): void {
+  for (const stream of running.streams.keys()) stream.send(message);
+}
+
+function dataEvent(chunk: OutputChunk): object | undefined {
+  if (chunk.type === 'display') return undefined;
+  return { event: { data: { [chunk.type]: Buffer.from(chunk.text, 'utf8').toString('base64') } } };
+}
+
+/** How the command ended: an `end` event, or an error for the end-stream message. */
+function ending(result: ExecutionResult): { event: object } | { error: E2bError } {
+  if (result.error?.code === ErrorCode.EXECUTION_TIMEOUT) {
+    // The command ran past its deadline and was killed (SDK: TimeoutError).
+    return { error: new E2bError(504, 'deadline_exceeded', result.error.message) };
+  }
+  if (result.error !== undefined && result.exitCode === undefined) return { error: toE2bError(result.error) };
+  const exitCode = result.exitCode ?? (result.status === 'Succeeded' ? 0 : 1);
+  const status = `exit status ${exitCode}`;
+  return { event: { event: { end: { exitCode, exited: true, status, ...(exitCode === 0 ? {} : { error: status }) } } } };
+}
+
+/** Process.Start: the stream is open; this ends it (and every stream attached since) when the command ends. */
 export async function startProcess(
   r: E2bRequest,
   live: LiveSandbox,
@@ -79,38 +108,58 @@ export async function startProcess(
   if (!live.pool.backend.capabilities.languages.includes('shell'))
     throw unsupported(`commands on the ${live.pool.backend.name} backend`);
   const argv = commandLine(request.process);
+  const envs = request.process.envs ?? {};
   const sandbox = live.sandbox;
-  const pid = sandbox.nextPid++;
+  let finished!: () => void;
   const running: RunningProcess = {
-    pid,
+    pid: sandbox.nextPid++,
     cmd: request.process.cmd,
     args: request.process.args ?? [],
     cwd: request.process.cwd ?? undefined,
     tag: request.tag ?? undefined,
     abort: new AbortController(),
+    streams: new Map(),
+    done: new Promise<void>((resolve) => {
+      finished = resolve;
+    }),
   };
-  sandbox.processes.set(pid, running);
-  stream.send({ event: { start: { pid } } });
-  const keepalive = setInterval(() => stream.send({ event: { keepalive: {} } }), keepaliveMs(r));
-  keepalive.unref();
+  sandbox.processes.set(running.pid, running);
+  attach(running, stream, r);
+  let outcome: { event: object } | { error: E2bError };
   try {
-    const result = await live.session.execute({ language: 'shell', code: '', argv, timeoutInSeconds: timeoutSeconds(r) });
-    if (result.stdout !== '') stream.send({ event: { data: { stdout: base64(result.stdout) } } });
-    if (result.stderr !== '') stream.send({ event: { data: { stderr: base64(result.stderr) } } });
-    if (result.error !== undefined && result.exitCode === undefined) throw toE2bError(result.error);
-    if (result.error !== undefined) {
-      // The command ran past its deadline and was killed (SDK: TimeoutError).
-      stream.end(new E2bError(504, 'deadline_exceeded', result.error.message));
-      return;
-    }
-    const exitCode = result.exitCode ?? (result.status === 'Succeeded' ? 0 : 1);
-    const status = exitCode > 128 ? `signal: killed (exit status ${exitCode})` : `exit status ${exitCode}`;
-    stream.send({ event: { end: { exitCode, exited: true, status, ...(exitCode === 0 ? {} : { error: status }) } } });
-    stream.end();
+    const result = await live.session.execute({
+      language: 'shell',
+      code: '',
+      argv,
+      timeoutInSeconds: timeoutSeconds(r),
+      signal: running.abort.signal,
+      onOutput: (chunk) => {
+        const event = dataEvent(chunk);
+        if (event !== undefined) broadcast(running, event);
+      },
+      ...(Object.keys(envs).length === 0 ? {} : { env: envs }),
+    });
+    outcome = ending(result);
+  } catch (error) {
+    const killed = running.abort.signal.aborted && SandpoolError.is(error) && error.code === ErrorCode.ABORTED;
+    // A killed command ends like one that died of SIGKILL (Go's ProcessState: -1, not exited).
+    outcome = killed
+      ? { event: { event: { end: { exitCode: -1, exited: false, status: 'signal: killed' } } } }
+      : { error: toE2bError(error) };
   } finally {
-    clearInterval(keepalive);
-    sandbox.processes.delete(pid);
+    sandbox.processes.delete(running.pid);
   }
+  for (const [attached, keepalive] of running.streams) {
+    clearInterval(keepalive);
+    if ('event' in outcome) {
+      attached.send(outcome.event);
+      attached.end();
+    } else {
+      attached.end(outcome.error);
+    }
+  }
+  running.streams.clear();
+  finished();
 }
 
 function selectedPid(message: Record<string, unknown>): number {
@@ -118,6 +167,25 @@ function selectedPid(message: Record<string, unknown>): number {
   const pid = typeof selector === 'object' && selector !== null ? (selector as Record<string, unknown>)['pid'] : undefined;
   if (typeof pid !== 'number' || !Number.isInteger(pid) || pid < 0) throw badArgument('process.pid is required');
   return pid;
+}
+
+function runningProcess(live: LiveSandbox, message: Record<string, unknown>): RunningProcess {
+  const pid = selectedPid(message);
+  const running = live.sandbox.processes.get(pid);
+  if (running === undefined) throw notFound(`process with pid ${pid} not found`);
+  return running;
+}
+
+/** Process.Connect: attach one more stream to a running command, until it ends. */
+export async function connectProcess(
+  r: E2bRequest,
+  live: LiveSandbox,
+  message: Record<string, unknown>,
+  stream: ServerStream,
+): Promise<void> {
+  const running = runningProcess(live, message);
+  attach(running, stream, r);
+  await running.done;
 }
 
 /** Unary methods of the Process service. */
@@ -132,23 +200,20 @@ export async function processMethod(name: string, live: LiveSandbox, message: Re
           ...(p.tag === undefined ? {} : { tag: p.tag }),
         })),
       };
-    case 'SendSignal':
+    case 'SendSignal': {
+      const running = runningProcess(live, message);
+      // SIGTERM and SIGKILL both end the command: the session interrupts it like a timeout.
+      running.abort.abort();
+      return {};
+    }
     case 'SendInput':
     case 'StreamInput':
     case 'CloseStdin':
     case 'Update': {
-      const pid = name === 'StreamInput' ? undefined : selectedPid(message);
-      if (pid !== undefined && !live.sandbox.processes.has(pid)) throw notFound(`process with pid ${pid} not found`);
-      throw unsupported(name === 'SendSignal' ? 'signalling a running command' : 'stdin and PTY input for commands');
+      if (name !== 'StreamInput') runningProcess(live, message);
+      throw unsupported('stdin and PTY input for commands');
     }
     default:
       throw new E2bError(404, 'unimplemented', `process.Process/${name.slice(0, 64)} does not exist`);
   }
-}
-
-/** Process.Connect (streaming): reattaching to a running command's output is not offered. */
-export function connectProcess(live: LiveSandbox, message: Record<string, unknown>): never {
-  const pid = selectedPid(message);
-  if (!live.sandbox.processes.has(pid)) throw notFound(`process with pid ${pid} not found`);
-  throw unsupported('reconnecting to a running command');
 }

@@ -11,6 +11,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Session } from '../../session.js';
 import type { SessionPool } from '../../session-pool.js';
 import type { Logger } from '../logging.js';
+import type { ServerStream } from './connect-rpc.js';
 
 /** A command started through `process.Process/Start`, while it runs. */
 export interface RunningProcess {
@@ -19,7 +20,12 @@ export interface RunningProcess {
   readonly args: readonly string[];
   readonly cwd: string | undefined;
   readonly tag: string | undefined;
+  /** Kills the command (SendSignal, or the sandbox ending). */
   readonly abort: AbortController;
+  /** The event streams attached to it (Start's, then any Connect), each with its keepalive timer. */
+  readonly streams: Map<ServerStream, NodeJS.Timeout>;
+  /** Settles once the command ended and every stream was ended. */
+  readonly done: Promise<void>;
 }
 
 export interface E2bSandbox {
