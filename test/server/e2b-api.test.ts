@@ -10,6 +10,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Language } from '../../src/backend.js';
 import { parseE2bTemplates } from '../../src/cli/commands/serve.js';
 import { envelope } from '../../src/server/e2b/connect-rpc.js';
+import { OutputRelay } from '../../src/server/e2b/output-relay.js';
+import type { ExecutionResult } from '../../src/session-types.js';
 import { splitError, textOf } from '../../src/server/e2b/execution-output.js';
 import { toDataPath, toE2bPath, toSandboxDir } from '../../src/server/e2b/paths.js';
 import { ADMIN_KEY, jsPool, startServer, type Harness } from './helpers.js';
@@ -74,6 +76,51 @@ describe('tracebacks become E2B errors', () => {
   });
 });
 
+describe('live output relay', () => {
+  const result = (stdout: string, stderr: string, status: 'Succeeded' | 'Failed'): ExecutionResult => ({
+    id: 'e',
+    status,
+    result: '',
+    stdout,
+    stderr,
+    executionTimeInMilliseconds: 1,
+    truncated: { stdout: false, stderr: false },
+    images: [],
+    sessionState: 'kept',
+  });
+  const tb = 'Traceback (most recent call last):\n  File "<cell-1>", line 3, in <module>\nValueError: late\n';
+
+  test('stdout goes out at once; the held stderr piece loses its traceback when the cell fails', () => {
+    const lines: Record<string, unknown>[] = [];
+    const relay = new OutputRelay({ write: (l) => void lines.push(l as Record<string, unknown>) });
+    relay.onOutput({ type: 'stdout', text: 'a\n' });
+    relay.onOutput({ type: 'stderr', text: 'warning\n' });
+    relay.onOutput({ type: 'stdout', text: 'b\n' }); // flushes the held warning first
+    relay.onOutput({ type: 'stderr', text: `note\n${tb}` });
+    expect(lines.map((l) => [l['type'], l['text']])).toEqual([
+      ['stdout', 'a\n'],
+      ['stderr', 'warning\n'],
+      ['stdout', 'b\n'],
+    ]);
+    relay.finish(result('a\nb\n', `warning\nnote\n${tb}`, 'Failed'), 'python');
+    expect(lines.slice(3).map((l) => [l['type'], l['text'] ?? l['name']])).toEqual([
+      ['stderr', 'note\n'],
+      ['error', 'ValueError'],
+    ]);
+  });
+
+  test('a held piece goes out by itself after a moment', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const relay = new OutputRelay({ write: (l) => void lines.push(l as Record<string, unknown>) });
+    relay.onOutput({ type: 'stderr', text: 'slow warning\n' });
+    expect(lines).toEqual([]);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(lines.map((l) => l['text'])).toEqual(['slow warning\n']);
+    relay.finish(result('', 'slow warning\n', 'Succeeded'), 'python');
+    expect(lines).toHaveLength(1);
+  });
+});
+
 describe('E2B paths map into the files area', () => {
   test.each([
     ['a.txt', 'a.txt'],
@@ -118,10 +165,11 @@ const opts = () => ({ apiKey: ADMIN_KEY, apiUrl: base, sandboxUrl: base });
 
 describe('the SDKs over a QuickJS pool', () => {
   test('runCode keeps state; files and commands answer the unsupported-feature errors', async () => {
-    const sbx = await Sandbox.create('quick', opts());
+    const sbx = await Sandbox.create('quick', { ...opts(), envs: { GREETING: 'hello' } });
     try {
       await sbx.runCode('var x = 41');
       expect((await sbx.runCode('x + 1')).text).toBe('42');
+      expect((await sbx.runCode('env.GREETING + " " + env.ONCE', { envs: { ONCE: 'now' } })).text).toBe('hello now');
       const failed = await sbx.runCode('throw new TypeError("nope")');
       expect(failed.error).toMatchObject({ name: 'TypeError', value: 'nope' });
       await expect(sbx.runCode('print(1)', { language: 'python' })).rejects.toBeInstanceOf(SandboxError);

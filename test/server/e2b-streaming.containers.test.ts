@@ -112,9 +112,7 @@ describe.skipIf(!containers)('E2B streaming, environment and commands', () => {
       expect((await sbx.commands.run('echo "$E2B_TEST_SECRET"')).stdout).toBe(`${secret}\n`);
       expect((await sbx.runCode('os.environ.get("ONCE")', { envs: { ONCE: 'yes' } })).text).toBe('yes');
       expect((await sbx.runCode('os.environ.get("ONCE", "gone")')).text).toBe('gone');
-      expect((await sbx.commands.run('echo "$ONCE $E2B_TEST_SECRET"', { envs: { ONCE: 'now' } })).stdout).toBe(
-        `now ${secret}\n`,
-      );
+      expect((await sbx.commands.run('echo "$ONCE $E2B_TEST_SECRET"', { envs: { ONCE: 'now' } })).stdout).toBe(`now ${secret}\n`);
       expect((await sbx.runCode('process.env.E2B_TEST_SECRET', { language: 'js' })).text).toBe(secret);
     } finally {
       await sbx.kill();

@@ -38,15 +38,20 @@ export class LineWriter {
   }
 }
 
+/** Where lines go (a LineWriter on the response). */
+export interface LineSink {
+  write(line: object): void;
+}
+
 export class OutputRelay {
-  readonly #out: LineWriter;
+  readonly #out: LineSink;
   readonly #shown = new Set<string>();
   #stdout = '';
   #stderr = '';
   #held = '';
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(out: LineWriter) {
+  constructor(out: LineSink) {
     this.#out = out;
   }
 
