@@ -11,7 +11,7 @@ import type { Language } from '../../backend.js';
 import { sendJson, sendText } from '../http-io.js';
 import { readJsonObject } from '../request-body.js';
 import type { E2bContext, E2bRequest } from './context.js';
-import { badArgument, notFound, toE2bError, unsupported } from './errors.js';
+import { badArgument, notFound, parseOrRefuse, toE2bError, unsupported } from './errors.js';
 import { LineWriter, OutputRelay } from './output-relay.js';
 import { E2B_HOME } from './paths.js';
 import type { LiveSandbox } from './sandboxes.js';
@@ -53,9 +53,8 @@ function requireLanguage(live: LiveSandbox, language: Language): Language {
 }
 
 async function execute(ctx: E2bContext, r: E2bRequest, live: LiveSandbox): Promise<void> {
-  const body = ExecuteBody.safeParse(await readJsonObject(r.req, ctx.state.maxJsonBytes));
-  if (!body.success) throw badArgument(body.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
-  const { code, context_id: contextId, language: languageName, env_vars: env } = body.data;
+  const body = parseOrRefuse(ExecuteBody, await readJsonObject(r.req, ctx.state.maxJsonBytes));
+  const { code, context_id: contextId, language: languageName, env_vars: env } = body;
   if (contextId && languageName) throw badArgument('Only one of context_id or language can be provided');
   let language: Language = 'python';
   if (contextId) {

@@ -10,7 +10,7 @@ import { type Authenticator, requireRole } from '../auth.js';
 import { sendEmpty, sendJson } from '../http-io.js';
 import { readJsonObject } from '../request-body.js';
 import type { E2bContext, E2bRequest } from './context.js';
-import { E2bError, badArgument, notFound, unsupported } from './errors.js';
+import { E2bError, badArgument, parseOrRefuse, notFound, unsupported } from './errors.js';
 import { type E2bSandbox, type LiveSandbox, newAccessToken, newSandboxId } from './sandboxes.js';
 
 /**
@@ -43,12 +43,6 @@ const CreateBody = z.object({
 const TimeoutBody = z.object({ timeout: z.number().int().min(0) });
 const RefreshBody = z.object({ duration: z.number().int().min(0).max(3600).nullish() });
 const ConnectBody = z.object({ timeout: z.number().int().min(0).nullish() });
-
-function parse<T>(schema: z.ZodType<T>, value: unknown): T {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  throw badArgument(result.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '));
-}
 
 function seconds(ctx: E2bContext, value: number): number {
   if (value > ctx.options.maxTimeoutSeconds) {
@@ -122,7 +116,7 @@ function refuseUnsupported(body: z.infer<typeof CreateBody>): void {
 }
 
 async function create(ctx: E2bContext, r: E2bRequest, principal: string): Promise<void> {
-  const body = parse(CreateBody, await readJsonObject(r.req, ctx.state.maxJsonBytes));
+  const body = parseOrRefuse(CreateBody, await readJsonObject(r.req, ctx.state.maxJsonBytes));
   refuseUnsupported(body);
   const pool = poolFor(ctx, body.templateID);
   r.audit({ pool: pool.name });
@@ -274,7 +268,7 @@ export function matchControlPlane(
 }
 
 async function setTimeoutOf(ctx: E2bContext, r: E2bRequest, id: string): Promise<void> {
-  const body = parse(TimeoutBody, await readJsonObject(r.req, ctx.state.maxJsonBytes));
+  const body = parseOrRefuse(TimeoutBody, await readJsonObject(r.req, ctx.state.maxJsonBytes));
   const found = live(ctx, id);
   r.audit({ pool: found.pool.name });
   await ctx.sandboxes.setEndAt(found, new Date(Date.now() + seconds(ctx, body.timeout) * 1000));
@@ -283,7 +277,7 @@ async function setTimeoutOf(ctx: E2bContext, r: E2bRequest, id: string): Promise
 
 /** The older keep-alive: extends to `duration` from now, never shortens. */
 async function refresh(ctx: E2bContext, r: E2bRequest, id: string): Promise<void> {
-  const body = parse(RefreshBody, await readJsonObject(r.req, ctx.state.maxJsonBytes));
+  const body = parseOrRefuse(RefreshBody, await readJsonObject(r.req, ctx.state.maxJsonBytes));
   const found = live(ctx, id);
   r.audit({ pool: found.pool.name });
   await extendTo(ctx, found, body.duration ?? ctx.options.defaultTimeoutSeconds);
@@ -291,7 +285,7 @@ async function refresh(ctx: E2bContext, r: E2bRequest, id: string): Promise<void
 }
 
 async function connect(ctx: E2bContext, r: E2bRequest, id: string): Promise<void> {
-  const body = parse(ConnectBody, await readJsonObject(r.req, ctx.state.maxJsonBytes));
+  const body = parseOrRefuse(ConnectBody, await readJsonObject(r.req, ctx.state.maxJsonBytes));
   const found = live(ctx, id);
   r.audit({ pool: found.pool.name });
   // A running sandbox keeps its deadline unless the connect asks for a later one.

@@ -15,6 +15,8 @@
  * | 501  | unimplemented      | SandboxError (an unsupported feature)              |
  */
 
+import type { z } from 'zod';
+
 import { ErrorCode, SandpoolError } from '../../errors.js';
 import { ERROR_STATUS, HttpError } from '../http-errors.js';
 
@@ -67,6 +69,13 @@ export class E2bError extends Error {
 
 export const badArgument = (message: string): E2bError => new E2bError(400, 'invalid_argument', message);
 export const notFound = (message: string): E2bError => new E2bError(404, 'not_found', message);
+
+/** Validate a request body or message; every problem is named in one InvalidArgumentError (400). */
+export function parseOrRefuse<T>(schema: z.ZodType<T>, value: unknown): T {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  throw badArgument(result.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '));
+}
 /** A feature of E2B's API that sandpool does not offer. */
 export const unsupported = (feature: string): E2bError =>
   new E2bError(501, 'unimplemented', `${feature} is not supported by sandpool's E2B API (see docs/E2B.md)`);

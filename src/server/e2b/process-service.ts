@@ -15,7 +15,7 @@ import { ErrorCode, SandpoolError } from '../../errors.js';
 import type { ExecutionResult } from '../../session-types.js';
 import type { E2bRequest } from './context.js';
 import type { ServerStream } from './connect-rpc.js';
-import { E2bError, badArgument, notFound, toE2bError, unsupported } from './errors.js';
+import { E2bError, badArgument, parseOrRefuse, notFound, toE2bError, unsupported } from './errors.js';
 import { SANDBOX_DATA_DIR, toSandboxDir } from './paths.js';
 import type { LiveSandbox, RunningProcess } from './sandboxes.js';
 
@@ -35,12 +35,6 @@ const StartRequest = z.object({
   tag: z.string().max(256).nullish(),
   stdin: z.boolean().nullish(),
 });
-
-function parse<T>(schema: z.ZodType<T>, value: unknown): T {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  throw badArgument(result.error.issues.map((i) => `${i.path.join('.') || 'message'}: ${i.message}`).join('; '));
-}
 
 /** `Connect-Timeout-Ms`, as seconds for the execution (the pool's limit still caps it). */
 function timeoutSeconds(r: E2bRequest): number | undefined {
@@ -103,7 +97,7 @@ export async function startProcess(
   message: Record<string, unknown>,
   stream: ServerStream,
 ): Promise<void> {
-  const request = parse(StartRequest, message);
+  const request = parseOrRefuse(StartRequest, message);
   if (request.pty !== undefined && request.pty !== null) throw unsupported('PTY sessions');
   if (!live.pool.backend.capabilities.languages.includes('shell'))
     throw unsupported(`commands on the ${live.pool.backend.name} backend`);
