@@ -48,6 +48,14 @@ export function memoryBackendArgs(memoryMb: number, path: string, share: boolean
   ];
 }
 
+/**
+ * QEMU arguments for plain anonymous guest RAM under the same block id, for VMs that load a stream
+ * holding all of their RAM (a paused session's checkpoint of a snapshot-restored VM).
+ */
+export function anonymousMemoryArgs(memoryMb: number): string[] {
+  return ['-object', `memory-backend-ram,id=${RAM_ID},size=${memoryMb}M`, '-machine', `memory-backend=${RAM_ID}`];
+}
+
 /** memfd_create's system call number per architecture (the only non-portable detail). */
 const MEMFD_CREATE: Partial<Record<NodeJS.Architecture, number>> = { x64: 319, arm64: 279 };
 

@@ -15,82 +15,44 @@ import type {
   BackendCapabilities,
   BackendFiles,
   BackendSession,
+  Checkpoint,
+  CheckpointOptions,
   CreateOptions,
   DestroyReason,
   ExecuteRequest,
   ExecutionOutcome,
   PrepareContext,
+  Restored,
+  RestoreOptions,
   SessionSpec,
 } from '../../src/backend.js';
 import { BackendError, InvalidOptionsError, SessionNotFoundError, toSandpoolError, UnsupportedError } from '../../src/errors.js';
 import type { NetworkPolicy, SessionLimits } from '../../src/types.js';
 import type { Accelerator } from './accelerator.js';
 import type { MachineSettings } from './qemu-command.js';
-import {
-  createSessionDir,
-  defaultRunDir,
-  liveSessionUids,
-  reapDeadOwners,
-  sessionUid,
-  writeState,
-  type SessionState,
-} from './run-dir.js';
-import { ensureEgressFirewall } from './egress-firewall.js';
+import { createSessionDir, defaultRunDir, liveSessionUids, reapDeadOwners, sessionUid, type SessionState } from './run-dir.js';
+import { machineSettings } from './machine-settings.js';
 import { installAllowList, reapStaleAllowLists, removeAllowList, resolveAllowList } from './egress-allowlist.js';
 import { assertReadableByOthers, VmEnvironment } from './vm-environment.js';
-import { launchVm, type LaunchedVm } from './vm-launcher.js';
-import { pidsLimitCode, RESEED_CODE } from './guest-setup.js';
+import type { LaunchedVm } from './vm-launcher.js';
+import { startSessionVm, type StartedVm, type StartMode, type StartSource } from './session-start.js';
+import { checkpointVm, type VmCheckpointMeta } from './vm-checkpoint.js';
 
-/** Smallest guest RAM that runs the kernel, the agent and a Python kernel with its preloads. */
-export const MIN_VM_MEMORY_MB = 192;
+export type { StartMode } from './session-start.js';
 
-export interface VmLogEvent {
-  readonly level: 'info' | 'warn';
-  readonly message: string;
-  readonly sessionId?: string | undefined;
-}
+import { MIN_VM_MEMORY_MB, type VMBackendOptions, type VmLogEvent } from './vm-options.js';
 
-export interface VMBackendOptions {
-  /** QEMU system emulator. @default "qemu-system-x86_64" */
-  readonly qemu?: string | undefined;
-  /** @default "qemu-img" */
-  readonly qemuImg?: string | undefined;
-  /** `auto` probes kvm/whpx/hvf for real and falls back to tcg. @default "auto" */
-  readonly accelerator?: Accelerator | 'auto' | undefined;
-  /** Image and snapshot cache. @default $SANDPOOL_CACHE_DIR or /var/cache/sandpool */
-  readonly cacheDir?: string | undefined;
-  /** Guest image manifest. @default <cacheDir>/vm/current.json (written by `npm run setup`) */
-  readonly imageManifest?: string | undefined;
-  /** Per-session sockets, overlays and state files. @default $SANDPOOL_VM_RUN_DIR or <tmpdir>/sandpool-vm */
-  readonly runDir?: string | undefined;
-  /** Restore sessions from a warm snapshot. @default true */
-  readonly snapshots?: boolean | undefined;
-  /** Cold boot (or restore) to agent-ready budget. @default 300 000 (TCG boots with imports take ~1 min) */
-  readonly readyTimeoutMs?: number | undefined;
-  /** Budget of each hardware-accelerator probe. @default 8 000 */
-  readonly probeTimeoutMs?: number | undefined;
-  /** QEMU seccomp sandbox for session VMs. @default true on Linux */
-  readonly sandbox?: boolean | undefined;
-  /**
-   * When the backend runs as root on Linux, run each session's QEMU as its own unprivileged uid
-   * (see run-dir.ts sessionUid). @default true
-   */
-  readonly unprivilegedQemu?: boolean | undefined;
-  /**
-   * EgressEnabled sessions are confined by a host firewall (egress-firewall.ts: no host services,
-   * private networks or metadata service), which needs Linux, root and iptables. Where it cannot be
-   * installed, EgressEnabled is refused unless this is true. @default false
-   */
-  readonly allowUnconfinedEgress?: boolean | undefined;
-  /** Diagnostics (accelerator choice, TCG warning, snapshot fallbacks). @default warnings to stderr */
-  readonly onLog?: ((event: VmLogEvent) => void) | undefined;
-}
+export { MIN_VM_MEMORY_MB, type VMBackendOptions, type VmLogEvent };
 
 interface VmSession extends BackendSession {
   readonly dir: string;
   readonly state: SessionState;
   readonly vm: LaunchedVm;
-  readonly startedFrom: 'snapshot' | 'boot';
+  readonly startedFrom: StartMode;
+  readonly machine: MachineSettings;
+  readonly diskMb: number;
+  /** What a checkpoint of it records to be restorable: its RAM layout and disk chain. */
+  readonly origin: StartedVm['origin'];
   /** The uid whose per-session allow-list chain must be removed with the session. */
   readonly allowListUid: number | undefined;
   destroyed: boolean;
@@ -99,7 +61,7 @@ interface VmSession extends BackendSession {
 /** How the last session was started, for benchmarks and diagnostics. */
 export interface VmStartRecord {
   readonly sessionId: string;
-  readonly mode: 'snapshot' | 'boot';
+  readonly mode: StartMode;
   /** Until Ready: the VM started or restored, its agent answered and the set-up cell ran. */
   readonly ms: number;
   /** Restores only: until the guest ran again from the snapshot (QEMU start + state load). */
@@ -117,6 +79,8 @@ const CAPABILITIES: BackendCapabilities = {
   network: true,
   snapshots: true,
   httpForwarding: false,
+  pause: 'machine',
+  fork: true,
 };
 
 export class VMBackend implements Backend {
@@ -212,6 +176,36 @@ export class VMBackend implements Backend {
   }
 
   async create(spec: SessionSpec, options: CreateOptions): Promise<BackendSession> {
+    return await this.#createFrom(spec, options, { kind: 'fresh' });
+  }
+
+  /** Machine-level checkpoint (vm-checkpoint.ts): RAM and devices through migration, plus the disk overlay. */
+  async checkpoint(session: BackendSession, options: CheckpointOptions): Promise<Checkpoint> {
+    const vm = this.#session(session);
+    const env = await this.#environment();
+    const meta: VmCheckpointMeta = {
+      format: 1,
+      machine: vm.machine,
+      diskMb: vm.diskMb,
+      imageHash: env.image.hash,
+      qemuVersion: env.qemuVersion,
+      ...vm.origin,
+    };
+    const owner = this.#runAs(vm.dir);
+    return await checkpointVm({ qmp: vm.vm.qmp, scratch: vm.vm.scratch, sessionDir: vm.dir, owner }, meta, options);
+  }
+
+  /** A new VM from a checkpoint: a resume, or with `fork` a copy whose RNGs are reseeded. */
+  async restore(spec: SessionSpec, options: RestoreOptions): Promise<Restored> {
+    const meta = options.checkpoint.meta as VmCheckpointMeta | null;
+    if (options.checkpoint.level !== 'machine' || meta === null || typeof meta !== 'object') {
+      throw new BackendError('this checkpoint was not written by the vm backend');
+    }
+    const session = await this.#createFrom(spec, options, { kind: 'checkpoint', dir: options.dir, meta, fork: options.fork });
+    return { session, lost: [] };
+  }
+
+  async #createFrom(spec: SessionSpec, options: CreateOptions, source: StartSource): Promise<BackendSession> {
     this.#assertOpen();
     if (spec.containerType === 'CustomContainer') {
       throw new UnsupportedError('the vm backend does not run custom containers yet (see docs/VM.md)');
@@ -231,7 +225,23 @@ export class VMBackend implements Backend {
     try {
       // Before QEMU starts: the guest must never run with more egress than its allow-list.
       if (allowListUid !== undefined && allowed !== undefined) await installAllowList(allowListUid, allowed);
-      const { vm, mode, fallbackReason } = await this.#start(spec, machine, dir, state, options.signal);
+      const startContext = {
+        env: this.#env,
+        environment: await this.#environment(),
+        useSnapshots: this.#useSnapshots,
+        sandbox: this.#sandbox,
+        runAs: this.#runAs(dir),
+        log: this.#log,
+      };
+      const { vm, mode, fallbackReason, origin } = await startSessionVm(
+        startContext,
+        spec,
+        machine,
+        dir,
+        state,
+        options.signal,
+        source,
+      );
       this.#lastStart = { sessionId: spec.sessionId, mode, ms: Date.now() - started, restoreMs: vm.restoreMs, fallbackReason };
       const session: VmSession = {
         id: spec.sessionId,
@@ -240,6 +250,9 @@ export class VMBackend implements Backend {
         state,
         vm,
         startedFrom: mode,
+        machine,
+        diskMb: spec.limits.diskMb,
+        origin,
         allowListUid,
         destroyed: false,
       };
@@ -307,7 +320,7 @@ export class VMBackend implements Backend {
   }
 
   /** Live session ids and their QEMU pids (tests, diagnostics). */
-  sessionsInfo(): { id: string; pid: number | undefined; dir: string; startedFrom: 'snapshot' | 'boot' }[] {
+  sessionsInfo(): { id: string; pid: number | undefined; dir: string; startedFrom: StartMode }[] {
     return [...this.#sessions.values()].map((s) => ({ id: s.id, pid: s.vm.process.pid, dir: s.dir, startedFrom: s.startedFrom }));
   }
 
@@ -329,100 +342,18 @@ export class VMBackend implements Backend {
   }
 
   async #machine(limits: Readonly<SessionLimits>, network: Readonly<NetworkPolicy>): Promise<MachineSettings> {
-    if (limits.memoryMb < MIN_VM_MEMORY_MB) {
-      throw new InvalidOptionsError(
-        `vm sessions need at least ${MIN_VM_MEMORY_MB} MiB of memory (limits.memoryMb is ${limits.memoryMb})`,
-      );
-    }
-    const allowList = network.egress === 'EgressEnabled' && network.allow.length > 0;
     const env = await this.#environment();
-    if (network.egress === 'EgressEnabled') await this.#confineEgress(allowList);
-    return {
+    return await machineSettings(limits, network, {
       accelerator: env.accelerator.accelerator,
-      memoryMb: limits.memoryMb,
-      cpus: Math.max(1, Math.ceil(limits.cpus)),
-      egress: network.egress === 'EgressEnabled',
-    };
+      dropPrivileges: this.#dropPrivileges,
+      allowUnconfinedEgress: this.#allowUnconfinedEgress,
+      log: this.#log,
+    });
   }
 
-  async #confineEgress(allowList: boolean): Promise<void> {
-    try {
-      if (!this.#dropPrivileges) throw new Error('session QEMUs do not run as their own uids (backend not root)');
-      await ensureEgressFirewall();
-    } catch (error) {
-      const reason = (error as Error).message;
-      if (allowList)
-        throw new UnsupportedError(
-          `network.allow on VM sessions needs the host egress firewall, which is unavailable: ${reason}`,
-        );
-      if (!this.#allowUnconfinedEgress) {
-        throw new UnsupportedError(
-          `EgressEnabled VM sessions need the host egress firewall, which is unavailable: ${reason} (see docs/VM.md)`,
-        );
-      }
-      this.#log({ level: 'warn', message: `EgressEnabled VMs are NOT confined (they can reach host services): ${reason}` });
-    }
-  }
-
-  async #start(spec: SessionSpec, machine: MachineSettings, dir: string, state: SessionState, signal: AbortSignal | undefined) {
-    const env = await this.#environment();
-    const base = {
-      qemu: this.#env.options.qemu,
-      qemuImg: this.#env.options.qemuImg,
-      image: env.image,
-      machine,
-      dir,
-      sandbox: this.#sandbox,
-      readyTimeoutMs: this.#env.options.readyTimeoutMs,
-      signal,
-      runAs: this.#dropPrivileges ? { uid: sessionUid(basename(dir)), gid: sessionUid(basename(dir)) } : undefined,
-      onSpawn: (pid: number) => {
-        state.qemuPid = pid;
-        writeState(dir, state);
-      },
-    };
-    let fallbackReason: string | undefined;
-    if (this.#useSnapshots) {
-      try {
-        const snapshot = await this.#env.snapshot(machine, spec.limits.diskMb, signal);
-        try {
-          const memory = await this.#env.snapshotMemory(snapshot);
-          const vm = await launchVm({
-            ...base,
-            backing: { path: snapshot.disk, format: 'qcow2' },
-            restore: { state: snapshot.state, memory },
-          });
-          await this.#afterStart(vm, RESEED_CODE + pidsLimitCode(spec.limits.pids));
-          return { vm, mode: 'snapshot' as const, fallbackReason };
-        } catch (error) {
-          this.#env.invalidateSnapshot(snapshot.key);
-          throw error;
-        }
-      } catch (error) {
-        if (signal?.aborted) throw error;
-        fallbackReason = (error as Error).message;
-        this.#log({
-          level: 'warn',
-          sessionId: spec.sessionId,
-          message: `snapshot restore failed, cold-booting instead: ${fallbackReason}`,
-        });
-      }
-    }
-    const template = await this.#env.scratchTemplate(spec.limits.diskMb);
-    const vm = await launchVm({ ...base, backing: { path: template, format: 'raw' } });
-    await this.#afterStart(vm, pidsLimitCode(spec.limits.pids));
-    return { vm, mode: 'boot' as const, fallbackReason };
-  }
-
-  /** Runs the hidden per-session set-up cell; a guest that fails it is killed, never handed out. */
-  async #afterStart(vm: LaunchedVm, code: string): Promise<void> {
-    const outcome = await vm.agent.execute({ language: 'python', code, timeoutMs: 30_000, outputMaxBytes: 4096 });
-    if (outcome.status !== 'Succeeded') {
-      vm.agent.close();
-      vm.qmp.close();
-      await vm.process.kill();
-      throw new BackendError(`the guest failed its set-up cell (RNG reseed, pids limit): ${outcome.stderr.slice(0, 500)}`);
-    }
+  /** The unprivileged uid a session's QEMU runs as (see run-dir.ts), when the backend drops privileges. */
+  #runAs(dir: string): { uid: number; gid: number } | undefined {
+    return this.#dropPrivileges ? { uid: sessionUid(basename(dir)), gid: sessionUid(basename(dir)) } : undefined;
   }
 
   async #teardown(session: VmSession): Promise<void> {

@@ -17,7 +17,7 @@ import { loadState } from './migration.js';
 import { agentSocketPath, qemuArgs, qmpSocketPath, type GuestImage, type MachineSettings } from './qemu-command.js';
 import { QemuProcess } from './qemu-process.js';
 import { QmpClient } from './qmp-client.js';
-import { memoryBackendArgs, type SnapshotMemory } from './snapshot-memory.js';
+import { anonymousMemoryArgs, memoryBackendArgs, type SnapshotMemory } from './snapshot-memory.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -34,6 +34,12 @@ export interface LaunchOptions {
    * copy-on-write. Absent: cold boot.
    */
   readonly restore?: { readonly state: string; readonly memory: SnapshotMemory } | undefined;
+  /**
+   * Restore a session's checkpoint instead (vm-checkpoint.ts): a stream holding the whole machine,
+   * RAM included, laid out as the checkpointed VM had it (`ram0` for a snapshot-restored VM, QEMU's
+   * default RAM for a cold-booted one), and a copy of its disk overlay (`backing` is then unused).
+   */
+  readonly resume?: { readonly state: string; readonly disk: string; readonly ram: 'ram0' | 'default' } | undefined;
   /** Building a snapshot: keep the guest's RAM in this file (shared mapping) so it outlives QEMU. */
   readonly memory?: { readonly saveTo: string } | undefined;
   readonly sandbox: boolean;
@@ -150,32 +156,46 @@ export async function launchVm(options: LaunchOptions): Promise<LaunchedVm> {
   const deadline = started + options.readyTimeoutMs;
   if (options.signal?.aborted) throw new AbortedError('VM start aborted');
   const scratch = `${options.dir}/disk.qcow2`;
-  await freshOverlay(options.qemuImg, options.backing, scratch);
+  const { restore, resume } = options;
+  if (resume === undefined) await freshOverlay(options.qemuImg, options.backing, scratch);
+  else {
+    try {
+      copyFileSync(resume.disk, scratch);
+    } catch (error) {
+      throw new BackendError(`cannot read the checkpoint's disk: ${(error as Error).message}`, { cause: error });
+    }
+  }
   if (options.runAs !== undefined) {
     chownSync(options.dir, options.runAs.uid, options.runAs.gid);
     chownSync(scratch, options.runAs.uid, options.runAs.gid);
   }
 
-  const { restore } = options;
   let stateFd: number | undefined;
-  if (restore !== undefined) {
+  const statePath = restore?.state ?? resume?.state;
+  if (statePath !== undefined) {
     try {
-      stateFd = openSync(restore.state, 'r');
+      stateFd = openSync(statePath, 'r');
     } catch (error) {
-      throw new BackendError(`cannot open the snapshot: ${(error as Error).message}`, { cause: error });
+      throw new BackendError(`cannot open the ${resume ? 'checkpoint' : 'snapshot'}: ${(error as Error).message}`, {
+        cause: error,
+      });
     }
   }
   const memoryArgs =
     restore !== undefined
       ? restore.memory.restoreArgs(options.machine.memoryMb, MEMORY_FD)
-      : options.memory !== undefined
-        ? memoryBackendArgs(options.machine.memoryMb, options.memory.saveTo, true)
-        : [];
+      : resume !== undefined
+        ? resume.ram === 'ram0'
+          ? anonymousMemoryArgs(options.machine.memoryMb)
+          : []
+        : options.memory !== undefined
+          ? memoryBackendArgs(options.machine.memoryMb, options.memory.saveTo, true)
+          : [];
   const args = [
     ...qemuArgs({ image: options.image, machine: options.machine, dir: options.dir, scratch, sandbox: options.sandbox }),
     ...memoryArgs,
     // Loaded over QMP once x-ignore-shared is set (it changes the stream's format).
-    ...(restore === undefined ? [] : ['-incoming', 'defer']),
+    ...(stateFd === undefined ? [] : ['-incoming', 'defer']),
   ];
   const memoryFd = restore?.memory.hostFd;
   const qemu = new QemuProcess(options.qemu, args, {
@@ -196,8 +216,9 @@ export async function launchVm(options: LaunchOptions): Promise<LaunchedVm> {
     await connectWhenListening(qmpSocket, qemu, deadline).then((s) => s.destroy());
     qmp = await QmpClient.connect(qmpSocket);
     let restoreMs: number | undefined;
-    if (restore !== undefined) {
-      await loadState(qmp, `fd:${STATE_FD}`, { ignoreShared: true, deadline });
+    if (stateFd !== undefined) {
+      // A warm snapshot's stream leaves the RAM in its file; a checkpoint's carries all of it.
+      await loadState(qmp, `fd:${STATE_FD}`, { ignoreShared: restore !== undefined, deadline });
       restoreMs = Date.now() - started;
     }
     const socket = await connectWhenListening(agentSocketPath(options.dir), qemu, deadline);
