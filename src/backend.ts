@@ -22,8 +22,8 @@ import type { ContainerType, CustomContainerTemplate, JsonValue, NetworkPolicy, 
 export type Language = 'python' | 'javascript' | 'shell';
 export type IsolationLevel = 'isolate' | 'container' | 'microvm';
 
-/** Why a session was destroyed. */
-export type DestroyReason = 'cooldown' | 'maxAlive' | 'stopped' | 'exited' | 'failed' | 'poolClosed';
+/** Why a session was destroyed. `pauseExpired`: a paused session deleted after `maxPausedPeriodInSeconds`. */
+export type DestroyReason = 'cooldown' | 'maxAlive' | 'stopped' | 'exited' | 'failed' | 'poolClosed' | 'pauseExpired';
 
 /**
  * What a checkpoint keeps of a session:

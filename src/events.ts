@@ -4,7 +4,7 @@
  * appear in payloads because listeners need them, but sandpool itself never logs them.
  */
 
-import type { DestroyReason } from './backend.js';
+import type { DestroyReason, LostState } from './backend.js';
 import type { SandpoolError } from './errors.js';
 
 interface EventBase {
@@ -47,6 +47,32 @@ export interface SessionDestroyedEvent extends EventBase {
   readonly message?: string | undefined;
 }
 
+export interface SessionPausedEvent extends EventBase {
+  readonly identifier: string;
+  /** `requested`: session.pause(); `idle`: the cooldown passed under `idleAction: 'pause'`. */
+  readonly trigger: 'requested' | 'idle';
+  /** Time to write the checkpoint. */
+  readonly durationMs: number;
+  /** Bytes the checkpoint takes on disk. */
+  readonly bytes: number;
+  /** What the checkpoint could not keep. */
+  readonly lost: readonly LostState[];
+}
+
+export interface SessionResumedEvent extends EventBase {
+  readonly identifier: string;
+  /** The session id it had before (resume) or the snapshot's source session (fork). */
+  readonly previousSessionId: string;
+  /** `resume`: the paused session came back; `fork`: a new session from a snapshot or `session.fork()`. */
+  readonly kind: 'resume' | 'fork';
+  readonly snapshotId?: string | undefined;
+  /** Time to restore, from the request to a usable session. */
+  readonly durationMs: number;
+  readonly bytes: number;
+  /** Everything the checkpoint and the restore could not bring back. */
+  readonly lost: readonly LostState[];
+}
+
 export interface ExecutionStartedEvent extends EventBase {
   readonly identifier: string;
   readonly executionId: string;
@@ -79,7 +105,7 @@ export interface PoolErrorEvent {
   readonly backend: string;
   readonly at: number;
   /** What failed: creating a session for the ready set, destroying one, or a backend-level step. */
-  readonly operation: 'create' | 'destroy' | 'prepare' | 'execute';
+  readonly operation: 'create' | 'destroy' | 'prepare' | 'execute' | 'pause' | 'resume';
   readonly error: SandpoolError;
   readonly sessionId?: string | undefined;
   /** For create failures: milliseconds before the pool tries again. */
@@ -92,6 +118,8 @@ export interface SessionPoolEvents {
   sessionReady: (event: SessionReadyEvent) => void;
   sessionAllocated: (event: SessionAllocatedEvent) => void;
   sessionDestroyed: (event: SessionDestroyedEvent) => void;
+  sessionPaused: (event: SessionPausedEvent) => void;
+  sessionResumed: (event: SessionResumedEvent) => void;
   executionStarted: (event: ExecutionStartedEvent) => void;
   executionFinished: (event: ExecutionFinishedEvent) => void;
   poolExhausted: (event: PoolExhaustedEvent) => void;

@@ -214,6 +214,23 @@ export const SessionPoolOptionsSchema = z
     ownsBackend: z.boolean().default(true),
     /** Upper bound on how long `close()` waits for in-flight executions. @default 10 */
     closeGracePeriodSeconds: z.number().min(0).max(3600).default(10),
+    /**
+     * What the cooldown does to an idle session: `destroy` it (data wiped), or `pause` it to disk
+     * (backends whose `capabilities.pause` is not `none`); the next use resumes it. @default "destroy"
+     */
+    idleAction: caseInsensitiveEnum(['destroy', 'pause'] as const).default('destroy'),
+    /** How long a paused session is kept before it is deleted and its data wiped. @default 604800 (7 days) */
+    maxPausedPeriodInSeconds: z
+      .number()
+      .positive()
+      .max(365 * 86_400)
+      .default(7 * 86_400),
+    /**
+     * Where paused sessions and snapshots are kept (created 0700). Given, they survive `close()` and
+     * a restart: the next pool with this directory and name finds them. Absent, a private temporary
+     * directory, wiped by `close()`.
+     */
+    dataDirectory: z.string().min(1).max(4096).optional(),
   })
   .strict()
   .superRefine((o, ctx) => {
@@ -247,6 +264,20 @@ export const SessionPoolOptionsSchema = z
         code: 'custom',
         path: ['cooldownPeriodInSeconds'],
         message: 'is not allowed with lifecycleType OnContainerExit (use maxAlivePeriodInSeconds)',
+      });
+    }
+    if (o.idleAction === 'pause' && (caps.pause ?? 'none') === 'none') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['idleAction'],
+        message: `backend "${o.backend.name}" cannot pause sessions (capabilities.pause is none)`,
+      });
+    }
+    if (o.idleAction === 'pause' && (o.containerType === 'CustomContainer' || o.lifecycleType === 'OnContainerExit')) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['idleAction'],
+        message: 'pause needs a Timed code-interpreter pool (CustomContainer and OnContainerExit sessions cannot pause)',
       });
     }
     if (o.network.egress === 'EgressEnabled' && !caps.network) {

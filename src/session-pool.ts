@@ -4,27 +4,25 @@ import { EventEmitter } from 'eventemitter3';
 
 import type { Backend, DestroyReason } from './backend.js';
 import { azurePropertiesToOptions, type AzurePoolOverrides } from './azure-properties.js';
-import { PoolClosedError, toSandpoolError, type SandpoolError } from './errors.js';
+import { InvalidRequestError, PoolClosedError, SessionNotFoundError, type SandpoolError } from './errors.js';
 import type { SessionPoolEvents } from './events.js';
 import { assertIdentifier, generateIdentifier } from './identifier.js';
 import { resolvePoolOptions, type ResolvedPoolOptions, type SessionPoolOptions } from './options.js';
-import { Backoff } from './pool/backoff.js';
-import { backendFailingError, creationsWanted, exhaustedError, exhaustionReason, readyTarget } from './pool/capacity.js';
 import { SessionExpiry } from './pool/expiry.js';
 import { hostMemoryBudget, reservationPerSession } from './pool/host-budget.js';
-import { ArrivalRate } from './pool/latency-window.js';
 import { BackgroundWork, OnceAsync, settleWithin } from './pool/once-async.js';
+import { Allocator } from './pool/allocator.js';
+import { PauseControl } from './pool/pause-control.js';
+import { Snapshots } from './pool/snapshots.js';
 import { applyPoolUpdate, type PoolUpdate } from './pool/pool-update.js';
 import { SessionFactory } from './pool/session-factory.js';
 import { slotInfo, type Slot } from './pool/slot.js';
 import { SlotTable } from './pool/slot-table.js';
-import { RefillScheduler } from './pool/refill-scheduler.js';
 import { PoolStatistics } from './pool/statistics.js';
-import { StartWaiters, WaiterQueue, waitInQueue } from './pool/waiters.js';
 import type { ByteSource } from './pool/byte-source.js';
-import { parseBinding } from './pool/session-binding.js';
+import { PendingBindings, parseBinding } from './pool/session-binding.js';
 import { Session, type SessionBinding, type SessionOwner } from './session.js';
-import type { PoolStats, SessionInfo } from './session-types.js';
+import type { PoolStats, SessionInfo, SnapshotInfo } from './session-types.js';
 
 export interface AcquireOptions {
   /** At maxConcurrentSessions, wait for a free slot instead of rejecting with PoolExhaustedError. */
@@ -39,11 +37,17 @@ export interface AcquireOptions {
    * `process.env`, shell commands and every process the code starts in their environment; the
    * isolates in a read-only `env` object. An identifier that already has a live session keeps its
    * own. Names match `[A-Za-z_][A-Za-z0-9_]*`; at most 256 variables and 256 KiB. Values are
-   * secrets: never logged, never in an event, an error or `stats()`.
+   * secrets: never logged, never in an event, an error or `stats()`. (A paused session's
+   * checkpoint holds them like the rest of its state: 0600, under the pool's dataDirectory.)
    */
   readonly env?: Readonly<Record<string, string>> | undefined;
   /** Files written under `/mnt/data` when this acquire claims the session: path → content. */
   readonly files?: Readonly<Record<string, ByteSource>> | undefined;
+  /**
+   * Start the identifier's new session from this snapshot (`pool.snapshot()`): a fork, with
+   * reseeded random generators. The identifier must not have a session yet.
+   */
+  readonly from?: string | undefined;
 }
 
 /**
@@ -65,38 +69,34 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   #options: ResolvedPoolOptions;
   readonly #stats = new PoolStatistics();
   readonly #slots: SlotTable;
-  readonly #arrivals: ArrivalRate;
   readonly #acquiring = new Map<string, Promise<Session>>();
-  /** Env and files of acquires in flight, taken by #allocate when their slot is handed over. */
-  readonly #bindings = new Map<string, SessionBinding>();
-  readonly #waiters = new WaiterQueue();
+  /** Env and files of acquires in flight, bound when their slot is handed over. */
+  readonly #bindings = new PendingBindings(async (session, failure) => {
+    const slot = this.#slots.allocatedTo(session.identifier);
+    if (slot?.session === session) await this.#destroy(slot, 'failed', `binding at acquire failed: ${failure.message}`);
+  });
   readonly #background = new BackgroundWork();
-  readonly #preparation = new OnceAsync(() =>
-    this.#factory.prepare().catch((error: SandpoolError) => {
+  readonly #preparation = new OnceAsync(async () => {
+    await this.#factory.prepare().catch((error: SandpoolError) => {
       this.#emit('error', { ...this.#poolBase(), operation: 'prepare', error });
       throw error;
-    }),
-  );
-  readonly #backoff = new Backoff();
+    });
+    // Paused sessions a previous run left in a persistent dataDirectory come back as Paused.
+    this.#paused.load();
+  });
   readonly #factory: SessionFactory;
+  readonly #allocator: Allocator;
   readonly #unsubscribeBudget: () => void;
   #closing: Promise<void> | undefined;
-  readonly #starting = new StartWaiters(() => this.#slots.ready >= this.#readyTarget());
   readonly #expiry = new SessionExpiry(
     () => this.#options,
-    (slot, reason) => void this.#destroy(slot, reason),
+    (slot, reason) => this.#paused.expire(slot, reason),
   );
+  readonly #paused: PauseControl;
+  readonly #snapshots: Snapshots;
 
-  /** Executions accepted and not yet settled, across the pool's sessions. */
+  /** Executions (and other exclusive session operations) accepted and not yet settled, pool-wide. */
   #executing = 0;
-  /** start() resolved (or the pool was first used without it): creations from now on are refills. */
-  #filled = false;
-  readonly #refills = new RefillScheduler({
-    createOne: () => this.#createOne(),
-    busy: () => this.#executing > 0,
-    urgent: () => this.#waiters.length > 0,
-  });
-
   /** What every Session of this pool reports back: activity, reaping, statistics, events. */
   readonly #owner: SessionOwner;
   /** @throws {InvalidOptionsError} naming every invalid option */
@@ -115,27 +115,73 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
       },
       idle: (slot) => {
         this.#executing -= 1;
-        if (this.#executing === 0) this.#refills.idle();
+        if (this.#executing === 0) this.#allocator.idle();
         this.#expiry.check(slot);
       },
       expiresAt: (slot) => this.#expiry.expiresAt(slot),
       executed: (durationMs, first) => this.#stats.recordExecution(durationMs, first),
+      pause: (slot, trigger) => this.#paused.pause(slot, trigger),
+      resume: (slot, session, acquire) => {
+        this.#assertOpen();
+        return this.#paused.resume(slot, session, acquire);
+      },
+      extendPaused: (slot, until) => this.#paused.extend(slot, until),
+      fork: (session, identifier) => this.#snapshots.fork(session, identifier),
     };
     this.#slots = new SlotTable(this.#stats, hostMemoryBudget, reservationPerSession(this.#options));
-    this.#unsubscribeBudget = hostMemoryBudget.subscribe(() => this.#refill());
-    this.#arrivals = new ArrivalRate(this.#options.adaptiveReady?.windowSeconds ?? 10);
+    this.#unsubscribeBudget = hostMemoryBudget.subscribe(() => this.#allocator.refill());
     this.#factory = new SessionFactory(this.backend, this.ownerId, () => this.#options, {
-      pending: (slot, onDemand) => {
-        this.#slots.transition(slot, 'Pending');
-        this.#emit('sessionPending', { ...this.#base(slot), onDemand });
-      },
-      created: (slot, createMs) => this.#created(slot, createMs),
-      failed: (slot, failure) => this.#createFailed(slot, failure),
+      pending: (slot, onDemand) => this.#allocator.pending(slot, onDemand),
+      created: (slot, createMs) => this.#allocator.created(slot, createMs),
+      failed: (slot, failure) => this.#allocator.createFailed(slot, failure),
       exited: (slot, exit) => {
         if (slot.state === 'Ready' || slot.state === 'Allocated') void this.#destroy(slot, exit.reason, exit.message);
       },
       destroyFailed: (slot, error) => this.#emit('error', { ...this.#base(slot), operation: 'destroy', error }),
+      dropped: (slot) => this.#allocator.dropped(slot),
       track: (work) => this.#background.track(work),
+    });
+    // What the allocator and the pause control share of the pool.
+    const core = {
+      options: () => this.#options,
+      slots: this.#slots,
+      emit: this.#owner.emit,
+      base: (slot: Slot) => this.#base(slot),
+      destroy: (slot: Slot, reason: DestroyReason, message?: string) => this.#destroy(slot, reason, message),
+    };
+    this.#allocator = new Allocator({
+      ...core,
+      backendName: this.backend.name,
+      stats: this.#stats,
+      factory: this.#factory,
+      closed: () => this.#closing !== undefined,
+      prepared: () => this.#preparation.done,
+      listening: this.#owner.listening,
+      poolBase: () => this.#poolBase(),
+      newSession: (slot) => new Session(this.#owner, slot),
+      claimed: (session, identifier) => this.#bindings.claim(session, identifier),
+      arm: (slot) => this.#expiry.arm(slot),
+      busy: () => this.#executing > 0,
+    });
+    this.#paused = new PauseControl({
+      ...core,
+      backend: this.backend,
+      spec: (sessionId) => ({ sessionId, ...this.#factory.specBase() }),
+      destroyHandle: (handle) => this.#factory.destroyHandle(handle),
+      allocateReady: (identifier, session, acquire) => this.#acquireNew(identifier, acquire, performance.now(), session),
+      allocateRestored: (identifier, session, restore) => this.#allocator.restored(identifier, session, restore),
+      adopt: (slot) => {
+        slot.session = new Session(this.#owner, slot);
+      },
+      refill: () => this.#allocator.refill(),
+    });
+    this.#snapshots = new Snapshots(this.#paused, {
+      poolName: () => this.#options.name,
+      acquire: (identifier, acquire) => this.acquire(identifier, acquire),
+      assertFree: (identifier) => {
+        assertIdentifier(identifier);
+        if (this.get(identifier) !== undefined || this.#acquiring.has(identifier)) throw this.#taken(identifier);
+      },
     });
   }
 
@@ -166,9 +212,9 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   async start(): Promise<void> {
     this.#assertOpen();
     await this.#preparation.run();
-    this.#refill();
-    await this.#starting.wait();
-    this.#filled = true;
+    this.#allocator.refill();
+    await this.#allocator.starting.wait();
+    this.#allocator.filled = true;
   }
 
   /**
@@ -188,6 +234,14 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     } catch (error) {
       return Promise.reject(error);
     }
+    if (options.from !== undefined) {
+      if (this.get(identifier) !== undefined || this.#acquiring.has(identifier)) return Promise.reject(this.#taken(identifier));
+      const from = options.from;
+      return this.#joinable(
+        identifier,
+        this.#preparation.run().then(() => this.#snapshots.start(identifier, from, options)),
+      );
+    }
     const existing = this.#slots.allocatedTo(identifier);
     if (existing !== undefined) {
       existing.lastAccessedAt = Date.now();
@@ -195,22 +249,32 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     }
     const inFlight = this.#acquiring.get(identifier);
     if (inFlight !== undefined) return inFlight;
-    // Picked up by #allocate the moment a slot is handed over, so the binding leads the chain.
+    const paused = this.#slots.pausedTo(identifier)?.session;
+    if (paused !== undefined)
+      return this.#joinable(
+        identifier,
+        paused.resumeFor(options).then(() => paused),
+      );
+    // Picked up by the allocator the moment a slot is handed over, so the binding leads the chain.
     if (binding !== undefined) this.#bindings.set(identifier, binding);
-    const allocated = this.#acquireNew(identifier, options, performance.now());
-    const acquiring = binding === undefined ? allocated : allocated.then((session) => this.#bound(session, identifier));
+    const allocated = this.#acquireNew(identifier, options, performance.now()).then((slot) => slot.session!);
+    return this.#joinable(identifier, binding === undefined ? allocated : allocated.then((s) => this.#bindings.bound(s)));
+  }
+
+  /** Later acquires of `identifier` join this one until it settles. */
+  #joinable(identifier: string, acquiring: Promise<Session>): Promise<Session> {
     this.#acquiring.set(identifier, acquiring);
     const forget = () => {
       this.#acquiring.delete(identifier);
-      this.#bindings.delete(identifier);
+      this.#bindings.forget(identifier);
     };
     acquiring.then(forget, forget);
     return acquiring;
   }
 
-  /** The live session of `identifier`, or undefined. Never creates one. */
+  /** The session of `identifier` (running or paused), or undefined. Never creates or resumes one. */
   get(identifier: string): Session | undefined {
-    return this.#slots.allocatedTo(identifier)?.session;
+    return (this.#slots.allocatedTo(identifier) ?? this.#slots.pausedTo(identifier))?.session;
   }
 
   /**
@@ -223,15 +287,41 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     assertIdentifier(identifier);
     const inFlight = this.#acquiring.get(identifier);
     if (inFlight !== undefined) await inFlight.catch(() => undefined);
-    const slot = this.#slots.allocatedTo(identifier);
+    const slot = this.#slots.allocatedTo(identifier) ?? this.#slots.pausedTo(identifier);
     if (slot === undefined) return false;
     await this.#destroy(slot, 'stopped');
     return true;
   }
 
-  /** A snapshot of every live session (pending, ready and allocated). */
+  /**
+   * Keep the current state of `identifier`'s session (running or paused) as a named snapshot;
+   * a running session waits for its executions, then keeps running. Resolves with the snapshot id,
+   * for `acquire(newIdentifier, { from })` (any number of times) until `deleteSnapshot(id)`.
+   * @throws {UnsupportedError} the backend cannot fork
+   * @throws {SessionNotFoundError} the identifier has no session
+   */
+  async snapshot(identifier: string): Promise<string> {
+    assertIdentifier(identifier);
+    this.#assertOpen();
+    const session = this.get(identifier);
+    if (session === undefined) throw new SessionNotFoundError(`no session with this identifier in session pool "${this.name}"`);
+    return await this.#snapshots.take(session);
+  }
+
+  /** The pool's named snapshots. */
+  snapshots(): SnapshotInfo[] {
+    return this.#snapshots.list();
+  }
+
+  /** Delete a named snapshot; false when there is none with that id. */
+  deleteSnapshot(snapshotId: string): boolean {
+    return this.#snapshots.delete(snapshotId);
+  }
+
+  /** A snapshot of every session (pending, ready, allocated and paused). */
   sessions(): SessionInfo[] {
-    return this.#slots.liveSlots().map((slot) => slotInfo(slot, this.#expiry.expiresAt(slot)));
+    const slots = [...this.#slots.liveSlots(), ...this.#slots.pausedSlots()];
+    return slots.map((slot) => slotInfo(slot, this.#expiry.expiresAt(slot)));
   }
 
   stats(): PoolStats {
@@ -242,11 +332,13 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
       pending: this.#slots.pending,
       ready: this.#slots.ready,
       allocated: this.#slots.allocated,
-      waiting: this.#waiters.length,
+      paused: this.#slots.paused,
+      pausedBytes: this.#paused.pausedBytes(),
+      waiting: this.#allocator.waiters.length,
       maxConcurrentSessions: this.#options.maxConcurrentSessions,
       readySessionInstances: this.#options.readySessionInstances,
-      readyTarget: this.#readyTarget(),
-      arrivalsPerSecond: this.#arrivals.perSecond(),
+      readyTarget: this.#allocator.readyTarget(),
+      arrivalsPerSecond: this.#allocator.arrivals.perSecond(),
     });
   }
 
@@ -255,11 +347,11 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     this.#assertOpen();
     this.#options = applyPoolUpdate(this.#options, patch);
     for (const slot of this.#slots.newestReadyFirst()) {
-      if (this.#slots.ready <= this.#readyTarget()) break;
+      if (this.#slots.ready <= this.#allocator.readyTarget()) break;
       void this.#destroy(slot, 'stopped');
     }
     for (const slot of this.#slots.allocatedSlots()) this.#expiry.arm(slot);
-    this.#refill();
+    this.#allocator.refill();
   }
 
   /**
@@ -304,133 +396,28 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     if (this.#closing !== undefined) throw new PoolClosedError(`session pool "${this.#options.name}" is closed`);
   }
 
-  async #acquireNew(identifier: string, options: AcquireOptions, startedAt: number): Promise<Session> {
+  /** Allocate a Ready session to `identifier` (rebinding `reuse`, a resumed Session), waiting for one if needed. */
+  async #acquireNew(identifier: string, options: AcquireOptions, startedAt: number, reuse?: Session): Promise<Slot> {
     await this.#preparation.run();
     this.#assertOpen();
-    this.#filled = true;
-    const warm = this.#waiters.length === 0 ? this.#slots.oldestReady() : undefined;
-    if (warm !== undefined) return this.#allocate(warm, identifier, startedAt, 0, false);
-    const incoming = this.#slots.pending - this.#waiters.length;
-    const max = this.#options.maxConcurrentSessions;
-    if (incoming <= 0 && this.#slots.room(max) <= 0) {
-      const reason = exhaustionReason(this.#slots.size, max);
-      const waiting = options.wait === true;
-      this.#emit('poolExhausted', { ...this.#poolBase(), maxConcurrentSessions: max, waiting, reason });
-      if (!waiting) throw exhaustedError(reason, { name: this.name, maxConcurrentSessions: max }, hostMemoryBudget);
-    } else if (incoming <= 0 && this.#backoff.remaining() > 0) {
-      throw backendFailingError(this.backend.name, this.#stats.lastError?.message, this.#backoff.remaining());
-    }
-    const waiting = waitInQueue(this.#waiters, {
-      identifier,
-      acquireStartedAt: startedAt,
-      signal: options.signal,
-      timeoutMs: options.timeoutMs,
-    });
-    this.#refill();
-    return waiting;
+    return await this.#allocator.take(identifier, options, startedAt, reuse);
   }
 
-  /** Wait for the claimed session's binding; a session whose binding failed is destroyed. */
-  async #bound(session: Session, identifier: string): Promise<Session> {
-    try {
-      await session.bound();
-      return session;
-    } catch (error) {
-      const slot = this.#slots.allocatedTo(identifier);
-      const failure = toSandpoolError(error, 'binding the environment or files failed');
-      if (slot?.session === session) await this.#destroy(slot, 'failed', `binding at acquire failed: ${failure.message}`);
-      throw failure;
-    }
-  }
-
-  /** Hand a Ready slot to `identifier`. */
-  #allocate(slot: Slot, identifier: string, startedAt: number, queueMs: number, coldMiss: boolean): Session {
-    this.#slots.transition(slot, 'Allocated', identifier);
-    const session = new Session(this.#owner, slot);
-    slot.session = session;
-    const binding = this.#bindings.get(identifier);
-    if (binding !== undefined) {
-      this.#bindings.delete(identifier);
-      void session.bind(binding).catch(() => undefined); // awaited (and reported) by #bound
-    }
-    this.#arrivals.record(slot.allocatedAt!);
-    this.#expiry.arm(slot);
-    const latency = performance.now() - startedAt;
-    this.#stats.recordAllocation(latency, queueMs, coldMiss);
-    // The warm path is microseconds long: build event payloads only for someone listening.
-    if (this.listenerCount('sessionAllocated') > 0) {
-      this.#emit('sessionAllocated', { ...this.#base(slot), identifier, allocationLatencyMs: latency, queueMs, coldMiss });
-    }
-    this.#refill();
-    return session;
-  }
-
-  #readyTarget(): number {
-    return readyTarget(this.#options, this.#arrivals.perSecond(), this.#slots.allocated);
-  }
-
-  /**
-   * Sessions may be wanted (something was taken, destroyed, failed or changed): creations start
-   * off the caller's path, one per event-loop turn (refill-scheduler.ts).
-   */
-  #refill(): void {
-    if (this.#closing !== undefined || !this.#preparation.done) return;
-    this.#refills.request();
-  }
-
-  /** Start one creation if the ready set (plus waiters) is not covered, within the concurrency budget. */
-  #createOne(): boolean {
-    if (this.#closing !== undefined || !this.#preparation.done) return false;
-    if (this.#backoff.deferred(() => this.#refill())) return false;
-    const count = creationsWanted({
-      target: this.#readyTarget(),
-      waiting: this.#waiters.length,
-      ready: this.#slots.ready,
-      pending: this.#slots.pending,
-      room: this.#slots.room(this.#options.maxConcurrentSessions),
-      refillConcurrency: this.#options.refillConcurrency,
-    });
-    if (count <= 0) return false;
-    const onDemand = this.#waiters.length > this.#slots.pending;
-    const slot = this.#factory.start(onDemand, this.#filled);
-    if (slot.refill) this.#stats.refillStarted(performance.now());
-    return true;
-  }
-
-  /** A session became Ready: the oldest waiter gets it, else it stays in the ready set. */
-  #created(slot: Slot, createMs: number): void {
-    this.#backoff.succeed();
-    this.#stats.recordCreated(createMs, slot.refill, performance.now());
-    this.#slots.transition(slot, 'Ready');
-    this.#emit('sessionReady', { ...this.#base(slot), createDurationMs: createMs });
-    const waiter = this.#waiters.shift();
-    if (waiter !== undefined) {
-      const queueMs = performance.now() - waiter.enqueuedAt;
-      waiter.resolve(this.#allocate(slot, waiter.identifier, waiter.acquireStartedAt, queueMs, true));
-    } else {
-      this.#starting.settle();
-    }
-    this.#refill();
-  }
-
-  #createFailed(slot: Slot, failure: SandpoolError): void {
-    if (slot.refill) this.#stats.refillEnded(performance.now());
-    this.#slots.transition(slot, 'Destroyed', 'failed');
-    slot.destroyed = Promise.resolve();
-    if (this.#closing !== undefined) return;
-    const retryInMs = this.#backoff.fail();
-    this.#stats.recordCreateFailure(failure);
-    this.#emit('error', { ...this.#base(slot), operation: 'create', error: failure, retryInMs });
-    // Waiters that no pending creation can serve get this error now rather than hanging.
-    const unserved = this.#waiters.length - this.#slots.pending;
-    if (unserved > 0) this.#waiters.rejectNewest(unserved, failure);
-    this.#starting.settle(failure);
-    this.#refill();
+  /** A started session's identifier cannot take another one (a fork or a snapshot needs a new identifier). */
+  #taken(identifier: string): InvalidRequestError {
+    return new InvalidRequestError(
+      `identifier "${identifier}" already has a session in pool "${this.name}"; use a new identifier`,
+    );
   }
 
   #destroy(slot: Slot, reason: DestroyReason, message?: string): Promise<void> {
     if (slot.destroyed !== undefined) return slot.destroyed;
     const previous = slot.state;
+    if (previous === 'Paused') {
+      this.#paused.deletePaused(slot, reason === 'pauseExpired' ? reason : reason === 'poolClosed' ? reason : 'stopped');
+      slot.destroyed = Promise.resolve();
+      return slot.destroyed;
+    }
     this.#slots.transition(slot, 'Destroyed', reason);
     if (previous === 'Pending') {
       if (slot.refill) this.#stats.refillEnded(performance.now());
@@ -442,20 +429,17 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     const lifetimeMs = Date.now() - slot.createdAt;
     this.#emit('sessionDestroyed', { ...this.#base(slot), identifier: slot.identifier, reason, lifetimeMs, message });
     slot.destroyed = this.#factory.destroy(slot, reason);
-    this.#refill();
+    this.#allocator.refill();
     return slot.destroyed;
   }
 
   async #shutdown(): Promise<void> {
-    this.#backoff.cancel();
-    this.#refills.close();
-    const closed = new PoolClosedError(`session pool "${this.#options.name}" was closed`);
-    this.#waiters.rejectAll(closed);
-    this.#starting.settle(closed);
+    this.#allocator.close(new PoolClosedError(`session pool "${this.#options.name}" was closed`));
     const live = this.#slots.liveSlots();
     const busy = live.filter((s) => (s.session?.executionsInFlight ?? 0) > 0).map((s) => s.session!.whenIdle());
     await settleWithin(busy, this.#options.closeGracePeriodSeconds * 1000);
     for (const slot of this.#slots.liveSlots()) void this.#destroy(slot, 'poolClosed');
+    this.#paused.close();
     await this.#background.drain();
     this.#unsubscribeBudget();
     if (this.#options.ownsBackend) await this.backend.close();

@@ -1,11 +1,12 @@
 /** Public shapes of sessions, executions and pool statistics. */
 
-import type { DestroyReason, ImageOutput, Language, OutputChunk } from './backend.js';
+import type { DestroyReason, ImageOutput, Language, LostState, OutputChunk } from './backend.js';
 import type { SandpoolError } from './errors.js';
 import type { LatencySummary } from './pool/latency-window.js';
 import type { JsonValue } from './types.js';
 
-export type SessionState = 'Pending' | 'Ready' | 'Allocated' | 'Destroyed';
+/** `Paused`: the session's state is on disk (`session.pause()`, `idleAction: 'pause'`); any use resumes it. */
+export type SessionState = 'Pending' | 'Ready' | 'Allocated' | 'Paused' | 'Destroyed';
 
 export interface ExecuteOptions {
   /** Source code (Python, JavaScript, or a shell command line for Shell pools). */
@@ -87,8 +88,13 @@ export interface SessionInfo {
   readonly createdAt: Date;
   readonly allocatedAt: Date | undefined;
   readonly lastAccessedAt: Date | undefined;
-  /** When the session will be destroyed if nothing happens (cooldown or maxAlive). */
+  /**
+   * When the session will be destroyed (or paused, under `idleAction: 'pause'`) if nothing happens:
+   * cooldown or maxAlive; for a paused session, when it is deleted (`maxPausedPeriodInSeconds`).
+   */
   readonly expiresAt: Date | undefined;
+  /** Set while the session is paused. */
+  readonly pausedAt?: Date | undefined;
   readonly executionsInFlight: number;
 }
 
@@ -99,6 +105,9 @@ export interface PoolStats {
   readonly pending: number;
   readonly ready: number;
   readonly allocated: number;
+  /** Paused sessions (on disk, holding no memory), and the bytes their checkpoints take. */
+  readonly paused: number;
+  readonly pausedBytes: number;
   /** Acquires waiting for a session to become Ready. */
   readonly waiting: number;
   readonly maxConcurrentSessions: number;
@@ -138,4 +147,34 @@ export interface PoolStats {
   };
   /** Most recent create failure, while the pool is backing off. */
   readonly lastError: { readonly message: string; readonly code: string; readonly at: Date } | undefined;
+}
+
+/** What `session.pause()` did. */
+export interface PauseResult {
+  /** Bytes the checkpoint takes on disk. */
+  readonly bytes: number;
+  readonly durationMs: number;
+  /** What the checkpoint could not keep (interpreter-level pauses): named, never dropped silently. */
+  readonly lost: readonly LostState[];
+}
+
+/** What `session.resume()` (or a transparent resume) did. */
+export interface ResumeResult {
+  /** False when the session was not paused (nothing to do). */
+  readonly resumed: boolean;
+  readonly durationMs: number;
+  /** Bytes of the checkpoint it was resumed from. */
+  readonly bytes: number;
+  /** Everything the pause and the restore could not bring back. */
+  readonly lost: readonly LostState[];
+}
+
+/** A named snapshot (`pool.snapshot(identifier)`), the source of `acquire(id, { from })`. */
+export interface SnapshotInfo {
+  readonly id: string;
+  /** The identifier of the session it was taken from. */
+  readonly identifier: string;
+  readonly createdAt: Date;
+  readonly bytes: number;
+  readonly lost: readonly LostState[];
 }

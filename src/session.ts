@@ -1,82 +1,30 @@
 import type { Duplex } from 'node:stream';
 
-import type { Backend, BackendFiles, BackendSession, DestroyReason, ExecutionOutcome, FileInfo, OutputChunk } from './backend.js';
-import {
-  ErrorCode,
-  InvalidRequestError,
-  SessionBusyError,
-  SessionNotFoundError,
-  UnsupportedError,
-  toSandpoolError,
-} from './errors.js';
+import type { BackendFiles, BackendSession, FileInfo } from './backend.js';
+import { InvalidRequestError, SessionBusyError, SessionNotFoundError, UnsupportedError } from './errors.js';
 import type { Environment } from './environment.js';
-import type { SessionPoolEvents } from './events.js';
-import type { ResolvedPoolOptions } from './options.js';
 import { toByteChunks, type ByteSource } from './pool/byte-source.js';
-import { lostOutcome, toExecuteRequest, toExecutionResult } from './pool/execution-request.js';
+import { runExecution } from './pool/run-execution.js';
 import { normaliseDataPath } from './pool/file-paths.js';
 import { slotInfo, type Slot } from './pool/slot.js';
 import { streamExecution } from './pool/execution-stream.js';
+import type { AcquireOptions } from './session-pool.js';
 import type {
   ExecuteOptions,
   ExecuteStreamOptions,
   ExecutionEvent,
   ExecutionResult,
+  PauseResult,
+  ResumeResult,
   SessionInfo,
   SessionState,
 } from './session-types.js';
 
-/**
- * What a session offers its caller, wherever it runs. `Session` implements it for a session of this
- * process's pool; cluster mode's `RemoteSession` implements it by forwarding every call to the
- * member that owns the session. Code written against `SessionApi` (the server's handlers among it)
- * works with either. (`Session.extend` is not part of it yet: remote handles do not forward it.)
- *
- * Every method touches the session, which restarts its cooldown. Once the session is destroyed
- * every method rejects with `SessionNotFoundError`.
- */
-export interface SessionApi {
-  /** The caller's identifier. */
-  readonly identifier: string;
-  /** The pool-assigned session id (unique, not secret). */
-  readonly id: string;
-  readonly state: SessionState;
-  /** Run code; executions on one session run one at a time, in call order. */
-  execute(options: ExecuteOptions): Promise<ExecutionResult>;
-  /** Run code and yield its output as it happens, then its value and `end` (see ExecutionEvent). */
-  executeStream(options: ExecuteOptions, streamOptions?: ExecuteStreamOptions): AsyncIterable<ExecutionEvent>;
-  uploadFile(path: string, data: ByteSource): Promise<FileInfo>;
-  listFiles(options?: { path?: string | undefined; recursive?: boolean | undefined }): Promise<FileInfo[]>;
-  fileInfo(path: string): Promise<FileInfo>;
-  downloadFile(path: string): Promise<{ info: FileInfo; body: AsyncIterable<Uint8Array> }>;
-  deleteFile(path: string): Promise<void>;
-  fetch(request: Request): Promise<Response>;
-  connect(): Promise<Duplex>;
-  /** Destroy the session now and wipe its data. Idempotent. */
-  stop(): Promise<void>;
-  info(): SessionInfo;
-}
+import type { SessionApi, SessionOwner } from './session-api.js';
 
-/**
- * @internal What a Session needs from the pool that allocated it: the pool's lifecycle
- * bookkeeping (cooldown, reaping, statistics, events). SessionPool provides it.
- */
-export interface SessionOwner {
-  readonly backend: Backend;
-  /** The pool's options as they are now (`pool.update()` replaces them). */
-  options(): ResolvedPoolOptions;
-  emit<K extends keyof SessionPoolEvents>(event: K, payload: Parameters<SessionPoolEvents[K]>[0]): void;
-  /** Whether anyone listens to `event` (payloads are built only then: the hot path stays lean). */
-  listening(event: keyof SessionPoolEvents): boolean;
-  destroy(slot: Slot, reason: DestroyReason, message?: string): Promise<void>;
-  /** An execution was accepted (it runs now or queues behind the running one). */
-  executionBegan(slot: Slot): void;
-  /** An execution on the slot settled: the pool may now reap it if it expired meanwhile. */
-  idle(slot: Slot): void;
-  expiresAt(slot: Slot): number | undefined;
-  /** Count a finished execution; the first on a session feeds the first-execution timing. */
-  executed(durationMs: number, first: boolean): void;
-}
+export type { SessionApi, SessionOwner };
+
+const NOT_PAUSED: ResumeResult = { resumed: false, durationMs: 0, bytes: 0, lost: [] };
 
 let executionCounter = 0;
 
@@ -99,7 +47,12 @@ export const MAX_EXTEND_SECONDS = 365 * 24 * 3600;
  */
 export class Session implements SessionApi {
   readonly #owner: SessionOwner;
-  readonly #slot: Slot;
+  /** The slot the session lives in; another one after a resume (a new backend session). */
+  #slot: Slot;
+  /** The resume in progress, which executions and file operations wait for. */
+  #resuming: Promise<ResumeResult> | undefined;
+  /** Environment variables bound at acquire: bound again to the new sandbox after a resume. */
+  #env: SessionBinding['env'];
   /** Tail of the execution chain. */
   #tail: Promise<unknown> = Promise.resolve();
   /** Executions started and not yet settled (running + queued). */
@@ -149,6 +102,7 @@ export class Session implements SessionApi {
       const handle = this.#live();
       const { backend } = this.#owner;
       if (binding.env !== undefined) {
+        this.#env = binding.env;
         if (backend.setEnvironment === undefined) {
           throw new UnsupportedError(`backend "${backend.name}" cannot bind environment variables to its sessions`);
         }
@@ -180,10 +134,12 @@ export class Session implements SessionApi {
    * (await session.execute({ code: 'x + 1' })).result; // 42
    */
   execute(options: ExecuteOptions): Promise<ExecutionResult> {
-    try {
-      this.#live();
-    } catch (error) {
-      return Promise.reject(error);
+    if (this.#slot.state !== 'Paused') {
+      try {
+        this.#live();
+      } catch (error) {
+        return Promise.reject(error);
+      }
     }
     const limit = this.#owner.options().limits.maxQueuedExecutions;
     // `#inFlight` counts the running one too: the queue is what waits behind it.
@@ -195,16 +151,105 @@ export class Session implements SessionApi {
     executionCounter += 1;
     const id = `exec-${this.#slot.id}-${executionCounter.toString(36)}`;
     const queuedAt = Date.now();
+    return this.exclusive(async () => {
+      await this.#ensureResumed();
+      return await this.#run(options, id, queuedAt);
+    });
+  }
+
+  /**
+   * @internal Run `work` in this session's order: after everything queued before it, before
+   * anything queued later (executions, pauses, snapshots). It counts as in flight meanwhile.
+   */
+  exclusive<T>(work: () => Promise<T>): Promise<T> {
     this.#inFlight += 1;
     this.#owner.executionBegan(this.#slot);
-    const settled = this.#tail
-      .then(() => this.#run(options, id, queuedAt))
-      .finally(() => {
-        this.#inFlight -= 1;
-        this.#owner.idle(this.#slot);
-      });
+    const settled = this.#tail.then(work).finally(() => {
+      this.#inFlight -= 1;
+      this.#owner.idle(this.#slot);
+    });
     this.#tail = settled.catch(() => undefined);
     return settled;
+  }
+
+  /** @internal The slot the session lives in now. */
+  get slot(): Slot {
+    return this.#slot;
+  }
+
+  /**
+   * Write the session's state to disk under the pool's data directory and free its memory: the
+   * interpreters' state and files (`interpreter` backends, what cannot be kept is in `lost`) or the
+   * whole machine (`machine` backends). Waits for running executions first. Any later use, or
+   * `pool.acquire(identifier)`, resumes it. Resolves at once if it is already paused.
+   * @throws {UnsupportedError} the backend cannot pause (isolates) or the session is a custom container
+   * @throws {SessionNotFoundError} the session was destroyed
+   * @example
+   * const { bytes, lost } = await session.pause(); // lost: [{ name: 'sock', type: 'socket', … }]
+   */
+  pause(): Promise<PauseResult> {
+    return this.exclusive(async () => {
+      await this.#resuming?.catch(() => undefined);
+      const slot = this.#slot;
+      if (slot.state === 'Paused') {
+        const { manifest } = slot.paused!;
+        return { bytes: manifest.bytes, durationMs: 0, lost: manifest.checkpoint.lost };
+      }
+      this.#live();
+      return await this.#owner.pause(slot, 'requested');
+    });
+  }
+
+  /** @internal The cooldown passed under `idleAction: 'pause'`. */
+  pauseWhenIdle(): Promise<PauseResult> {
+    return this.exclusive(async () => await this.#owner.pause(this.#slot, 'idle'));
+  }
+
+  /**
+   * Bring a paused session back now (any use does it too). Resolves with what came back and what
+   * could not (`lost`), or `{ resumed: false }` when the session was not paused.
+   * @throws {BackendError} the checkpoint could not be restored: the session is gone
+   */
+  resume(): Promise<ResumeResult> {
+    return this.#ensureResumed();
+  }
+
+  /** @internal Resume if paused; `acquire` says how to wait for a Ready session. */
+  resumeFor(acquire: AcquireOptions): Promise<ResumeResult> {
+    return this.#ensureResumed(acquire);
+  }
+
+  #ensureResumed(acquire: AcquireOptions = {}): Promise<ResumeResult> {
+    if (this.#resuming !== undefined) return this.#resuming;
+    if (this.#slot.state !== 'Paused') return Promise.resolve(NOT_PAUSED);
+    const resuming = this.#owner.resume(this.#slot, this, acquire).then(async ({ slot, result }) => {
+      this.#slot = slot;
+      // The bound environment lived in the old sandbox's agent: bind it to the new one.
+      const { backend } = this.#owner;
+      if (this.#env !== undefined && backend.setEnvironment !== undefined) await backend.setEnvironment(slot.handle!, this.#env);
+      return result;
+    });
+    this.#resuming = resuming;
+    void resuming.then(
+      () => {
+        this.#resuming = undefined;
+      },
+      () => {
+        this.#resuming = undefined;
+      },
+    );
+    return resuming;
+  }
+
+  /**
+   * A copy of this session under `identifier`: variables and files as they are now (the whole
+   * machine on `machine` backends). Nothing writable is shared, and random generators are reseeded
+   * in the copy. This session keeps running (briefly held still while its state is copied).
+   * @throws {UnsupportedError} the backend cannot fork
+   * @throws {InvalidRequestError} `identifier` already has a session
+   */
+  fork(identifier: string): Promise<Session> {
+    return this.#owner.fork(this, identifier);
   }
 
   /**
@@ -225,6 +270,7 @@ export class Session implements SessionApi {
   /** Write a file under `/mnt/data`, streamed; rejects with FILE_TOO_LARGE past the pool's cap. */
   async uploadFile(path: string, data: ByteSource): Promise<FileInfo> {
     const target = normaliseDataPath(path);
+    await this.#ensureResumed();
     const { handle, files } = this.#files();
     return files.upload(handle, target, toByteChunks(data), { maxBytes: this.#owner.options().limits.maxFileSizeBytes });
   }
@@ -232,6 +278,7 @@ export class Session implements SessionApi {
   /** List `/mnt/data` (or a sub-directory), optionally recursively. */
   async listFiles(options: { path?: string | undefined; recursive?: boolean | undefined } = {}): Promise<FileInfo[]> {
     const dir = normaliseDataPath(options.path ?? '', { allowRoot: true });
+    await this.#ensureResumed();
     const { handle, files } = this.#files();
     return files.list(handle, { path: dir, recursive: options.recursive === true });
   }
@@ -239,6 +286,7 @@ export class Session implements SessionApi {
   /** Metadata of one file. */
   async fileInfo(path: string): Promise<FileInfo> {
     const target = normaliseDataPath(path);
+    await this.#ensureResumed();
     const { handle, files } = this.#files();
     return files.stat(handle, target);
   }
@@ -246,12 +294,14 @@ export class Session implements SessionApi {
   /** Read a file as a stream of chunks. */
   async downloadFile(path: string): Promise<{ info: FileInfo; body: AsyncIterable<Uint8Array> }> {
     const target = normaliseDataPath(path);
+    await this.#ensureResumed();
     const { handle, files } = this.#files();
     return files.download(handle, target, {});
   }
 
   async deleteFile(path: string): Promise<void> {
     const target = normaliseDataPath(path);
+    await this.#ensureResumed();
     const { handle, files } = this.#files();
     await files.delete(handle, target);
   }
@@ -272,8 +322,9 @@ export class Session implements SessionApi {
     return backend.connect(handle);
   }
 
-  /** Destroy the session now (reason `stopped`) and wipe its data. Idempotent. */
+  /** Destroy the session now (reason `stopped`) and wipe its data, paused or not. Idempotent. */
   async stop(): Promise<void> {
+    await this.#resuming?.catch(() => undefined);
     await this.#owner.destroy(this.#slot, 'stopped');
   }
 
@@ -290,9 +341,15 @@ export class Session implements SessionApi {
     if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds <= 0 || seconds > MAX_EXTEND_SECONDS) {
       throw new InvalidRequestError(`extend() takes a number of seconds in (0, ${MAX_EXTEND_SECONDS}]`);
     }
-    this.#live();
     const slot = this.#slot;
-    slot.extendedUntil = Math.max(slot.extendedUntil ?? 0, Date.now() + Math.ceil(seconds * 1000));
+    const until = Date.now() + Math.ceil(seconds * 1000);
+    // A paused session stays on disk at least that long; resumed, it keeps the same floor.
+    if (slot.state === 'Paused') {
+      slot.extendedUntil = Math.max(slot.extendedUntil ?? 0, until);
+      return new Date(this.#owner.extendPaused(slot, until));
+    }
+    this.#live();
+    slot.extendedUntil = Math.max(slot.extendedUntil ?? 0, until);
     // The armed timer fires no later than the old deadline and re-arms itself lazily, so the
     // extension needs no timer churn here.
     const at = this.#owner.expiresAt(slot);
@@ -320,77 +377,19 @@ export class Session implements SessionApi {
 
   /** One execution, when its turn has come. */
   async #run(options: ExecuteOptions, id: string, queuedAt: number): Promise<ExecutionResult> {
-    const owner = this.#owner;
-    const { backend } = owner;
-    const request = toExecuteRequest(options, backend, owner.options());
     const handle = this.#live();
-    const slot = this.#slot;
-    const started = Date.now();
-    const base = {
-      pool: owner.options().name,
-      backend: backend.name,
-      sessionId: slot.id,
-      identifier: this.identifier,
-      executionId: id,
-    };
-    if (owner.listening('executionStarted')) {
-      owner.emit('executionStarted', { ...base, at: started, language: request.language, queueMs: started - queuedAt });
-    }
     this.#touch();
-    let outcome: ExecutionOutcome;
-    let replaced = false;
-    // The caller's callback gets output only while this execution runs, and cannot break it.
-    const caller = options.onOutput;
-    let streaming = caller !== undefined;
-    const onOutput =
-      caller === undefined
-        ? undefined
-        : (chunk: OutputChunk): void => {
-            if (!streaming) return;
-            try {
-              caller(chunk);
-            } catch {
-              // The execution goes on; the caller's own failure is theirs to see.
-            }
-          };
-    try {
-      outcome = await backend.execute(handle, request, { signal: options.signal, onOutput });
-    } catch (error) {
-      streaming = false;
-      const failure = toSandpoolError(error, 'execution failed');
-      // Refused, or interrupted because the caller aborted: the session itself is fine.
-      if (
-        failure.code === ErrorCode.INVALID_REQUEST ||
-        failure.code === ErrorCode.UNSUPPORTED ||
-        (failure.code === ErrorCode.ABORTED && options.signal?.aborted === true)
-      ) {
-        throw failure;
-      }
-      // The session died under the code (process, container or VM gone): fail this execution at
-      // once with Azure's semantics and replace the session.
-      replaced = true;
-      outcome = lostOutcome(failure.message, started);
-      void owner.destroy(slot, 'failed', failure.message);
-    }
-    streaming = false;
-    if (!replaced && outcome.sessionState === 'lost') {
-      replaced = true;
-      void owner.destroy(slot, 'failed', 'the backend reported the session lost after an execution');
-    }
+    const result = await runExecution(
+      this.#owner,
+      this.#slot,
+      handle,
+      { options, id, queuedAt, identifier: this.identifier },
+      () => {
+        this.#finished += 1;
+        return this.#finished === 1;
+      },
+    );
     this.#touch();
-    this.#finished += 1;
-    owner.executed(Date.now() - started, this.#finished === 1);
-    const result = toExecutionResult(id, outcome, replaced, request.timeoutMs);
-    if (owner.listening('executionFinished')) {
-      const timedOut = outcome.timedOut === true;
-      owner.emit('executionFinished', {
-        ...base,
-        at: Date.now(),
-        status: result.status,
-        durationMs: Date.now() - started,
-        timedOut,
-      });
-    }
     return result;
   }
 

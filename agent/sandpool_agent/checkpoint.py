@@ -293,8 +293,8 @@ def kernel_restore(kernel, chunks, fork, timeout_s):
 
 
 def _extra_processes(executor):
-    """Processes of the session's user other than the agent and its kernels: not kept, so named."""
-    mine = {os.getpid()} | {k.current.proc.pid for k in executor.kernels.values() if k.current is not None}
+    """Processes of the session's user other than the agent, its init and its kernels: not kept, so named."""
+    mine = {1, os.getpid(), os.getppid()} | {k.current.proc.pid for k in executor.kernels.values() if k.current is not None}
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) in mine:

@@ -6,9 +6,9 @@
 
 import type { Backend } from '../backend.js';
 import { parseEnvironment } from '../environment.js';
-import { InvalidRequestError, UnsupportedError } from '../errors.js';
+import { InvalidRequestError, toSandpoolError, UnsupportedError, type SandpoolError } from '../errors.js';
 import type { ContainerType } from '../options.js';
-import type { SessionBinding } from '../session.js';
+import type { Session, SessionBinding } from '../session.js';
 import type { ByteSource } from './byte-source.js';
 import { normaliseDataPath } from './file-paths.js';
 
@@ -44,4 +44,45 @@ export function parseBinding(
     throw new UnsupportedError(`backend "${backend.name}" has no file system for sessions`);
   if (!hasEnv && !hasFiles) return undefined;
   return { env: hasEnv ? env : undefined, files: hasFiles ? files : undefined };
+}
+
+/**
+ * Bindings of acquires in flight, by identifier: taken by the allocator the moment a slot is
+ * handed over (so the binding leads the session's chain), then awaited for the acquire.
+ */
+export class PendingBindings {
+  readonly #pending = new Map<string, SessionBinding>();
+
+  constructor(
+    /** End a session whose binding failed (reason `failed`). */
+    private readonly fail: (session: Session, failure: SandpoolError) => Promise<void>,
+  ) {}
+
+  set(identifier: string, binding: SessionBinding): void {
+    this.#pending.set(identifier, binding);
+  }
+
+  forget(identifier: string): void {
+    this.#pending.delete(identifier);
+  }
+
+  /** A session was handed to `identifier`: bind what its acquire asked for, first in its chain. */
+  claim(session: Session, identifier: string): void {
+    const binding = this.#pending.get(identifier);
+    if (binding === undefined) return;
+    this.#pending.delete(identifier);
+    void session.bind(binding).catch(() => undefined); // awaited (and reported) by `bound`
+  }
+
+  /** Wait for the claimed session's binding; a session whose binding failed is ended. */
+  async bound(session: Session): Promise<Session> {
+    try {
+      await session.bound();
+      return session;
+    } catch (error) {
+      const failure = toSandpoolError(error, 'binding the environment or files failed');
+      await this.fail(session, failure);
+      throw failure;
+    }
+  }
 }

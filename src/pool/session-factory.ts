@@ -1,4 +1,13 @@
-import type { Backend, DestroyReason, SessionExit, SessionSpec } from '../backend.js';
+import type {
+  Backend,
+  BackendSession,
+  CreateOptions,
+  DestroyReason,
+  LostState,
+  Restored,
+  SessionExit,
+  SessionSpec,
+} from '../backend.js';
 import { toSandpoolError, type SandpoolError } from '../errors.js';
 import { resolveCustomContainer, type ResolvedPoolOptions } from '../options.js';
 import { newSlot, type Slot } from './slot.js';
@@ -12,6 +21,8 @@ export interface SessionFactoryHooks {
   failed(slot: Slot, failure: SandpoolError): void;
   /** The session ended by itself after creation. */
   exited(slot: Slot, exit: SessionExit): void;
+  /** A Pending slot leaves the pool without a session and without counting as a failure. */
+  dropped(slot: Slot): void;
   /** The backend failed to destroy a session (it is reported, never retried). */
   destroyFailed(slot: Slot, failure: SandpoolError): void;
   /** Background work the pool must await on close. */
@@ -82,6 +93,40 @@ export class SessionFactory {
       );
     this.hooks.track(work);
     return slot;
+  }
+
+  /**
+   * A new slot whose session comes from `restore` (a machine-level checkpoint) instead of a
+   * create. It is Pending while the backend works; on failure it leaves the pool (without counting
+   * as a create failure: the backend is healthy, the checkpoint is not) and the error is thrown.
+   */
+  async restore(
+    restore: (spec: SessionSpec, options: CreateOptions) => Promise<Restored>,
+  ): Promise<{ slot: Slot; lost: readonly LostState[] }> {
+    const slot = newSlot(Date.now());
+    this.hooks.pending(slot, true);
+    const work = restore(
+      { sessionId: slot.id, ...this.specBase() },
+      { signal: slot.createAbort.signal, onExit: (exit) => this.hooks.exited(slot, exit) },
+    );
+    this.hooks.track(work.catch(() => undefined));
+    let restored: Restored;
+    try {
+      restored = await work;
+    } catch (error) {
+      if (slot.state !== 'Destroyed') this.hooks.dropped(slot);
+      throw error;
+    }
+    slot.handle = restored.session;
+    if (slot.state === 'Destroyed') void this.destroyHandle(restored.session);
+    return { slot, lost: restored.lost };
+  }
+
+  /** Destroy a backend session no slot refers to any more (a paused one's); never rejects. */
+  destroyHandle(handle: BackendSession): Promise<void> {
+    const work = this.backend.destroy(handle, { reason: 'stopped' }).catch(() => undefined);
+    this.hooks.track(work);
+    return work;
   }
 
   /** Destroy a created session in the backend; resolves when done, never rejects. */

@@ -6,12 +6,20 @@ import type { PoolStatistics } from './statistics.js';
 
 /** Where a slot may go from each state; `new` is a slot the table does not know yet. */
 const NEXT: Record<SessionState | 'new', readonly SessionState[]> = {
-  new: ['Pending'],
+  // A paused session found on disk at start is a new slot that is Paused from the outset.
+  new: ['Pending', 'Paused'],
   Pending: ['Ready', 'Destroyed'],
   Ready: ['Allocated', 'Destroyed'],
-  Allocated: ['Destroyed'],
+  Allocated: ['Paused', 'Destroyed'],
+  Paused: ['Destroyed'],
   Destroyed: [],
 };
+
+/**
+ * Why a slot leaves the table: a destroy reason, counted in the statistics, or `superseded` (a
+ * paused slot whose session now lives in another slot, or failed to: it was reported there).
+ */
+export type LeaveReason = DestroyReason | 'superseded';
 
 /**
  * Every live slot of one pool, grouped by state. `transition` is the only place a slot's state
@@ -26,6 +34,8 @@ export class SlotTable {
   readonly #ready = new Set<Slot>();
   readonly #allocated = new Set<Slot>();
   readonly #byIdentifier = new Map<string, Slot>();
+  /** Paused slots by identifier: they hold no backend session, no memory and no room. */
+  readonly #paused = new Map<string, Slot>();
 
   /**
    * @param reserveMb what each live slot reserves from `budget` (0 for in-process backends)
@@ -36,7 +46,20 @@ export class SlotTable {
     private readonly reserveMb: number,
   ) {}
 
-  /** Live slots: pending + ready + allocated. */
+  get paused(): number {
+    return this.#paused.size;
+  }
+
+  /** The paused slot of `identifier`, if any. */
+  pausedTo(identifier: string): Slot | undefined {
+    return this.#paused.get(identifier);
+  }
+
+  pausedSlots(): Slot[] {
+    return [...this.#paused.values()];
+  }
+
+  /** Live slots: pending + ready + allocated (paused ones hold nothing live). */
   get size(): number {
     return this.#live.size;
   }
@@ -88,10 +111,12 @@ export class SlotTable {
   transition(slot: Slot, to: 'Ready'): void;
   /** Hand the session to `identifier`. */
   transition(slot: Slot, to: 'Allocated', identifier: string): void;
+  /** The session's state is on disk: it leaves the live set and gives back its memory and room. */
+  transition(slot: Slot, to: 'Paused', identifier?: string): void;
   /** The slot leaves the pool; `reason` is counted for sessions that were created. */
-  transition(slot: Slot, to: 'Destroyed', reason: DestroyReason): void;
+  transition(slot: Slot, to: 'Destroyed', reason: LeaveReason): void;
   transition(slot: Slot, to: SessionState, detail?: string): void {
-    const known = this.#live.get(slot.id) === slot;
+    const known = this.#live.get(slot.id) === slot || (slot.state === 'Paused' && this.#paused.get(slot.identifier!) === slot);
     const from = known ? slot.state : slot.state === 'Destroyed' ? 'Destroyed' : 'new';
     if (!NEXT[from].includes(to)) throw new Error(`internal error: slot ${slot.id} cannot go from ${from} to ${to}`);
     if (from === 'Pending') this.#pending.delete(slot);
@@ -99,7 +124,7 @@ export class SlotTable {
     else if (from === 'Allocated') {
       this.#allocated.delete(slot);
       if (this.#byIdentifier.get(slot.identifier!) === slot) this.#byIdentifier.delete(slot.identifier!);
-    }
+    } else if (from === 'Paused') this.#paused.delete(slot.identifier!);
     slot.state = to;
     const now = Date.now();
     switch (to) {
@@ -119,13 +144,26 @@ export class SlotTable {
         this.#allocated.add(slot);
         this.#byIdentifier.set(detail!, slot);
         break;
-      case 'Destroyed':
-        if (slot.expiryTimer !== undefined) clearTimeout(slot.expiryTimer);
-        slot.expiryTimer = undefined;
-        this.#live.delete(slot.id);
-        this.budget.release(this.reserveMb);
-        if (from !== 'Pending') this.stats.recordDestroy(detail as DestroyReason);
+      case 'Paused':
+        if (from === 'new') slot.identifier = detail;
+        this.#leaveLive(slot, from);
+        this.#paused.set(slot.identifier!, slot);
         break;
+      case 'Destroyed':
+        this.#leaveLive(slot, from);
+        if (slot.paused?.timer !== undefined) clearTimeout(slot.paused.timer);
+        if (from !== 'Pending' && detail !== 'superseded') this.stats.recordDestroy(detail as DestroyReason);
+        break;
+    }
+  }
+
+  /** Stop the expiry timer; a slot that was live gives back its room and memory. */
+  #leaveLive(slot: Slot, from: SessionState | 'new'): void {
+    if (slot.expiryTimer !== undefined) clearTimeout(slot.expiryTimer);
+    slot.expiryTimer = undefined;
+    if (from === 'Pending' || from === 'Ready' || from === 'Allocated') {
+      this.#live.delete(slot.id);
+      this.budget.release(this.reserveMb);
     }
   }
 }

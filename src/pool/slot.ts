@@ -1,4 +1,5 @@
 import type { BackendSession } from '../backend.js';
+import type { StoredManifest } from './pause-store.js';
 import type { Session } from '../session.js';
 import type { SessionInfo, SessionState } from '../session-types.js';
 
@@ -29,6 +30,8 @@ export interface Slot {
   session: Session | undefined;
   /** Created to replace what was taken, after the pool's initial fill (counts toward the refill rate). */
   refill: boolean;
+  /** While Paused: the stored checkpoint the session lives in, and its deletion timer. */
+  paused: { readonly manifest: StoredManifest; timer: NodeJS.Timeout | undefined } | undefined;
 }
 
 let counter = 0;
@@ -57,6 +60,7 @@ export function newSlot(now: number, refill = false): Slot {
     destroyed: undefined,
     session: undefined,
     refill,
+    paused: undefined,
   };
 }
 
@@ -64,7 +68,9 @@ const toDate = (at: number | undefined): Date | undefined => (at === undefined ?
 
 /** The public snapshot of a slot (`pool.sessions()`, `session.info()`). */
 export function slotInfo(slot: Slot, expiresAt: number | undefined): SessionInfo {
+  const paused = slot.paused?.manifest;
   return {
+    ...(paused === undefined ? {} : { pausedAt: new Date(paused.pausedAt) }),
     identifier: slot.identifier,
     sessionId: slot.id,
     state: slot.state,
@@ -72,7 +78,7 @@ export function slotInfo(slot: Slot, expiresAt: number | undefined): SessionInfo
     createdAt: new Date(slot.createdAt),
     allocatedAt: toDate(slot.allocatedAt),
     lastAccessedAt: toDate(slot.lastAccessedAt),
-    expiresAt: toDate(expiresAt),
+    expiresAt: toDate(paused?.expiresAt ?? expiresAt),
     executionsInFlight: slot.session?.executionsInFlight ?? 0,
   };
 }

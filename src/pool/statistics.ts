@@ -16,6 +16,8 @@ type Live = Pick<
   | 'readySessionInstances'
   | 'readyTarget'
   | 'arrivalsPerSecond'
+  | 'paused'
+  | 'pausedBytes'
 >;
 
 /** Monotonic counters of one pool; `snapshot()` combines them with the live counts. */
@@ -33,6 +35,7 @@ export class PoolStatistics {
     exited: 0,
     failed: 0,
     poolClosed: 0,
+    pauseExpired: 0,
   };
 
   readonly allocationMs = new LatencyWindow();

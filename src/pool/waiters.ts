@@ -1,5 +1,6 @@
 import { AbortedError, ErrorCode, SandpoolError } from '../errors.js';
 import type { Session } from '../session.js';
+import type { Slot } from './slot.js';
 
 /** An acquire waiting for a session to become Ready. Served strictly in arrival order. */
 export interface Waiter {
@@ -7,8 +8,10 @@ export interface Waiter {
   /** When acquire() was called, for allocation latency. */
   readonly acquireStartedAt: number;
   readonly enqueuedAt: number;
-  /** Called with the session the pool allocated to this waiter's identifier. */
-  resolve(session: Session): void;
+  /** The identifier's existing Session (a resume), to bind to the slot instead of a new one. */
+  readonly reuse?: Session | undefined;
+  /** Called with the slot the pool allocated to this waiter's identifier. */
+  resolve(slot: Slot): void;
   reject(error: SandpoolError): void;
 }
 
@@ -54,14 +57,15 @@ export interface WaitOptions {
   readonly acquireStartedAt: number;
   readonly signal?: AbortSignal | undefined;
   readonly timeoutMs?: number | undefined;
+  readonly reuse?: Session | undefined;
 }
 
 /**
  * Queue an acquire until the pool hands it a session. An abort or a timeout removes the waiter,
  * and every listener and timer is released whichever way the wait ends.
  */
-export function waitInQueue(queue: WaiterQueue, options: WaitOptions): Promise<Session> {
-  return new Promise<Session>((resolve, reject) => {
+export function waitInQueue(queue: WaiterQueue, options: WaitOptions): Promise<Slot> {
+  return new Promise<Slot>((resolve, reject) => {
     if (options.signal?.aborted) {
       reject(new AbortedError('acquire was aborted before it started'));
       return;
@@ -81,9 +85,10 @@ export function waitInQueue(queue: WaiterQueue, options: WaitOptions): Promise<S
       identifier: options.identifier,
       acquireStartedAt: options.acquireStartedAt,
       enqueuedAt: performance.now(),
-      resolve: (session) => {
+      reuse: options.reuse,
+      resolve: (slot) => {
         cleanup();
-        resolve(session);
+        resolve(slot);
       },
       reject: (error) => {
         cleanup();
