@@ -17,6 +17,10 @@ const LifecycleSchema = z
     cooldownPeriodInSeconds: z.number().optional(),
     coolDownPeriodInSeconds: z.number().optional(),
     maxAlivePeriodInSeconds: z.number().optional(),
+    /** sandpool extension: `destroy` (Azure's behaviour) or `pause` idle sessions to disk. */
+    idleAction: z.string().optional(),
+    /** sandpool extension: how long a paused session is kept. */
+    maxPausedPeriodInSeconds: z.number().optional(),
   })
   .loose();
 
@@ -75,6 +79,8 @@ export interface AzurePoolOverrides {
   readonly refillConcurrency?: number | undefined;
   readonly ownsBackend?: boolean | undefined;
   readonly closeGracePeriodSeconds?: number | undefined;
+  /** Where the pool keeps paused sessions and snapshots (see SessionPoolOptions.dataDirectory). */
+  readonly dataDirectory?: string | undefined;
 }
 
 /** Azure `properties` → SessionPool options. Throws InvalidOptionsError naming every problem. */
@@ -93,6 +99,9 @@ export function azurePropertiesToOptions(properties: unknown, overrides: AzurePo
     lifecycleType: life?.lifecycleType,
     cooldownPeriodInSeconds: life?.cooldownPeriodInSeconds ?? life?.coolDownPeriodInSeconds ?? dyn?.cooldownPeriodInSeconds,
     maxAlivePeriodInSeconds: life?.maxAlivePeriodInSeconds,
+    idleAction: life?.idleAction,
+    maxPausedPeriodInSeconds: life?.maxPausedPeriodInSeconds,
+    dataDirectory: overrides.dataDirectory,
     limits: { ...(p.limits ?? {}), ...(overrides.limits ?? {}) },
     network:
       p.sessionNetworkConfiguration === undefined && p.egressAllowList === undefined
@@ -125,6 +134,10 @@ export function optionsToAzureProperties(o: ResolvedPoolOptions): Record<string,
   const lifecycleConfiguration: Record<string, unknown> = { lifecycleType: o.lifecycleType };
   if (o.lifecycleType === 'Timed') lifecycleConfiguration['cooldownPeriodInSeconds'] = o.cooldownPeriodInSeconds;
   if (o.maxAlivePeriodInSeconds !== undefined) lifecycleConfiguration['maxAlivePeriodInSeconds'] = o.maxAlivePeriodInSeconds;
+  if (o.idleAction === 'pause') {
+    lifecycleConfiguration['idleAction'] = o.idleAction;
+    lifecycleConfiguration['maxPausedPeriodInSeconds'] = o.maxPausedPeriodInSeconds;
+  }
   const t = o.customContainerTemplate;
   return {
     containerType: o.containerType,

@@ -6,6 +6,8 @@
  * backend builds its warm snapshot in prepare()).
  */
 
+import { join } from 'node:path';
+
 import type { Logger } from '../server/logging.js';
 import { SessionPool } from '../session-pool.js';
 import type { ContainerType } from '../options.js';
@@ -29,7 +31,7 @@ export interface BuiltinPoolSink {
   unavailable(pool: string): void;
 }
 
-async function firstUsable(choice: Choice, log: Logger): Promise<SessionPool | undefined> {
+async function firstUsable(choice: Choice, log: Logger, dataDir: string | undefined): Promise<SessionPool | undefined> {
   const rejected: string[] = [];
   for (const name of choice.candidates) {
     log({ level: 'info', msg: `built-in pool "${choice.pool}": trying the ${name} backend`, pool: choice.pool, backend: name });
@@ -45,6 +47,8 @@ async function firstUsable(choice: Choice, log: Logger): Promise<SessionPool | u
       containerType: choice.containerType,
       readySessionInstances: choice.ready(name),
       maxConcurrentSessions: 20,
+      // Paused sessions survive a restart of the server (the pool adopts them again).
+      ...(dataDir === undefined ? {} : { dataDirectory: join(dataDir, 'builtin-pools', choice.pool) }),
     });
     log({
       level: 'info',
@@ -70,7 +74,12 @@ async function firstUsable(choice: Choice, log: Logger): Promise<SessionPool | u
 export const BUILTIN_POOL_NAMES = ['python', 'javascript', 'shell'] as const;
 
 /** Build the built-in pools that can run on this host (not started), telling `sink` as it goes. */
-export async function builtinPools(log: Logger, only?: ReadonlySet<string>, sink?: BuiltinPoolSink): Promise<SessionPool[]> {
+export async function builtinPools(
+  log: Logger,
+  only?: ReadonlySet<string>,
+  sink?: BuiltinPoolSink,
+  dataDir?: string,
+): Promise<SessionPool[]> {
   const wanted = BUILTIN_POOL_NAMES.filter((name) => only === undefined || only.has(name));
   for (const name of wanted) sink?.probing(name);
   // The probe boots a guest (seconds); skip it when no VM-capable pool is wanted.
@@ -107,7 +116,7 @@ export async function builtinPools(log: Logger, only?: ReadonlySet<string>, sink
   const pools: SessionPool[] = [];
   for (const choice of choices) {
     if (only !== undefined && !only.has(choice.pool)) continue;
-    const pool = await firstUsable(choice, log);
+    const pool = await firstUsable(choice, log, dataDir);
     if (pool === undefined) {
       sink?.unavailable(choice.pool);
       continue;

@@ -18,6 +18,7 @@ import { handleDeletePool, handleGetPool, handleListPools, handlePatchPool, hand
 import { matchRoute, type Operation } from './routes.js';
 import type { ServerState } from './server-state.js';
 import { handleGetSession, handleListSessions, handleMetadata, handleStopSession } from './session-handlers.js';
+import * as pause from './pause-handlers.js';
 
 export interface DispatchOptions {
   readonly auth: Authenticator;
@@ -135,6 +136,22 @@ export function createDispatcher(state: ServerState, options: DispatchOptions) {
         return handleListSessions(state, ctx);
       case 'metadata':
         return handleMetadata(state, ctx, options.startedAt);
+      case 'session.pause':
+        return pause.handlePause(state, ctx);
+      case 'session.resume':
+        return pause.handleResume(state, ctx);
+      case 'session.extend':
+        return pause.handleExtend(state, ctx);
+      case 'session.fork':
+        return pause.handleFork(state, ctx);
+      case 'session.snapshot':
+        return pause.handleSnapshot(state, ctx);
+      case 'session.fromSnapshot':
+        return pause.handleFromSnapshot(state, ctx);
+      case 'snapshots.list':
+        return pause.handleListSnapshots(state, ctx);
+      case 'snapshots.delete':
+        return pause.handleDeleteSnapshot(state, ctx);
       case 'forward':
         return handleForward(state, ctx);
     }

@@ -13,6 +13,7 @@ import { ContainerTypeSchema, type ContainerType } from '../options.js';
 import { SessionPool } from '../session-pool.js';
 import { HttpError } from './http-errors.js';
 import type { Logger } from './logging.js';
+import { poolDataDir, removeOrphanedPoolData } from './pool-data.js';
 import { parseUntrustedJson } from './request-body.js';
 
 /** Makes a fresh backend for a pool. */
@@ -204,6 +205,9 @@ export class PoolRegistry {
         await rm(this.#file(name), { force: true });
       }
       await this.#closeEntry(entry);
+      // Its paused sessions and snapshots go with it (a crash before this line: loadPersisted).
+      const data = this.#pausedDir(name);
+      if (data !== undefined) await rm(data, { recursive: true, force: true });
       return true;
     });
   }
@@ -227,6 +231,7 @@ export class PoolRegistry {
     } catch {
       return;
     }
+    await removeOrphanedPoolData(dir, new Set(names.map((n) => n.slice(0, -'.json'.length))), this.#options.log);
     for (const file of names.sort()) {
       const name = file.slice(0, -'.json'.length);
       const path = join(dir, 'pools', file);
@@ -249,6 +254,12 @@ export class PoolRegistry {
         });
       }
     }
+  }
+
+  /** Where a defined pool keeps its paused sessions and snapshots (with a data dir, outside cluster mode). */
+  #pausedDir(name: string): string | undefined {
+    if (this.#options.dataDir === undefined || this.#options.definitions !== undefined) return undefined;
+    return poolDataDir(this.#options.dataDir, name);
   }
 
   /** Close every pool (SIGTERM drain). */
@@ -308,7 +319,12 @@ export class PoolRegistry {
       );
     }
     try {
-      return SessionPool.fromSessionPoolProperties(definition.properties, { name: definition.name, backend, ownsBackend: true });
+      return SessionPool.fromSessionPoolProperties(definition.properties, {
+        name: definition.name,
+        backend,
+        ownsBackend: true,
+        dataDirectory: this.#pausedDir(definition.name),
+      });
     } catch (error) {
       await backend.close().catch(() => {});
       throw error;

@@ -34,6 +34,14 @@ export type Operation =
   | 'files.delete'
   | 'session.get'
   | 'session.delete'
+  | 'session.pause'
+  | 'session.resume'
+  | 'session.extend'
+  | 'session.fork'
+  | 'session.snapshot'
+  | 'session.fromSnapshot'
+  | 'snapshots.list'
+  | 'snapshots.delete'
   | 'sessions.list'
   | 'metadata'
   | 'management.getSession'
@@ -155,6 +163,16 @@ function matchDataPlane(m: string, rest: readonly string[]): Omit<RouteMatch, 'p
     if (m === 'GET') return { operation: 'session.get' };
     if (m === 'DELETE') return { operation: 'session.delete' };
   }
+  // sandpool extension (docs/SERVER.md): sessions that outlive memory.
+  if (n === 2 && eq(a, 'session') && m === 'POST') {
+    for (const action of ['pause', 'resume', 'extend', 'fork', 'snapshot', 'fromSnapshot'] as const) {
+      if (eq(b, action)) return { operation: `session.${action}` };
+    }
+  }
+  if (eq(a, 'snapshots')) {
+    if (n === 1 && m === 'GET') return { operation: 'snapshots.list' };
+    if (n === 2 && m === 'DELETE') return { operation: 'snapshots.delete', param: b! };
+  }
   if (n === 1 && eq(a, 'listSessions') && m === 'GET') return { operation: 'sessions.list' };
   if (n === 1 && eq(a, 'metadata') && m === 'GET') return { operation: 'metadata' };
   return undefined;
@@ -169,6 +187,7 @@ export function needsIdentifier(operation: Operation): boolean {
     operation === 'metrics' ||
     operation === 'ui' ||
     operation === 'sessions.list' ||
+    operation.startsWith('snapshots.') ||
     operation === 'management.listSessions' ||
     operation === 'metadata' ||
     operation === 'gen2.getExecution'

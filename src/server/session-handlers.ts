@@ -46,7 +46,7 @@ export async function handleListSessions(state: ServerState, ctx: RequestContext
   if (!Number.isInteger(skip) || skip < 0) throw badRequest('skip must be a non-negative integer');
   const sessions = state.cluster === undefined ? pool.sessions() : await state.cluster.sessions(pool);
   const all = sessions
-    .filter((s) => s.identifier !== undefined && s.state === 'Allocated')
+    .filter((s) => s.identifier !== undefined && (s.state === 'Allocated' || s.state === 'Paused'))
     .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime());
   const page = all.slice(skip, skip + PAGE_SIZE);
   let nextLink: string | null = null;

@@ -246,7 +246,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
     await server.close();
     throw error;
   }
-  if (wanted.size > 0) void startBuiltinPools(server, log, wanted, () => stopping);
+  if (wanted.size > 0) void startBuiltinPools(server, log, wanted, () => stopping, dataDir);
   return -1; // keep running until a signal
 }
 
@@ -256,21 +256,27 @@ async function startBuiltinPools(
   log: Logger,
   wanted: ReadonlySet<string>,
   stopping: () => boolean,
+  dataDir: string,
 ): Promise<void> {
   const announced = new Map<string, AnnouncedPool>();
   const started = Date.now();
   try {
-    await builtinPools(log, wanted, {
-      probing: (name) => announced.set(name, server.announcePool(name)),
-      chosen: (pool) => {
-        if (stopping()) {
-          void pool.close();
-          return;
-        }
-        announced.get(pool.name)?.add(pool);
+    await builtinPools(
+      log,
+      wanted,
+      {
+        probing: (name) => announced.set(name, server.announcePool(name)),
+        chosen: (pool) => {
+          if (stopping()) {
+            void pool.close();
+            return;
+          }
+          announced.get(pool.name)?.add(pool);
+        },
+        unavailable: (name) => announced.get(name)?.unavailable(),
       },
-      unavailable: (name) => announced.get(name)?.unavailable(),
-    });
+      dataDir,
+    );
   } catch (error) {
     log({ level: 'error', msg: 'setting up the built-in pools failed', error: (error as Error).message });
     for (const pool of announced.values()) pool.unavailable();
