@@ -18,7 +18,9 @@ const definition = {
   properties: {
     containerType: 'NodeLTS',
     scaleConfiguration: { maxConcurrentSessions: 5, readySessionInstances: 1 },
-    dynamicPoolConfiguration: { lifecycleConfiguration: { lifecycleType: 'Timed', cooldownPeriodInSeconds: 300, idleAction: 'pause' } },
+    dynamicPoolConfiguration: {
+      lifecycleConfiguration: { lifecycleType: 'Timed', cooldownPeriodInSeconds: 300, idleAction: 'pause' },
+    },
   },
 };
 
@@ -28,7 +30,9 @@ describe('pause, resume, fork and snapshot routes', () => {
     try {
       const put = await h.request('/pools/p', { method: 'PUT', body: JSON.stringify(definition) });
       expect(put.status).toBe(201);
-      expect(((await json(put))['properties'] as Record<string, any>).dynamicPoolConfiguration.lifecycleConfiguration).toMatchObject({
+      expect(
+        ((await json(put))['properties'] as Record<string, any>).dynamicPoolConfiguration.lifecycleConfiguration,
+      ).toMatchObject({
         idleAction: 'pause',
       });
       const exec = (id: string, code: string) =>
@@ -69,9 +73,9 @@ describe('pause, resume, fork and snapshot routes', () => {
       });
       expect(from.status).toBe(201);
       expect(((await json(await exec('gamma', 'get:x')))['result'] as Record<string, unknown>).executionResult).toBe('41');
-      expect(((await json(await h.request('/pools/p/snapshots')))['value'] as { snapshotId: string }[]).map((s) => s.snapshotId)).toEqual([
-        snapshotId,
-      ]);
+      expect(
+        ((await json(await h.request('/pools/p/snapshots')))['value'] as { snapshotId: string }[]).map((s) => s.snapshotId),
+      ).toEqual([snapshotId]);
       expect((await h.request(`/pools/p/snapshots/${snapshotId}`, { method: 'DELETE' })).status).toBe(204);
       expect((await h.request(`/pools/p/snapshots/${snapshotId}`, { method: 'DELETE' })).status).toBe(404);
 
