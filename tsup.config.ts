@@ -7,6 +7,7 @@ import { defineConfig } from 'tsup';
 const candidates: Record<string, string> = {
   index: 'src/index.ts',
   'server/index': 'src/server/index.ts',
+  'mcp/index': 'src/mcp/index.ts',
   'cluster/index': 'src/cluster/index.ts',
   'cli/main': 'src/cli/main.ts',
   'backends/quickjs/index': 'backends/quickjs/index.ts',

@@ -16,7 +16,7 @@ import { backendDirect } from './scenarios/backend-direct.js';
 import { burst } from './scenarios/burst.js';
 import { cluster } from './scenarios/cluster.js';
 import { density } from './scenarios/density.js';
-import { coldMiss, executeRoundTrip, probe, warmAcquire, warmExec, warmFloor } from './scenarios/latency.js';
+import { coldMiss, executeRoundTrip, probe, warmAcquire, warmEnv, warmExec, warmFloor } from './scenarios/latency.js';
 import { memory } from './scenarios/memory.js';
 import { refill } from './scenarios/refill.js';
 import { steadyChurn } from './scenarios/steady-churn.js';
@@ -28,6 +28,7 @@ export const SCENARIOS: readonly Scenario[] = [
   warmAcquire,
   warmExec,
   warmFloor,
+  warmEnv,
   executeRoundTrip,
   coldMiss,
   burst,

@@ -87,6 +87,14 @@ export function computeRatios(measurements: readonly Measurement[]): Ratio[] {
         text: `warm acquire+execute with refill running (${formatMs(warm)}) is ${formatRatio(warm / floor)}${warm < floor ? ' of' : ''} the engine floor, where nothing can refill (${formatMs(floor)})`,
       });
     }
+    const withEnv = p50(find(measurements, target, 'warm-env', 'acquire+execute'));
+    if (withEnv !== undefined && warm > 0) {
+      ratios.push({
+        target,
+        value: withEnv / warm,
+        text: `warm acquire with env bound at claim + first execute (${formatMs(withEnv)}) is ${formatRatio(withEnv / warm)}${withEnv < warm ? ' of' : ''} the same without env (${formatMs(warm)})`,
+      });
+    }
     const later = p50(find(measurements, target, 'execute', 'execute'));
     if (later !== undefined && later > 0) {
       ratios.push({

@@ -41,7 +41,12 @@ interface WarmSamples {
  * probe on it. `refill`: the pool may replace what is taken, and every sample starts from a full
  * ready set; otherwise nothing can be created while a round is timed (the engine floor).
  */
-async function warmLoop(context: TargetContext, withExecute: boolean, refill: boolean): Promise<WarmSamples> {
+async function warmLoop(
+  context: TargetContext,
+  withExecute: boolean,
+  refill: boolean,
+  env?: Readonly<Record<string, string>>,
+): Promise<WarmSamples> {
   const { batch, rounds, warmupRounds } = context.sizes.warm;
   const samples: WarmSamples = { acquire: [], total: [], execute: [], truncated: false };
   // With refill: room for a round of allocated sessions beside a full ready set.
@@ -57,7 +62,7 @@ async function warmLoop(context: TargetContext, withExecute: boolean, refill: bo
         // The sample starts from a full ready set, with no creation in flight.
         if (refill) await waitUntilRefilled(context, pool, batch);
         const t0 = performance.now();
-        const session = await pool.acquire(id);
+        const session = await pool.acquire(id, env === undefined ? {} : { env });
         const t1 = performance.now();
         if (withExecute) await probe(context, session);
         const t2 = performance.now();
@@ -128,6 +133,26 @@ export const warmFloor: Scenario = {
     const s = await warmLoop(context, true, false);
     const detail = warmDetail(context, s.truncated, false);
     return [m.latency('acquire+execute', summarize(s.total), detail), m.latency('first execute', summarize(s.execute), detail)];
+  },
+};
+
+/** What an agent binds when it claims a session: a key, a region, a user id. */
+const BENCH_ENV = Object.freeze({
+  OPENAI_API_KEY: `sk-bench-${'x'.repeat(48)}`,
+  REGION: 'eu-west-1',
+  USER_ID: 'bench-user-0001',
+});
+
+export const warmEnv: Scenario = {
+  name: 'warm-env',
+  description: '(b) warm acquire with env (3 variables bound at claim) + first execute, refill running',
+  async run(context) {
+    const m = measurementsOf(context, this.name);
+    // Backends that cannot bind variables (the fake one) have nothing to measure here.
+    if (context.backend.setEnvironment === undefined) return [];
+    const s = await warmLoop(context, true, true, BENCH_ENV);
+    const detail = { ...warmDetail(context, s.truncated, true), envVariables: Object.keys(BENCH_ENV).length };
+    return [m.latency('acquire', summarize(s.acquire), detail), m.latency('acquire+execute', summarize(s.total), detail)];
   },
 };
 

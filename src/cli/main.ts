@@ -11,6 +11,7 @@ const HELP = `Usage: sandpool <command> [options]
 
 Commands:
   serve        serve the Azure dynamic-sessions compatible API (sandpool serve --help)
+  mcp          serve MCP tools over stdio for one pool (sandpool mcp --help)
   pool         create, list, get, update, delete session pools
   exec         run code in a session
   files        upload, download, list, delete files in a session
@@ -26,6 +27,7 @@ type Command = (argv: readonly string[]) => Promise<number>;
 // Loaded on demand: a client command should not pay for loading the server, and the reverse.
 const COMMANDS: Record<string, () => Promise<Command>> = {
   serve: async () => (await import('./commands/serve.js')).serve,
+  mcp: async () => (await import('./commands/mcp.js')).mcp,
   pool: async () => (await import('./commands/pool-commands.js')).pool,
   exec: async () => (await import('./commands/session-commands.js')).exec,
   files: async () => (await import('./commands/session-commands.js')).files,

@@ -15,6 +15,7 @@ import type { ClusterMember } from '../cluster/cluster-member.js';
 import type { ClusterPool } from '../cluster/cluster-pool.js';
 import type { DocumentChange } from '../cluster/ownership-store.js';
 import type { PeerRoute } from '../cluster/peer-handler.js';
+import type { Environment } from '../environment.js';
 import { sendJson as sendPeerJson } from '../cluster/peer-handler.js';
 import { PEER_PREFIX, executionFromWire, executionToWire } from '../cluster/peer-wire.js';
 import type { SessionApi } from '../cluster/session-api.js';
@@ -164,8 +165,8 @@ export class ServerCluster {
     return clustered;
   }
 
-  acquire(pool: SessionPool, identifier: string, signal: AbortSignal): Promise<SessionApi> {
-    return this.#clustered(pool).acquire(identifier, { signal });
+  acquire(pool: SessionPool, identifier: string, signal: AbortSignal, env?: Environment | undefined): Promise<SessionApi> {
+    return this.#clustered(pool).acquire(identifier, { signal, env });
   }
 
   get(pool: SessionPool, identifier: string): Promise<SessionApi | undefined> {

@@ -18,6 +18,7 @@ import { Authenticator, authConfigured, type AuthOptions } from './auth.js';
 import { ServerCluster } from './cluster-mode.js';
 import { createDispatcher } from './dispatch.js';
 import { createE2bApi, type E2bOptions } from './e2b/index.js';
+import type { McpEndpoint, McpEndpointOptions } from './mcp-endpoint.js';
 import { ExecutionStore } from './execution-store.js';
 import { jsonLinesLogger, logPoolEvents, type Logger } from './logging.js';
 import { ServerMetrics } from './metrics.js';
@@ -67,6 +68,8 @@ export interface CreateServerOptions {
   readonly cluster?: ClusterMember | undefined;
   /** The E2B-compatible API under /e2b (docs/E2B.md); `false` turns it off. @default {} */
   readonly e2b?: E2bOptions | false | undefined;
+  /** MCP's Streamable HTTP transport at `/mcp` (see docs/SERVER.md). */
+  readonly mcp?: McpEndpointOptions | undefined;
 }
 
 export interface ListenOptions {
@@ -155,7 +158,11 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
   };
   for (const route of cluster?.peerRoutes() ?? []) options.cluster!.addPeerRoute(route);
   const e2b = options.e2b === false ? undefined : createE2bApi(state, auth, options.e2b);
+  let mcpEndpoint: Promise<McpEndpoint> | undefined;
+  const mcp = (): Promise<McpEndpoint> =>
+    (mcpEndpoint ??= import('./mcp-endpoint.js').then((m) => new m.McpEndpoint(options.mcp)));
   const dispatch = createDispatcher(state, {
+    mcp,
     auth,
     publicUrl: options.publicUrl?.replace(/\/+$/, ''),
     tls: options.tls !== undefined,
@@ -190,6 +197,9 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
   let closing: Promise<void> | undefined;
 
   async function shutdown(): Promise<void> {
+    // MCP sessions first: their open event streams would hold the HTTP server's close, and closing
+    // them releases their sandboxes while the pools still run.
+    if (mcpEndpoint !== undefined) await (await mcpEndpoint.catch(() => undefined))?.close();
     const server = httpServer;
     if (server !== undefined) {
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));

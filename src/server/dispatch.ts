@@ -10,10 +10,12 @@ import { performance } from 'node:perf_hooks';
 import { requireRole, type Authenticator, type Role } from './auth.js';
 import type { E2bApi } from './e2b/index.js';
 import { handleExecute, handleGetExecution } from './execute-handlers.js';
+import { handleExecuteStream } from './execute-stream.js';
 import { handleDelete, handleDownload, handleFileInfo, handleList, handleUpload } from './file-handlers.js';
 import { handleForward } from './forwarding.js';
 import { HttpError, toErrorResponse } from './http-errors.js';
 import { sendJson, type RequestContext } from './http-io.js';
+import type { McpEndpoint } from './mcp-endpoint.js';
 import { handleDeletePool, handleGetPool, handleListPools, handlePatchPool, handlePutPool } from './pool-handlers.js';
 import { matchRoute, type Operation } from './routes.js';
 import type { ServerState } from './server-state.js';
@@ -32,6 +34,8 @@ export interface DispatchOptions {
   readonly ui: ((ctx: RequestContext) => Promise<void> | void) | undefined;
   /** The E2B-compatible API under /e2b, when enabled. It authenticates and answers errors itself. */
   readonly e2b?: E2bApi | undefined;
+  /** The MCP endpoint, made on first use (it loads the MCP SDK). */
+  readonly mcp: () => Promise<McpEndpoint>;
 }
 
 const READ: readonly Role[] = ['Reader', 'Contributor'];
@@ -102,6 +106,10 @@ export function createDispatcher(state: ServerState, options: DispatchOptions) {
         return handleExecute(state, ctx, 1);
       case 'gen2.execute':
         return handleExecute(state, ctx, 2);
+      case 'gen1.executeStream':
+        return handleExecuteStream(state, ctx);
+      case 'mcp':
+        return (await options.mcp()).handle(state, ctx);
       case 'gen2.getExecution':
         return handleGetExecution(state, ctx);
       case 'gen0.upload':

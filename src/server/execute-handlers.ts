@@ -17,7 +17,7 @@ import { acquire, identifierOf, poolEntry, type ServerState } from './server-sta
 
 const OPERATION_ID = /^[A-Za-z0-9._~-]{1,128}$/;
 
-function toExecuteOptions(body: ExecuteBody, shell: boolean, maxTimeout: number): ExecuteOptions {
+export function toExecuteOptions(body: ExecuteBody, shell: boolean, maxTimeout: number): ExecuteOptions {
   let code = body.code;
   if (shell) {
     code = body.shellCommand ?? body.code;
@@ -58,7 +58,7 @@ export async function handleExecute(state: ServerState, ctx: RequestContext, gen
   if (headerId !== undefined && (typeof headerId !== 'string' || !OPERATION_ID.test(headerId))) {
     throw badRequest('operation-id must be 1–128 letters, digits, ".", "_", "~" or "-"');
   }
-  const session = await acquire(state, pool, identifier, ctx);
+  const session = await acquire(state, pool, identifier, ctx, body.env);
 
   if (generation === 2 && body.executionType === 'Asynchronous') {
     const id = headerId ?? state.cluster?.executionId(randomUUID()) ?? randomUUID();

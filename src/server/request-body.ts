@@ -6,6 +6,7 @@
 
 import type { IncomingMessage } from 'node:http';
 
+import { parseEnvironment, type Environment } from '../environment.js';
 import { HttpError, badRequest } from './http-errors.js';
 
 /** Read the whole body, refusing more than `maxBytes` with 413 (checked before and while reading). */
@@ -84,6 +85,11 @@ export interface ExecuteBody {
   readonly execCommandAndArgs: string[] | undefined;
   readonly stdin: string | undefined;
   readonly outputStreamsMaxLength: number | undefined;
+  /**
+   * sandpool extension: environment variables bound to the session when this request creates it
+   * (ignored when the identifier already has a live session). Secrets: never logged or echoed.
+   */
+  readonly env: Environment | undefined;
 }
 
 const lower = (v: unknown): string | undefined => (typeof v === 'string' ? v.toLowerCase() : undefined);
@@ -148,6 +154,7 @@ export function parseExecuteBody(body: Record<string, unknown>): ExecuteBody {
     execCommandAndArgs: (argv ?? undefined) as string[] | undefined,
     stdin: optionalString(o, 'stdin'),
     outputStreamsMaxLength: optionalPositive(o, 'outputStreamsMaxLength', true),
+    env: parseEnvironment(o['env'] ?? undefined, 'env'),
   };
 }
 

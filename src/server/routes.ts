@@ -47,7 +47,9 @@ export type Operation =
   | 'management.getSession'
   | 'management.listSessions'
   | 'management.stopSession'
-  | 'forward';
+  | 'forward'
+  | 'gen1.executeStream'
+  | 'mcp';
 
 export interface RouteMatch {
   readonly operation: Operation;
@@ -100,6 +102,7 @@ export function matchRoute(method: string, pathname: string, customContainer: (p
   if (seg.length === 1 && eq(seg[0], 'metrics') && m === 'GET') return { operation: 'metrics' };
   if (eq(seg[0], 'ui') && (m === 'GET' || m === 'HEAD')) return { operation: 'ui', param: seg.slice(1).join('/') };
   if (seg.length === 1 && eq(seg[0], 'pools') && m === 'GET') return { operation: 'pool.list' };
+  if (seg.length === 1 && eq(seg[0], 'mcp') && (m === 'GET' || m === 'POST' || m === 'DELETE')) return { operation: 'mcp' };
 
   const prefix = poolPrefix(seg);
   if (prefix === undefined) return undefined;
@@ -139,6 +142,10 @@ function matchDataPlane(m: string, rest: readonly string[]): Omit<RouteMatch, 'p
   // response shape follows the route.
   if (m === 'POST' && ((n === 2 && eq(a, 'code') && eq(b, 'execute')) || (n === 1 && eq(a, 'execute')))) {
     return { operation: 'gen1.execute' };
+  }
+  // sandpool's extension: the Gen 1 execute body, answered as server-sent events while the code runs.
+  if (m === 'POST' && n === 3 && eq(a, 'code') && eq(b, 'execute') && eq(rest[2], 'stream')) {
+    return { operation: 'gen1.executeStream' };
   }
   if (eq(a, 'executions')) {
     if (n === 1 && m === 'POST') return { operation: 'gen2.execute' };
@@ -186,6 +193,7 @@ export function needsIdentifier(operation: Operation): boolean {
     operation === 'readyz' ||
     operation === 'metrics' ||
     operation === 'ui' ||
+    operation === 'mcp' ||
     operation === 'sessions.list' ||
     operation.startsWith('snapshots.') ||
     operation === 'management.listSessions' ||

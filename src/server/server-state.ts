@@ -1,6 +1,7 @@
 /** What handlers share: the pools, the execution records, the logger and the server's settings. */
 
 import { assertIdentifier, isValidIdentifier } from '../identifier.js';
+import type { Environment } from '../environment.js';
 import type { SessionApi } from '../session.js';
 import type { SessionPool } from '../session-pool.js';
 import type { ServerCluster } from './cluster-mode.js';
@@ -68,7 +69,13 @@ export function identifierOf(ctx: RequestContext, fromBody?: string): string {
  * Get-or-create the session (Azure allocates on first use); honours client disconnects. In cluster
  * mode the session may live on another member: the handle forwards to it.
  */
-export function acquire(state: ServerState, pool: SessionPool, identifier: string, ctx: RequestContext): Promise<SessionApi> {
-  if (state.cluster !== undefined) return state.cluster.acquire(pool, identifier, ctx.signal);
-  return pool.acquire(identifier, { signal: ctx.signal });
+export function acquire(
+  state: ServerState,
+  pool: SessionPool,
+  identifier: string,
+  ctx: RequestContext,
+  env?: Environment | undefined,
+): Promise<SessionApi> {
+  if (state.cluster !== undefined) return state.cluster.acquire(pool, identifier, ctx.signal, env);
+  return pool.acquire(identifier, { signal: ctx.signal, env });
 }

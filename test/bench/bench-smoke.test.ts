@@ -72,6 +72,7 @@ function expectEveryScenario(run: BenchRun, target: string): void {
   expect(find(report, target, 'refill', 'rate @2').value).toBeGreaterThan(0);
   expect(find(report, target, 'density', 'idle sessions held').value).toBe(TINY.hold.sessions);
   expect(find(report, target, 'warm-floor', 'acquire+execute').stats?.n).toBe(TINY.warm.batch * TINY.warm.rounds);
+  expect(find(report, target, 'warm-env', 'acquire+execute').stats?.n).toBe(TINY.warm.batch * TINY.warm.rounds);
   expect(find(report, target, 'steady-churn', 'highest warm λ').value).toBeGreaterThanOrEqual(TINY.churn.startLambda);
   for (const m of report.measurements.filter((x) => x.target === target && x.stats !== undefined)) {
     const s = m.stats!;

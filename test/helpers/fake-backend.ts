@@ -79,8 +79,17 @@ export class FakeBackend implements Backend {
     };
   }
 
+  /** Variables bound per session (recorded; `execute` does not use them). */
+  readonly environments = new Map<string, Readonly<Record<string, string>>>();
+
+  async setEnvironment(session: BackendSession, env: Readonly<Record<string, string>>): Promise<void> {
+    if (!this.live.has(session.id)) throw new BackendError('session is gone');
+    this.environments.set(session.id, { ...this.environments.get(session.id), ...env });
+  }
+
   async destroy(session: BackendSession): Promise<void> {
     if (this.live.delete(session.id)) this.destroys += 1;
+    this.environments.delete(session.id);
   }
 
   /** Simulate the session's process exiting by itself. */

@@ -185,7 +185,10 @@ describe('acquire(id, { env }) and execute({ env })', () => {
   it('refuses files where sessions have none, and env where a backend cannot bind it', async () => {
     const p = jsPool();
     await expect(p.acquire('env-5', { files: { 'a.txt': 'x' } })).rejects.toMatchObject({ code: ErrorCode.UNSUPPORTED });
-    const fake = new SessionPool({ backend: new FakeBackend(), containerType: 'NodeLTS', readySessionInstances: 1 });
+    class NoEnvironmentBackend extends FakeBackend {
+      override setEnvironment = undefined as unknown as FakeBackend['setEnvironment'];
+    }
+    const fake = new SessionPool({ backend: new NoEnvironmentBackend(), containerType: 'NodeLTS', readySessionInstances: 1 });
     try {
       await expect(fake.acquire('env-6', { env: { K: 'v' } })).rejects.toMatchObject({ code: ErrorCode.UNSUPPORTED });
       expect(fake.stats().allocated).toBe(0);
@@ -196,7 +199,7 @@ describe('acquire(id, { env }) and execute({ env })', () => {
 
   it('destroys a claimed session whose binding fails and rejects the acquire', async () => {
     class RefusingBackend extends FakeBackend {
-      async setEnvironment(_session: BackendSession, _env: Readonly<Record<string, string>>): Promise<void> {
+      override async setEnvironment(_session: BackendSession, _env: Readonly<Record<string, string>>): Promise<void> {
         throw new BackendError('the sandbox refused its environment');
       }
     }

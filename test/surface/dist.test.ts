@@ -83,10 +83,21 @@ describe('dist', () => {
     });
   });
 
+  it('keeps the MCP SDK out of the root and server entries (the server loads it on the first /mcp request)', async () => {
+    for (const entry of ['index.js', 'server/index.js']) {
+      for (const file of importGraph(join(dist, entry))) {
+        expect(readFileSync(file, 'utf8').includes('@modelcontextprotocol/sdk'), `${file} imports the MCP SDK`).toBe(false);
+      }
+    }
+    const mcp = (await import(join(dist, 'mcp', 'index.js'))) as Record<string, unknown>;
+    expect(typeof mcp['SandpoolMcpSession']).toBe('function');
+    expect(typeof mcp['localSessions']).toBe('function');
+  });
+
   it('keeps backend dependencies out of the root entry', () => {
     for (const file of importGraph(join(dist, 'index.js'))) {
       const source = readFileSync(file, 'utf8');
-      for (const dep of ['isolated-vm', 'quickjs-emscripten', 'dockerode']) {
+      for (const dep of ['isolated-vm', 'quickjs-emscripten', 'dockerode', '@modelcontextprotocol/sdk']) {
         expect(source.includes(`from "${dep}"`) || source.includes(`from '${dep}'`), `${file} imports ${dep}`).toBe(false);
       }
     }
