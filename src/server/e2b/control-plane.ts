@@ -136,7 +136,7 @@ async function create(ctx: E2bContext, r: E2bRequest, principal: string): Promis
     sandboxId,
     templateId: body.templateID,
     poolName: pool.name,
-    sessionId: session.id,
+    session,
     accessToken: newAccessToken(),
     metadata: body.metadata ?? {},
     startedAt: new Date(now),

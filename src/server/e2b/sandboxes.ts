@@ -32,8 +32,8 @@ export interface E2bSandbox {
   readonly sandboxId: string;
   readonly templateId: string;
   readonly poolName: string;
-  /** The pool's session id: a later session under the same identifier is not this sandbox. */
-  readonly sessionId: string;
+  /** The session object: a later session under the same identifier is not this sandbox. */
+  readonly session: Session;
   /** Never logged, never in an error; only in create, connect and get answers. */
   readonly accessToken: string;
   readonly metadata: Readonly<Record<string, string>>;
@@ -101,7 +101,7 @@ export class SandboxRegistry {
     if (sandbox === undefined) return undefined;
     const pool = this.#pool(sandbox.poolName);
     const session = pool?.get(sandboxId);
-    if (pool === undefined || session === undefined || session.id !== sandbox.sessionId) {
+    if (pool === undefined || session === undefined || session !== sandbox.session) {
       this.forget(sandboxId);
       return undefined;
     }
@@ -166,7 +166,7 @@ export class SandboxRegistry {
     const delay = Math.min(Math.max(0, sandbox.endAt.getTime() - Date.now()), 2 ** 31 - 1);
     const timer = setTimeout(() => {
       this.#timers.delete(id);
-      const sessionId = sandbox.sessionId;
+      const sessionId = sandbox.session.id;
       this.kill(id).then(
         (ended) => {
           if (ended) this.#log({ level: 'info', msg: 'e2b sandbox reached its timeout', pool: sandbox.poolName, sessionId });
