@@ -176,6 +176,11 @@ describe('the SDKs over a QuickJS pool', () => {
       await expect(sbx.files.list('/home/user')).rejects.toThrow(/files on the quickjs backend is not supported/);
       await expect(sbx.files.write('a.txt', 'x')).rejects.toThrow(/not supported/);
       await expect(sbx.commands.run('echo hi')).rejects.toThrow(/commands on the quickjs backend is not supported/);
+      // Isolates cannot pause: the pool's UnsupportedError is E2B's 501.
+      await expect(sbx.pause()).rejects.toMatchObject({ statusCode: 501 });
+      await expect(Sandbox.create('quick', { ...opts(), lifecycle: { onTimeout: 'pause' } })).rejects.toMatchObject({
+        statusCode: 501,
+      });
       expect(await sbx.isRunning()).toBe(true);
     } finally {
       await sbx.kill();

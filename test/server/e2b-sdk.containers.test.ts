@@ -243,7 +243,7 @@ describe.skipIf(!containers)('the E2B SDKs against sandpool serve', () => {
   test('unsupported features answer the SDK errors for them', async () => {
     const sbx = await Sandbox.create();
     try {
-      await expect(sbx.pause()).rejects.toMatchObject({ statusCode: 501 });
+      await expect(sbx.createSnapshot()).rejects.toMatchObject({ statusCode: 501 });
       await expect(sbx.files.watchDir('/home/user', () => {})).rejects.toThrow(/watching directories is not supported/);
       await expect(sbx.pty.create({ cols: 80, rows: 24, onData: () => {} })).rejects.toThrow(/PTY sessions is not supported/);
       await expect(sbx.createCodeContext()).rejects.toBeInstanceOf(SandboxError);

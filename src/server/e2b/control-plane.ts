@@ -1,25 +1,20 @@
 /**
  * E2B's control plane (`E2B_API_URL`), authenticated by `X-API-KEY` = a sandpool credential:
- * create, list, get, kill, set the timeout of and connect to sandboxes. A sandbox is a session of
- * the pool its template names, allocated to an identifier equal to its `sandboxID`.
+ * create, list, get and kill sandboxes, and the lifetime routes of lifetime.ts. A sandbox is a
+ * session of the pool its template names, allocated to an identifier equal to its `sandboxID`.
  */
 
 import { z } from 'zod';
 
+import type { SessionPool } from '../../session-pool.js';
 import { type Authenticator, requireRole } from '../auth.js';
 import { sendEmpty, sendJson } from '../http-io.js';
 import { readJsonObject } from '../request-body.js';
 import type { E2bContext, E2bRequest } from './context.js';
-import { E2bError, badArgument, parseOrRefuse, notFound, unsupported } from './errors.js';
-import { type E2bSandbox, type LiveSandbox, newAccessToken, newSandboxId } from './sandboxes.js';
-
-/**
- * The envd version sandpool answers as. 0.5.7 makes the SDK stream uploads as octet-stream and
- * drop the legacy `username` parameter, and keeps newer features the SDK gates on the version
- * (file metadata 0.6.2, watch entry info 0.6.3) behind the SDK's own TemplateError.
- */
-export const ENVD_VERSION = '0.5.7';
-const CLIENT_ID = 'sandpool';
+import { E2bError, badArgument, notFound, parseOrRefuse, unsupported } from './errors.js';
+import { connect, liveSandbox, pause, refresh, setTimeoutOf, timeoutSeconds } from './lifetime.js';
+import { type E2bSandbox, newAccessToken, newSandboxId } from './sandboxes.js';
+import { detail, listed, sandboxAnswer, sandboxState } from './shapes.js';
 
 const Metadata = z.record(z.string().min(1).max(256), z.string().max(4096)).refine((m) => Object.keys(m).length <= 64, {
   message: 'at most 64 metadata entries',
@@ -40,58 +35,6 @@ const CreateBody = z.object({
   iam: z.unknown().optional(),
 });
 
-const TimeoutBody = z.object({ timeout: z.number().int().min(0) });
-const RefreshBody = z.object({ duration: z.number().int().min(0).max(3600).nullish() });
-const ConnectBody = z.object({ timeout: z.number().int().min(0).nullish() });
-
-function seconds(ctx: E2bContext, value: number): number {
-  if (value > ctx.options.maxTimeoutSeconds) {
-    throw badArgument(`timeout cannot be longer than ${ctx.options.maxTimeoutSeconds} seconds on this server`);
-  }
-  return value;
-}
-
-function sandboxAnswer(live: LiveSandbox) {
-  const s = live.sandbox;
-  return {
-    templateID: s.templateId,
-    sandboxID: s.sandboxId,
-    alias: s.templateId,
-    clientID: CLIENT_ID,
-    envdVersion: ENVD_VERSION,
-    envdAccessToken: s.accessToken,
-    // The code interpreter's /contexts calls carry only this header, so it names the same token.
-    trafficAccessToken: s.accessToken,
-    domain: null,
-  };
-}
-
-function listed(live: LiveSandbox) {
-  const s = live.sandbox;
-  const limits = live.pool.options.limits;
-  return {
-    templateID: s.templateId,
-    alias: s.templateId,
-    sandboxID: s.sandboxId,
-    clientID: CLIENT_ID,
-    startedAt: s.startedAt.toISOString(),
-    endAt: s.endAt.toISOString(),
-    cpuCount: limits.cpus,
-    memoryMB: limits.memoryMb,
-    diskSizeMB: limits.diskMb,
-    metadata: s.metadata,
-    state: 'running',
-    envdVersion: ENVD_VERSION,
-    volumeMounts: [],
-  };
-}
-
-function live(ctx: E2bContext, sandboxId: string): LiveSandbox {
-  const found = ctx.sandboxes.find(sandboxId);
-  if (found === undefined) throw notFound(`sandbox "${sandboxId.slice(0, 64)}" not found`);
-  return found;
-}
-
 /** Which pool serves a template: the configured mapping, else the pool of the same name. */
 function poolFor(ctx: E2bContext, templateId: string) {
   const name = ctx.options.templates[templateId] ?? templateId;
@@ -104,9 +47,10 @@ function poolFor(ctx: E2bContext, templateId: string) {
   return pool;
 }
 
-function refuseUnsupported(body: z.infer<typeof CreateBody>): void {
-  if (body.autoPause === true) throw unsupported('autoPause (pausing on timeout)');
-  if (body.autoResume?.enabled === true) throw unsupported('autoResume');
+function refuseUnsupported(body: z.infer<typeof CreateBody>, pool: SessionPool): void {
+  if (body.autoPause === true && (pool.backend.capabilities.pause ?? 'none') === 'none') {
+    throw unsupported(`autoPause on the ${pool.backend.name} backend (it cannot pause sessions)`);
+  }
   if (body.mcp !== undefined && body.mcp !== null) throw unsupported('the MCP gateway');
   if ((body.volumeMounts?.length ?? 0) > 0) throw unsupported('volume mounts');
   if (body.network !== undefined && body.network !== null && Object.keys(body.network).length > 0) {
@@ -117,8 +61,8 @@ function refuseUnsupported(body: z.infer<typeof CreateBody>): void {
 
 async function create(ctx: E2bContext, r: E2bRequest, principal: string): Promise<void> {
   const body = parseOrRefuse(CreateBody, await readJsonObject(r.req, ctx.state.maxJsonBytes));
-  refuseUnsupported(body);
   const pool = poolFor(ctx, body.templateID);
+  refuseUnsupported(body, pool);
   r.audit({ pool: pool.name });
   const egress = pool.options.network.egress === 'EgressEnabled';
   if (typeof body.allow_internet_access === 'boolean' && body.allow_internet_access !== egress) {
@@ -126,7 +70,7 @@ async function create(ctx: E2bContext, r: E2bRequest, principal: string): Promis
       `template "${body.templateID}" runs in pool "${pool.name}", which has ${egress ? 'internet access' : 'no internet access'}; network access is a pool setting`,
     );
   }
-  const timeout = seconds(ctx, body.timeout ?? ctx.options.defaultTimeoutSeconds);
+  const timeout = timeoutSeconds(ctx, body.timeout ?? ctx.options.defaultTimeoutSeconds);
   const sandboxId = newSandboxId();
   // envVars are bound as the session is claimed: the warm path stays warm.
   const env = body.envVars ?? undefined;
@@ -141,6 +85,9 @@ async function create(ctx: E2bContext, r: E2bRequest, principal: string): Promis
     metadata: body.metadata ?? {},
     startedAt: new Date(now),
     endAt: new Date(now + timeout * 1000),
+    timeoutSeconds: timeout,
+    onTimeout: body.autoPause === true ? 'pause' : 'kill',
+    autoResume: body.autoResume?.enabled === true,
     createdBy: principal,
     executions: 0,
     nextPid: 1000,
@@ -153,7 +100,8 @@ async function create(ctx: E2bContext, r: E2bRequest, principal: string): Promis
 
 function list(ctx: E2bContext, r: E2bRequest): void {
   const q = r.url.searchParams;
-  const states = (q.get('state') ?? 'running').split(',').map((s) => s.trim());
+  // No state filter: running and paused ones, as E2B lists them.
+  const states = (q.get('state') ?? 'running,paused').split(',').map((s) => s.trim());
   if (states.some((s) => s !== 'running' && s !== 'paused')) throw badArgument('state must be running and/or paused');
   const limitText = q.get('limit') ?? '100';
   const limit = Number(limitText);
@@ -164,13 +112,15 @@ function list(ctx: E2bContext, r: E2bRequest): void {
   const after = q.get('startedAfter');
   const afterMs = after === null ? undefined : Date.parse(after);
   if (afterMs !== undefined && Number.isNaN(afterMs)) throw badArgument('startedAfter must be an RFC 3339 time');
-  let all = states.includes('running') ? ctx.sandboxes.list() : [];
-  all = all.filter(
-    (l) =>
-      (template === null || l.sandbox.templateId === template) &&
-      (afterMs === undefined || l.sandbox.startedAt.getTime() > afterMs) &&
-      Object.entries(wanted).every(([k, v]) => l.sandbox.metadata[k] === v),
-  );
+  const all = ctx.sandboxes
+    .list()
+    .filter(
+      (l) =>
+        states.includes(sandboxState(l)) &&
+        (template === null || l.sandbox.templateId === template) &&
+        (afterMs === undefined || l.sandbox.startedAt.getTime() > afterMs) &&
+        Object.entries(wanted).every(([k, v]) => l.sandbox.metadata[k] === v),
+    );
   if (q.get('order') === 'desc') all.reverse();
   const page = all.slice(offset, offset + limit);
   const headers: Record<string, string> = {};
@@ -195,15 +145,6 @@ function parseMetadataQuery(value: string | null): Record<string, string> {
     throw badArgument('metadata must be URL-encoded key=value pairs');
   }
   return out;
-}
-
-function detail(found: LiveSandbox) {
-  return {
-    ...listed(found),
-    envdAccessToken: found.sandbox.accessToken,
-    allowInternetAccess: found.pool.options.network.egress === 'EgressEnabled',
-    domain: null,
-  };
 }
 
 /** The control-plane route of a request (path after `/e2b`), or undefined. */
@@ -235,7 +176,7 @@ export function matchControlPlane(
   }
   if (id === undefined || rest.length > 3) return undefined;
   if (action === undefined) {
-    if (method === 'GET') return { operation: 'e2b.get', handle: (c, r) => sendJson(r.res, 200, detail(live(c, id))) };
+    if (method === 'GET') return { operation: 'e2b.get', handle: (c, r) => sendJson(r.res, 200, detail(liveSandbox(c, r, id))) };
     if (method === 'DELETE') {
       return {
         operation: 'e2b.kill',
@@ -252,50 +193,11 @@ export function matchControlPlane(
   if (method === 'POST' && (action === 'connect' || action === 'resume')) {
     return { operation: 'e2b.connect', handle: (c, r) => connect(c, r, id) };
   }
-  if (method === 'POST' && action === 'pause') {
-    return {
-      operation: 'e2b.pause',
-      handle: (c) => {
-        live(c, id);
-        throw unsupported('pausing a sandbox');
-      },
-    };
-  }
+  if (method === 'POST' && action === 'pause') return { operation: 'e2b.pause', handle: (c, r) => pause(c, r, id) };
   if (['metrics', 'logs', 'snapshots', 'fork', 'network'].includes(action)) {
     return { operation: 'e2b.unsupported', handle: () => Promise.reject(unsupported(`sandbox ${action}`)) };
   }
   return undefined;
-}
-
-async function setTimeoutOf(ctx: E2bContext, r: E2bRequest, id: string): Promise<void> {
-  const body = parseOrRefuse(TimeoutBody, await readJsonObject(r.req, ctx.state.maxJsonBytes));
-  const found = live(ctx, id);
-  r.audit({ pool: found.pool.name });
-  await ctx.sandboxes.setEndAt(found, new Date(Date.now() + seconds(ctx, body.timeout) * 1000));
-  sendEmpty(r.res, 204);
-}
-
-/** The older keep-alive: extends to `duration` from now, never shortens. */
-async function refresh(ctx: E2bContext, r: E2bRequest, id: string): Promise<void> {
-  const body = parseOrRefuse(RefreshBody, await readJsonObject(r.req, ctx.state.maxJsonBytes));
-  const found = live(ctx, id);
-  r.audit({ pool: found.pool.name });
-  await extendTo(ctx, found, body.duration ?? ctx.options.defaultTimeoutSeconds);
-  sendEmpty(r.res, 204);
-}
-
-async function connect(ctx: E2bContext, r: E2bRequest, id: string): Promise<void> {
-  const body = parseOrRefuse(ConnectBody, await readJsonObject(r.req, ctx.state.maxJsonBytes));
-  const found = live(ctx, id);
-  r.audit({ pool: found.pool.name });
-  // A running sandbox keeps its deadline unless the connect asks for a later one.
-  if (body.timeout !== undefined && body.timeout !== null) await extendTo(ctx, found, seconds(ctx, body.timeout));
-  sendJson(r.res, 200, sandboxAnswer(found));
-}
-
-async function extendTo(ctx: E2bContext, found: LiveSandbox, timeoutSeconds: number): Promise<void> {
-  const endAt = Date.now() + timeoutSeconds * 1000;
-  if (endAt > found.sandbox.endAt.getTime()) await ctx.sandboxes.setEndAt(found, new Date(endAt));
 }
 
 /** The principal of a control-plane request, from `X-API-KEY` (or a bearer token). */

@@ -16,6 +16,7 @@ import { authenticateApiKey, matchControlPlane } from './control-plane.js';
 import { download, upload } from './envd-files.js';
 import { E2bError, isExpectedFailure, sandboxGone, toE2bError, unsupported } from './errors.js';
 import { filesystemMethod, requireFiles } from './filesystem-service.js';
+import { resumeSandbox } from './lifetime.js';
 import { connectProcess, processMethod, startProcess } from './process-service.js';
 import { type LiveSandbox, SANDBOX_ID, SandboxRegistry, sameToken } from './sandboxes.js';
 
@@ -139,6 +140,14 @@ export function createE2bApi(state: ServerState, auth: Authenticator, options?: 
     const port = r.req.headers['e2b-sandbox-port'];
     r.audit({ operation: 'e2b.sandbox' });
     const live = sandboxOf(r, sandboxId);
+    if (live.session.state === 'Paused') {
+      // A health check only asks; any other traffic resumes the sandbox if it was created with
+      // autoResume, and otherwise finds it gone until `connect` resumes it (E2B's semantics).
+      if (path === '/health' || !live.sandbox.autoResume) {
+        throw new E2bError(502, 'unavailable', `the sandbox ${sandboxId} is paused: connect to it to resume it`);
+      }
+      await resumeSandbox(ctx, live);
+    }
     if (port === ENVD_PORT) return envd(r, live, path);
     if (port === INTERPRETER_PORT) {
       const route = matchInterpreter(r.req.method ?? 'GET', path);

@@ -39,6 +39,12 @@ export interface E2bSandbox {
   readonly metadata: Readonly<Record<string, string>>;
   readonly startedAt: Date;
   endAt: Date;
+  /** The last timeout asked for (create, setTimeout, connect): a resume counts it again. */
+  timeoutSeconds: number;
+  /** What the deadline does: end the sandbox, or pause it (E2B's `autoPause`). */
+  readonly onTimeout: 'kill' | 'pause';
+  /** Whether traffic to a paused sandbox resumes it (else only `connect` does, as in E2B). */
+  readonly autoResume: boolean;
   /** Principal that created it, for audit records of its in-sandbox requests. */
   readonly createdBy: string;
   executions: number;
@@ -130,6 +136,12 @@ export class SandboxRegistry {
     this.#arm(live.sandbox);
   }
 
+  /** A paused sandbox has no deadline until it is resumed. */
+  suspend(sandbox: E2bSandbox): void {
+    clearTimeout(this.#timers.get(sandbox.sandboxId));
+    this.#timers.delete(sandbox.sandboxId);
+  }
+
   /** Drop the record; running commands are aborted. The session itself is the caller's to end. */
   forget(sandboxId: string): void {
     const sandbox = this.#sandboxes.get(sandboxId);
@@ -167,14 +179,18 @@ export class SandboxRegistry {
     const timer = setTimeout(() => {
       this.#timers.delete(id);
       const sessionId = sandbox.session.id;
-      this.kill(id).then(
+      const action = sandbox.onTimeout === 'pause' ? sandbox.session.pause().then(() => true) : this.kill(id);
+      action.then(
         (ended) => {
-          if (ended) this.#log({ level: 'info', msg: 'e2b sandbox reached its timeout', pool: sandbox.poolName, sessionId });
+          if (ended) {
+            const msg = sandbox.onTimeout === 'pause' ? 'e2b sandbox paused at its timeout' : 'e2b sandbox reached its timeout';
+            this.#log({ level: 'info', msg, pool: sandbox.poolName, sessionId });
+          }
         },
         (error: unknown) =>
           this.#log({
             level: 'warn',
-            msg: 'e2b sandbox timeout: stopping the session failed',
+            msg: `e2b sandbox timeout: ${sandbox.onTimeout === 'pause' ? 'pausing' : 'stopping'} the session failed`,
             pool: sandbox.poolName,
             sessionId,
             error: (error as Error)?.message ?? String(error),
