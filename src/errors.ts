@@ -33,18 +33,27 @@ export interface SandpoolErrorOptions {
   cause?: unknown;
   /** Safe-to-show structured details (never secrets, never session data). */
   details?: Record<string, unknown>;
+  /** When trying again may succeed, in milliseconds from now (a transient condition whose end is known). */
+  retryAfterMs?: number | undefined;
 }
 
 /** Base class of every error sandpool throws. Branch on `code`, or `instanceof` a subclass. */
 export class SandpoolError extends Error {
   readonly code: ErrorCode;
   readonly details: Record<string, unknown> | undefined;
+  /**
+   * When trying again may succeed, in milliseconds from now, where the condition's end is known:
+   * a full pool's soonest free slot (`PoolExhaustedError`), a failing backend's next attempt.
+   * The server turns it into `Retry-After`.
+   */
+  readonly retryAfterMs: number | undefined;
 
   constructor(code: ErrorCode, message: string, options: SandpoolErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
     this.details = options.details;
+    this.retryAfterMs = options.retryAfterMs;
     Object.defineProperty(this, BRAND, { value: true });
   }
 
@@ -80,7 +89,12 @@ export class InvalidIdentifierError extends SandpoolError {
   }
 }
 
-/** The pool is at `maxConcurrentSessions` (or a wait for a free slot ran out). */
+/**
+ * No session can be had now: every one the pool may hold (`maxConcurrentSessions`, or what the host
+ * memory budget leaves) is live or claimed by an acquire queued ahead. `retryAfterMs` says when the
+ * soonest slot frees (an allocated session's cooldown or maxAlive deadline); undefined when no
+ * session of the pool has a deadline.
+ */
 export class PoolExhaustedError extends SandpoolError {
   constructor(message: string, options?: SandpoolErrorOptions) {
     super(ErrorCode.POOL_EXHAUSTED, message, options);

@@ -161,6 +161,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
       newSession: (slot) => new Session(this.#owner, slot),
       claimed: (session, identifier) => this.#bindings.claim(session, identifier),
       arm: (slot) => this.#expiry.arm(slot),
+      expiresAt: (slot) => this.#expiry.expiresAt(slot),
       busy: () => this.#executing > 0,
     });
     this.#paused = new PauseControl({

@@ -76,19 +76,28 @@ export interface WireError {
   readonly code: string;
   readonly message: string;
   readonly details?: Record<string, unknown> | undefined;
+  readonly retryAfterMs?: number | undefined;
 }
 
 export function toWireError(error: unknown): WireError {
   if (SandpoolError.is(error)) {
     const reason = error.details?.['reason'];
-    return { code: error.code, message: error.message, ...(typeof reason === 'string' ? { details: { reason } } : {}) };
+    return {
+      code: error.code,
+      message: error.message,
+      ...(typeof reason === 'string' ? { details: { reason } } : {}),
+      ...(error.retryAfterMs === undefined ? {} : { retryAfterMs: error.retryAfterMs }),
+    };
   }
   return { code: ErrorCode.BACKEND_FAILED, message: 'the owning member failed the request' };
 }
 
 /** Rebuild the typed error a member answered with, so a remote session rejects like a local one. */
 export function fromWireError(wire: WireError): SandpoolError {
-  const options = wire.details === undefined ? undefined : { details: wire.details };
+  const options = {
+    ...(wire.details === undefined ? {} : { details: wire.details }),
+    ...(wire.retryAfterMs === undefined ? {} : { retryAfterMs: wire.retryAfterMs }),
+  };
   const m = wire.message;
   switch (wire.code) {
     case ErrorCode.INVALID_IDENTIFIER:
@@ -129,6 +138,12 @@ const WireErrorSchema = z.object({
   code: z.string().max(64),
   message: z.string().max(4096),
   details: z.record(z.string(), z.unknown()).optional(),
+  retryAfterMs: z
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 31)
+    .optional(),
 });
 
 export const WireErrorBodySchema = z.object({ error: WireErrorSchema });

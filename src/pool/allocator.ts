@@ -7,13 +7,21 @@
  */
 
 import type { CreateOptions, DestroyReason, LostState, Restored, SessionSpec } from '../backend.js';
-import { PoolClosedError, type SandpoolError } from '../errors.js';
+import { PoolClosedError, type PoolExhaustedError, type SandpoolError } from '../errors.js';
 import type { SessionPoolEvents } from '../events.js';
 import type { ResolvedPoolOptions } from '../options.js';
 import type { AcquireOptions } from '../session-pool.js';
 import type { Session } from '../session.js';
 import { Backoff } from './backoff.js';
-import { backendFailingError, creationsWanted, exhaustedError, exhaustionReason, readyTarget } from './capacity.js';
+import {
+  backendFailingError,
+  creationsWanted,
+  exhaustedError,
+  exhaustionReason,
+  readyTarget,
+  servableWaiters,
+  soonestFreeSlotMs,
+} from './capacity.js';
 import { hostMemoryBudget } from './host-budget.js';
 import { ArrivalRate } from './latency-window.js';
 import type { SessionFactory } from './session-factory.js';
@@ -43,6 +51,8 @@ export interface AllocatorHost {
   claimed(session: Session, identifier: string): void;
   /** Arm the allocated slot's expiry timer. */
   arm(slot: Slot): void;
+  /** When the allocated slot expires (cooldown or maxAlive), if it has a deadline. */
+  expiresAt(slot: Slot): number | undefined;
   destroy(slot: Slot, reason: DestroyReason, message?: string): Promise<void>;
   /** The pool has executions in flight (the refill waits for them, briefly). */
   busy(): boolean;
@@ -89,26 +99,63 @@ export class Allocator {
       this.allocate(warm, identifier, startedAt, 0, false, reuse);
       return warm;
     }
-    const incoming = slots.pending - this.waiters.length;
-    const max = this.host.options().maxConcurrentSessions;
-    if (incoming <= 0 && slots.room(max) <= 0) {
-      const reason = exhaustionReason(slots.size, max);
-      const waiting = options.wait === true;
-      this.host.emit('poolExhausted', { ...this.host.poolBase(), maxConcurrentSessions: max, waiting, reason });
-      if (!waiting)
-        throw exhaustedError(reason, { name: this.host.options().name, maxConcurrentSessions: max }, hostMemoryBudget);
-    } else if (incoming <= 0 && this.backoff.remaining() > 0) {
+    // Served in arrival order, this acquire gets a session only if a creation on the way (or
+    // still within the limits) is left once every acquire queued ahead has had its own.
+    const ahead = this.waiters.length;
+    const servable = servableWaiters(slots.pending, this.#room());
+    if (ahead >= servable) {
+      if (options.wait === true) this.#exhausted(ahead - servable, true);
+      else throw this.#exhausted(ahead - servable, false);
+    } else if (ahead >= slots.pending && this.backoff.remaining() > 0) {
       throw backendFailingError(this.host.backendName, this.host.stats.lastError?.message, this.backoff.remaining());
     }
     const waiting = waitInQueue(this.waiters, {
       identifier,
       acquireStartedAt: startedAt,
+      wait: options.wait === true,
       signal: options.signal,
       timeoutMs: options.timeoutMs,
       reuse,
     });
     this.refill();
     return await waiting;
+  }
+
+  /** Sessions the pool may still create: within maxConcurrentSessions and the host memory budget. */
+  #room(): number {
+    return this.host.slots.room(this.host.options().maxConcurrentSessions);
+  }
+
+  /**
+   * An acquire finds every slot live or claimed: report it (`poolExhausted`), and unless it waits,
+   * return the error it gets. `waitingForSlot` acquires queued ahead take the next slots to free.
+   */
+  #exhausted(waitingForSlot: number, waiting: true): undefined;
+  #exhausted(waitingForSlot: number, waiting: false): PoolExhaustedError;
+  #exhausted(waitingForSlot: number, waiting: boolean): PoolExhaustedError | undefined {
+    const { slots } = this.host;
+    const { name, maxConcurrentSessions } = this.host.options();
+    const reason = exhaustionReason(slots.size, maxConcurrentSessions, this.#room());
+    this.host.emit('poolExhausted', { ...this.host.poolBase(), maxConcurrentSessions, waiting, reason });
+    if (waiting) return undefined;
+    const deadlines: number[] = [];
+    for (const slot of slots.allocatedSlots()) {
+      const at = this.host.expiresAt(slot);
+      if (at !== undefined) deadlines.push(at);
+    }
+    const retryAfterMs = soonestFreeSlotMs(deadlines, waitingForSlot, Date.now());
+    return exhaustedError(reason, { name, maxConcurrentSessions }, hostMemoryBudget, retryAfterMs);
+  }
+
+  /**
+   * The room can shrink under queued acquires (another pool took the host memory budget, or
+   * `update()` lowered maxConcurrentSessions): those no creation can serve any more, and that did
+   * not ask to wait, are refused now rather than left hanging until some session ends.
+   */
+  #refuseUnservable(): void {
+    if (this.waiters.length === 0) return;
+    const { removed, waitingForSlot } = this.waiters.removeUnservable(servableWaiters(this.host.slots.pending, this.#room()));
+    for (const waiter of removed) waiter.reject(this.#exhausted(waitingForSlot, false));
   }
 
   /** Hand a Ready slot to `identifier` (with the identifier's existing Session when resuming). */
@@ -142,6 +189,7 @@ export class Allocator {
   /** Start one creation if the ready set (plus waiters) is not covered, within the concurrency budget. */
   #createOne(): boolean {
     if (this.host.closed() || !this.host.prepared()) return false;
+    this.#refuseUnservable();
     if (this.backoff.deferred(() => this.refill())) return false;
     const { slots, stats } = this.host;
     const options = this.host.options();
@@ -216,9 +264,7 @@ export class Allocator {
     // A restore needs room for one more session: a spare Ready one makes way if it must.
     if (slots.room(max) <= 0) {
       const spare = slots.newestReadyFirst()[0];
-      const reason = exhaustionReason(slots.size, max);
-      if (spare === undefined)
-        throw exhaustedError(reason, { name: this.host.options().name, maxConcurrentSessions: max }, hostMemoryBudget);
+      if (spare === undefined) throw this.#exhausted(Math.max(0, this.waiters.length - slots.pending), false);
       await this.host.destroy(spare, 'stopped');
     }
     const started = performance.now();

@@ -40,29 +40,66 @@ export function creationsWanted(s: RefillState): number {
   return Math.min(s.target + s.waiting - s.ready - s.pending, s.room, s.refillConcurrency - s.pending);
 }
 
-/** What ran out when an acquire finds no room: the host memory budget or the pool's own limit. */
-export function exhaustionReason(live: number, maxConcurrentSessions: number): 'hostMemoryBudget' | 'maxConcurrentSessions' {
-  return live < maxConcurrentSessions ? 'hostMemoryBudget' : 'maxConcurrentSessions';
+/**
+ * How many queued acquires the pool can serve, oldest first: one per creation in flight (a Ready
+ * session goes to the oldest waiter) plus one per session it may still create. An acquire queued
+ * beyond that would wait until some unrelated session ends.
+ */
+export function servableWaiters(pending: number, room: number): number {
+  return pending + Math.max(0, room);
+}
+
+/**
+ * What ran out: the host memory budget when it leaves less room than `maxConcurrentSessions`
+ * does, else the pool's own limit.
+ */
+export function exhaustionReason(
+  live: number,
+  maxConcurrentSessions: number,
+  room: number,
+): 'hostMemoryBudget' | 'maxConcurrentSessions' {
+  return room < maxConcurrentSessions - live ? 'hostMemoryBudget' : 'maxConcurrentSessions';
+}
+
+/**
+ * When the slot an acquire could next have frees, in ms from `now`: the deadline (cooldown or
+ * maxAlive) of the allocated session that ends soonest after the `ahead` ones whose slots acquires
+ * already waiting for a free slot will take. Undefined when too few sessions have a deadline
+ * (OnContainerExit without maxAlive, or sessions extended without end): nothing predicts it then.
+ */
+export function soonestFreeSlotMs(deadlines: readonly number[], ahead: number, now: number): number | undefined {
+  if (deadlines.length <= ahead) return undefined;
+  let at = Infinity;
+  if (ahead === 0) for (const deadline of deadlines) at = Math.min(at, deadline);
+  else at = [...deadlines].sort((a, b) => a - b)[ahead]!;
+  return Math.max(0, Math.ceil(at - now));
 }
 
 export function exhaustedError(
   reason: 'hostMemoryBudget' | 'maxConcurrentSessions',
   pool: { readonly name: string; readonly maxConcurrentSessions: number },
   budget: HostMemoryBudget,
+  retryAfterMs: number | undefined,
 ): PoolExhaustedError {
+  const when =
+    retryAfterMs === undefined
+      ? 'no session of the pool has a deadline, so none is due to end'
+      : `the soonest slot frees in ${Math.ceil(retryAfterMs / 1000)} s`;
   return new PoolExhaustedError(
     reason === 'hostMemoryBudget'
       ? `the host memory budget is spent (${budget.reservedMb} of ${budget.capacityMb} MiB ` +
-          'reserved by sessions); stop sessions or acquire with { wait: true }'
-      : `session pool "${pool.name}" is at maxConcurrentSessions (${pool.maxConcurrentSessions}); ` +
-          'stop a session, raise the limit, or acquire with { wait: true }',
+          `reserved by sessions, the rest claimed by queued acquires); ${when}; stop sessions or acquire with { wait: true }`
+      : `session pool "${pool.name}" is at maxConcurrentSessions (${pool.maxConcurrentSessions} sessions live or ` +
+          `claimed by queued acquires); ${when}; stop a session, raise the limit, or acquire with { wait: true }`,
+    { retryAfterMs },
   );
 }
 
 /** An acquire that nothing on the way can serve while the backend keeps failing to create sessions. */
 export function backendFailingError(backend: string, lastError: string | undefined, retryInMs: number): BackendError {
+  retryInMs = Math.ceil(retryInMs);
   return new BackendError(
     `backend "${backend}" is failing to create sessions (${lastError ?? 'unknown error'}); retrying in ${retryInMs} ms`,
-    { code: ErrorCode.BACKEND_UNAVAILABLE },
+    { code: ErrorCode.BACKEND_UNAVAILABLE, retryAfterMs: retryInMs },
   );
 }

@@ -10,6 +10,8 @@ export interface Waiter {
   readonly enqueuedAt: number;
   /** The identifier's existing Session (a resume), to bind to the slot instead of a new one. */
   readonly reuse?: Session | undefined;
+  /** Asked to wait for a slot to free (`acquire(id, { wait: true })`), not only for a creation on the way. */
+  readonly wait: boolean;
   /** Called with the slot the pool allocated to this waiter's identifier. */
   resolve(slot: Slot): void;
   reject(error: SandpoolError): void;
@@ -38,6 +40,19 @@ export class WaiterQueue {
     return true;
   }
 
+  /**
+   * Take out the waiters that the first `servable` sessions to come will not reach and that did
+   * not ask to wait for a slot to free. Served in arrival order, the oldest `servable` get those
+   * sessions; a waiter that asked to wait keeps its place (and its claim) wherever it stands.
+   * Returns the waiters taken out, for the caller to reject, and how many stay beyond `servable`.
+   */
+  removeUnservable(servable: number): { removed: Waiter[]; waitingForSlot: number } {
+    if (this.#items.length <= servable) return { removed: [], waitingForSlot: 0 };
+    const removed = this.#items.slice(servable).filter((waiter) => !waiter.wait);
+    if (removed.length > 0) this.#items = this.#items.filter((waiter, i) => i < servable || waiter.wait);
+    return { removed, waitingForSlot: this.#items.length - servable };
+  }
+
   /** Reject the newest `count` waiters (the oldest keep their place for the next Ready session). */
   rejectNewest(count: number, error: SandpoolError): void {
     const rejected = this.#items.splice(Math.max(0, this.#items.length - count), count);
@@ -55,6 +70,7 @@ export class WaiterQueue {
 export interface WaitOptions {
   readonly identifier: string;
   readonly acquireStartedAt: number;
+  readonly wait: boolean;
   readonly signal?: AbortSignal | undefined;
   readonly timeoutMs?: number | undefined;
   readonly reuse?: Session | undefined;
@@ -86,6 +102,7 @@ export function waitInQueue(queue: WaiterQueue, options: WaitOptions): Promise<S
       acquireStartedAt: options.acquireStartedAt,
       enqueuedAt: performance.now(),
       reuse: options.reuse,
+      wait: options.wait,
       resolve: (slot) => {
         cleanup();
         resolve(slot);

@@ -15,12 +15,11 @@ import type { ClusterMember } from '../cluster/cluster-member.js';
 import type { ClusterPool } from '../cluster/cluster-pool.js';
 import type { DocumentChange } from '../cluster/ownership-store.js';
 import type { PeerRoute } from '../cluster/peer-handler.js';
-import type { Environment } from '../environment.js';
 import { sendJson as sendPeerJson } from '../cluster/peer-handler.js';
 import { PEER_PREFIX, executionFromWire, executionToWire } from '../cluster/peer-wire.js';
 import type { SessionApi } from '../cluster/session-api.js';
 import { ClusterUnavailableError } from '../errors.js';
-import type { SessionPool } from '../session-pool.js';
+import type { AcquireOptions, SessionPool } from '../session-pool.js';
 import type { SessionInfo } from '../session-types.js';
 import { ExecutionStore, type ExecutionRecord } from './execution-store.js';
 import type { Logger } from './logging.js';
@@ -165,8 +164,8 @@ export class ServerCluster {
     return clustered;
   }
 
-  acquire(pool: SessionPool, identifier: string, signal: AbortSignal, env?: Environment | undefined): Promise<SessionApi> {
-    return this.#clustered(pool).acquire(identifier, { signal, env });
+  acquire(pool: SessionPool, identifier: string, options: AcquireOptions): Promise<SessionApi> {
+    return this.#clustered(pool).acquire(identifier, options);
   }
 
   get(pool: SessionPool, identifier: string): Promise<SessionApi | undefined> {

@@ -24,7 +24,7 @@ import { jsonLinesLogger, logPoolEvents, type Logger } from './logging.js';
 import { ServerMetrics } from './metrics.js';
 import { PoolRegistry, type BackendFactory } from './pool-registry.js';
 import { Readiness, type AnnouncedPool, type ReadinessReport } from './readiness.js';
-import type { ServerState } from './server-state.js';
+import { DEFAULT_MAX_ACQUIRE_WAIT_SECONDS, type ServerState } from './server-state.js';
 import { createStatusPage } from './status-page.js';
 import { createUpgradeHandler } from './upgrade.js';
 
@@ -66,6 +66,13 @@ export interface CreateServerOptions {
    * in its store, not the data dir). The server starts the member and closes it on close().
    */
   readonly cluster?: ClusterMember | undefined;
+  /**
+   * The longest a request waits for its session: a new identifier's creation (a cold start), or,
+   * when it sent `Prefer: wait=N`, a slot to free at maxConcurrentSessions (up to N). Past it the
+   * request is answered 503 `SessionAllocationTimedOut` with Retry-After. Without `Prefer: wait`,
+   * a request that finds every slot live or claimed is answered 429 at once. @default 60
+   */
+  readonly maxAcquireWaitSeconds?: number | undefined;
   /** The E2B-compatible API under /e2b (docs/E2B.md); `false` turns it off. @default {} */
   readonly e2b?: E2bOptions | false | undefined;
   /** MCP's Streamable HTTP transport at `/mcp` (see docs/SERVER.md). */
@@ -104,6 +111,14 @@ export interface SandpoolServer extends AsyncDisposable {
   close(): Promise<void>;
 }
 
+function maxAcquireWaitSeconds(value: number | undefined): number {
+  if (value === undefined) return DEFAULT_MAX_ACQUIRE_WAIT_SECONDS;
+  if (!Number.isFinite(value) || value <= 0 || value > 3600) {
+    throw new InvalidOptionsError(`maxAcquireWaitSeconds must be a number of seconds above 0, at most 3600 (got ${value})`);
+  }
+  return value;
+}
+
 /** True for addresses only this machine can reach. */
 export function isLoopback(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, '').toLowerCase();
@@ -117,6 +132,7 @@ export function isLoopback(host: string): boolean {
  * const { url } = await server.listen({ port: 8080 });
  */
 export function createServer(options: CreateServerOptions = {}): SandpoolServer {
+  const maxAcquireWaitMs = maxAcquireWaitSeconds(options.maxAcquireWaitSeconds) * 1000;
   const log = options.logger ?? jsonLinesLogger();
   const auth = new Authenticator(options.auth ?? {});
   const detachLogs = new Map<SessionPool, () => void>();
@@ -155,6 +171,7 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
     stringifyExecutionResult: options.stringifyExecutionResult ?? 'auto',
     background: new Set(),
     cluster,
+    maxAcquireWaitMs,
   };
   for (const route of cluster?.peerRoutes() ?? []) options.cluster!.addPeerRoute(route);
   const e2b = options.e2b === false ? undefined : createE2bApi(state, auth, options.e2b);

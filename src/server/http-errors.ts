@@ -11,7 +11,10 @@ export interface HttpErrorMapping {
   readonly status: number;
   /** Azure's error code (the `error.code` string clients branch on). */
   readonly azureCode: string;
-  /** Seconds for `Retry-After`, for transient conditions. */
+  /**
+   * Seconds for `Retry-After`, for transient conditions whose end the error does not know; an
+   * error's own `retryAfterMs` (a full pool's soonest free slot, a backend's next attempt) wins.
+   */
   readonly retryAfterSeconds?: number;
 }
 
@@ -25,8 +28,10 @@ export const ERROR_STATUS: Readonly<Record<ErrorCode, HttpErrorMapping>> = {
   [ErrorCode.INVALID_REQUEST]: { status: 400, azureCode: 'SessionRequestValidationFailed' },
   [ErrorCode.POOL_CLOSED]: { status: 503, azureCode: 'SessionPoolUnavailable', retryAfterSeconds: 5 },
   // Azure's docs say 404 at maxConcurrentSessions, the live service was seen answering 429; 429 with
-  // Retry-After is what every HTTP client's retry policy understands.
-  [ErrorCode.POOL_EXHAUSTED]: { status: 429, azureCode: 'SessionPoolCapacityExceeded', retryAfterSeconds: 2 },
+  // Retry-After is what every HTTP client's retry policy understands. Retry-After is when the
+  // soonest slot frees (PoolExhaustedError.retryAfterMs); 60 only when no session of the pool has a
+  // deadline (OnContainerExit without maxAlive), so nothing predicts one: ask again in a minute.
+  [ErrorCode.POOL_EXHAUSTED]: { status: 429, azureCode: 'SessionPoolCapacityExceeded', retryAfterSeconds: 60 },
   [ErrorCode.ACQUIRE_TIMEOUT]: { status: 503, azureCode: 'SessionAllocationTimedOut', retryAfterSeconds: 2 },
   [ErrorCode.ABORTED]: { status: 499, azureCode: 'RequestAborted' },
   [ErrorCode.SESSION_NOT_FOUND]: { status: 400, azureCode: 'SessionWithIdentifierNotFound' },
@@ -93,7 +98,8 @@ export function toErrorResponse(error: unknown, requestId: string): ErrorRespons
   if (SandpoolError.is(error)) {
     const mapping = ERROR_STATUS[error.code];
     const headers: Record<string, string> = { 'x-ms-error-code': mapping.azureCode };
-    if (mapping.retryAfterSeconds !== undefined) headers['retry-after'] = String(mapping.retryAfterSeconds);
+    const retryAfter = retryAfterSeconds(error);
+    if (retryAfter !== undefined) headers['retry-after'] = String(retryAfter);
     const details = safeDetails(error);
     return {
       status: mapping.status,
@@ -114,6 +120,15 @@ export function toErrorResponse(error: unknown, requestId: string): ErrorRespons
     headers: { 'x-ms-error-code': 'InternalServerError' },
     body: { error: { code: 'InternalServerError', message: 'internal server error', traceId: requestId } },
   };
+}
+
+/**
+ * `Retry-After` for a library error, in whole seconds (at least 1): the error's own `retryAfterMs`
+ * when it knows when trying again may succeed, else its code's default, else none.
+ */
+export function retryAfterSeconds(error: SandpoolError): number | undefined {
+  if (error.retryAfterMs !== undefined) return Math.max(1, Math.ceil(error.retryAfterMs / 1000));
+  return ERROR_STATUS[error.code].retryAfterSeconds;
 }
 
 /** Only validation issues are echoed (they name the caller's own fields); other details stay in logs. */

@@ -125,8 +125,7 @@ function serverSessions(state: ServerState, pool: SessionPool): McpSessionSource
   if (cluster === undefined) return localSessions(pool);
   return {
     pool,
-    acquire: (identifier, options) =>
-      cluster.acquire(pool, identifier, options.signal ?? new AbortController().signal, options.env),
+    acquire: (identifier, options) => cluster.acquire(pool, identifier, options),
     async release(identifier) {
       const session = await cluster.get(pool, identifier);
       if (session === undefined) return false;

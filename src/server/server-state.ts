@@ -1,9 +1,11 @@
 /** What handlers share: the pools, the execution records, the logger and the server's settings. */
 
+import type { IncomingMessage } from 'node:http';
+
 import { assertIdentifier, isValidIdentifier } from '../identifier.js';
 import type { Environment } from '../environment.js';
 import type { SessionApi } from '../session.js';
-import type { SessionPool } from '../session-pool.js';
+import type { AcquireOptions, SessionPool } from '../session-pool.js';
 import type { ServerCluster } from './cluster-mode.js';
 import type { ExecutionStore } from './execution-store.js';
 import { HttpError } from './http-errors.js';
@@ -28,6 +30,35 @@ export interface ServerState {
   readonly background: Set<Promise<unknown>>;
   /** Cluster mode (`--etcd`): sessions are acquired across the cluster. */
   readonly cluster?: ServerCluster | undefined;
+  /** The longest a request waits for its session (`CreateServerOptions.maxAcquireWaitSeconds`). */
+  readonly maxAcquireWaitMs: number;
+}
+
+/** The longest a request waits for its session unless the server is told otherwise. */
+export const DEFAULT_MAX_ACQUIRE_WAIT_SECONDS = 60;
+
+/**
+ * The seconds a request's `Prefer: wait=N` (RFC 7240) asks for, if any. Other preferences in the
+ * header are ignored; a malformed or zero wait is no request to wait.
+ */
+export function preferredWaitSeconds(prefer: string | string[] | undefined): number | undefined {
+  const text = Array.isArray(prefer) ? prefer.join(',') : prefer;
+  if (text === undefined || text.length > 1024) return undefined;
+  const match = /(?:^|[,;])\s*wait\s*=\s*"?(\d{1,9})"?\s*(?=$|[,;])/i.exec(text);
+  const seconds = match === null ? 0 : Number(match[1]);
+  return seconds > 0 ? seconds : undefined;
+}
+
+/**
+ * How a request acquires its session. A new identifier waits for a creation already on the way
+ * (a cold start), never longer than `maxAcquireWaitMs` (then 503 SessionAllocationTimedOut); when
+ * every slot is live or claimed it gets 429 with Retry-After at once, unless it sent
+ * `Prefer: wait=N`: then it waits for a slot to free, up to N seconds (and the same bound).
+ */
+export function acquireOptions(state: ServerState, req: IncomingMessage, signal: AbortSignal | undefined): AcquireOptions {
+  const asked = preferredWaitSeconds(req.headers.prefer);
+  if (asked === undefined) return { signal, timeoutMs: state.maxAcquireWaitMs };
+  return { signal, wait: true, timeoutMs: Math.min(asked * 1000, state.maxAcquireWaitMs) };
 }
 
 export function poolEntry(state: ServerState, ctx: RequestContext): PoolEntry {
@@ -66,8 +97,9 @@ export function identifierOf(ctx: RequestContext, fromBody?: string): string {
 }
 
 /**
- * Get-or-create the session (Azure allocates on first use); honours client disconnects. In cluster
- * mode the session may live on another member: the handle forwards to it.
+ * Get-or-create the session (Azure allocates on first use), within the bounds of `acquireOptions`;
+ * honours client disconnects. In cluster mode the session may live on another member: the handle
+ * forwards to it.
  */
 export function acquire(
   state: ServerState,
@@ -76,6 +108,7 @@ export function acquire(
   ctx: RequestContext,
   env?: Environment | undefined,
 ): Promise<SessionApi> {
-  if (state.cluster !== undefined) return state.cluster.acquire(pool, identifier, ctx.signal, env);
-  return pool.acquire(identifier, { signal: ctx.signal, env });
+  const options: AcquireOptions = { ...acquireOptions(state, ctx.req, ctx.signal), env };
+  if (state.cluster !== undefined) return state.cluster.acquire(pool, identifier, options);
+  return pool.acquire(identifier, options);
 }

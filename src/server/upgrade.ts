@@ -14,7 +14,7 @@ import { assertIdentifier } from '../identifier.js';
 import { requireRole, type Authenticator } from './auth.js';
 import { HttpError, toErrorResponse } from './http-errors.js';
 import { matchRoute } from './routes.js';
-import type { ServerState } from './server-state.js';
+import { acquireOptions, type ServerState } from './server-state.js';
 
 const NEVER_FORWARDED = new Set(['authorization', 'cookie', 'x-ms-apikey', 'api-key']);
 const STATUS_TEXT: Record<number, string> = {
@@ -52,10 +52,11 @@ export function createUpgradeHandler(state: ServerState, auth: Authenticator) {
       const identifier = assertIdentifier(url.searchParams.get('identifier') ?? '');
       // Cluster mode: claimed like any request; a session owned by another member cannot be
       // reached by a raw stream from here, and says so (UNSUPPORTED) rather than being duplicated.
+      const options = acquireOptions(state, req, undefined);
       const session =
         state.cluster === undefined
-          ? await entry.pool.acquire(identifier)
-          : await state.cluster.acquire(entry.pool, identifier, AbortSignal.timeout(30_000));
+          ? await entry.pool.acquire(identifier, options)
+          : await state.cluster.acquire(entry.pool, identifier, options);
       let upstream: Duplex;
       try {
         upstream = await session.connect();

@@ -33,6 +33,8 @@ Options:
   --tls-cert FILE --tls-key FILE   serve HTTPS
   --public-url URL          base URL reported in poolManagementEndpoint
   --public-metrics          serve /metrics without credentials
+  --max-acquire-wait SECONDS  longest a request waits for its session: a cold start, or a free
+                            slot when it sent Prefer: wait=N (default 60; 503 past it)
   --e2b-template ID=POOL    E2B templateID served by a pool (repeatable; code-interpreter-v1 and
                             base map to python by default)
   --no-e2b                  do not serve the E2B-compatible API under /e2b
@@ -67,6 +69,7 @@ const OPTIONS: OptionSpec = {
   'tls-key': { type: 'string' },
   'public-url': { type: 'string' },
   'public-metrics': { type: 'boolean' },
+  'max-acquire-wait': { type: 'string' },
   'log-level': { type: 'string' },
   etcd: { type: 'string' },
   advertise: { type: 'string' },
@@ -145,6 +148,10 @@ export async function serve(argv: readonly string[]): Promise<number> {
   if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new UsageError('--log-level must be debug, info, warn or error');
   const log = jsonLinesLogger(process.stderr, level);
 
+  const maxAcquireWait = numberOption(parsed, 'max-acquire-wait');
+  if (maxAcquireWait !== undefined && !(maxAcquireWait > 0 && maxAcquireWait <= 3600))
+    throw new UsageError('--max-acquire-wait must be a number of seconds above 0, at most 3600');
+
   const certFile = stringOption(parsed, 'tls-cert');
   const keyFile = stringOption(parsed, 'tls-key');
   if ((certFile === undefined) !== (keyFile === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
@@ -210,6 +217,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
     tls: certFile === undefined || keyFile === undefined ? undefined : { certFile, keyFile },
     publicUrl: stringOption(parsed, 'public-url'),
     publicMetrics: parsed.values['public-metrics'] === true,
+    maxAcquireWaitSeconds: maxAcquireWait,
     e2b:
       parsed.values['no-e2b'] === true
         ? false

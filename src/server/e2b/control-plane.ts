@@ -9,6 +9,7 @@ import { z } from 'zod';
 import type { SessionPool } from '../../session-pool.js';
 import { type Authenticator, requireRole } from '../auth.js';
 import { sendEmpty, sendJson } from '../http-io.js';
+import { acquireOptions } from '../server-state.js';
 import { readJsonObject } from '../request-body.js';
 import type { E2bContext, E2bRequest } from './context.js';
 import { E2bError, badArgument, notFound, parseOrRefuse, unsupported } from './errors.js';
@@ -74,7 +75,10 @@ async function create(ctx: E2bContext, r: E2bRequest, principal: string): Promis
   const sandboxId = newSandboxId();
   // envVars are bound as the session is claimed: the warm path stays warm.
   const env = body.envVars ?? undefined;
-  const session = await pool.acquire(sandboxId, { signal: r.signal, ...(env === undefined ? {} : { env }) });
+  const session = await pool.acquire(sandboxId, {
+    ...acquireOptions(ctx.state, r.req, r.signal),
+    ...(env === undefined ? {} : { env }),
+  });
   const now = Date.now();
   const sandbox: E2bSandbox = {
     sandboxId,

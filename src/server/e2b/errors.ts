@@ -18,7 +18,7 @@
 import type { z } from 'zod';
 
 import { ErrorCode, SandpoolError } from '../../errors.js';
-import { ERROR_STATUS, HttpError } from '../http-errors.js';
+import { HttpError, retryAfterSeconds } from '../http-errors.js';
 
 export type ConnectCode =
   | 'canceled'
@@ -136,7 +136,7 @@ export function toE2bError(error: unknown): E2bError {
   if (SandpoolError.is(error)) {
     const mapping = E2B_ERROR[error.code];
     // Transient conditions carry Retry-After, as on the Azure routes: the SDK retries a 429 with it.
-    const retryAfter = ERROR_STATUS[error.code].retryAfterSeconds;
+    const retryAfter = retryAfterSeconds(error);
     return new E2bError(
       mapping.status,
       mapping.connect,
