@@ -38,6 +38,7 @@ def parse_args(argv):
     parser.add_argument("--max-upload-bytes", type=int, default=16 << 30)
     parser.add_argument("--python", default=None, help="interpreter for the Python kernel (default: this one)")
     parser.add_argument("--node", default=None, help="node binary for JavaScript (default: node on PATH)")
+    parser.add_argument("--node-version", default=None, help=argparse.SUPPRESS)  # known already (zygote)
     parser.add_argument("--log-level", choices=sorted(LOG_LEVELS), default="info")
     args = parser.parse_args(argv)
     args.preload = [] if args.no_preload else [m for m in args.preload.split(",") if m.strip()]

@@ -14,6 +14,9 @@ from shell import run_shell
 from validate import BadRequest
 
 AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
+# Set by zygote.py in an agent born from the zygote: fork_python_kernel(ctl_in, ctl_out, data_dir,
+# preload) runs the Python kernel in a child forked from the agent, which imported it already.
+fork_python_kernel = None
 MAX_QUEUED = 16
 MAX_IMAGES = 64
 MAX_IMAGE_CHARS = 24 << 20
@@ -92,7 +95,14 @@ class Executor:
                     return [python, "-u", script, "--control-in", str(cin), "--control-out", str(cout),
                             "--data-dir", self.config.data_dir, "--preload", preload]
 
-                kernel = Kernel("Python", argv, self.config.data_dir, lambda: self.env, self.log)
+                runner = None
+                if fork_python_kernel is not None:
+                    data_dir, forker = self.config.data_dir, fork_python_kernel
+
+                    def runner(cin, cout):
+                        forker(cin, cout, data_dir, preload)
+
+                kernel = Kernel("Python", argv, self.config.data_dir, lambda: self.env, self.log, fork_runner=runner)
                 self.kernels["python"] = kernel
             return kernel
 

@@ -26,6 +26,78 @@ class KernelStartError(Exception):
     pass
 
 
+class ForkedProcess:
+    """A kernel forked from this (zygote-born) agent instead of exec'd: the little of
+    `subprocess.Popen` that Kernel uses, over os.waitpid."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.returncode = None
+
+    def poll(self):
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = -signal.SIGKILL
+                return self.returncode
+            if pid == self.pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired("kernel", timeout)
+            time.sleep(0.005)
+        return self.returncode
+
+    def kill(self):
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def fork_child(run, keep_fds, stdout_fd, stderr_fd, cwd, env):
+    """Fork a child that runs `run()` with `keep_fds`, fds 1 and 2 on the given pipes, stdin on
+    /dev/null, its own session (a kill of its group takes what it spawned), and nothing else open.
+    Only from a single-threaded process (a forked child has just the forking thread)."""
+    pid = os.fork()
+    if pid != 0:
+        return ForkedProcess(pid)
+    code = 1
+    try:
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(stdout_fd, 1)
+        os.dup2(stderr_fd, 2)
+        keep = set(keep_fds) | {0, 1, 2}
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd not in keep:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        run()
+        code = 0
+    except SystemExit as error:
+        code = error.code if isinstance(error.code, int) else 1
+    except BaseException:  # noqa: BLE001 - the child must never return into the parent's code
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
 class SessionOpError(Exception):
     """A checkpoint, restore or reseed request the kernel refused or failed."""
 
@@ -154,9 +226,13 @@ class Incarnation:
 
 
 class Kernel:
-    def __init__(self, label, argv_builder, cwd, env, log, start_timeout_s=180.0):
+    def __init__(self, label, argv_builder, cwd, env, log, start_timeout_s=180.0, fork_runner=None):
         self.label = label  # "Python" / "JavaScript"
         self.argv_builder = argv_builder
+        # Zygote-born agents fork their first kernel from themselves (everything is imported
+        # already): fork_runner(ctl_in, ctl_out) runs the kernel in the child. Once only: a
+        # restart happens in a threaded agent, where only exec is safe.
+        self.fork_runner = fork_runner
         self.cwd = cwd
         self.env = env
         self.log = log
@@ -178,17 +254,22 @@ class Kernel:
         err_r, err_w = os.pipe()
         for fd in (c2k_w, k2c_r, out_r, err_r):
             os.set_inheritable(fd, False)
+        runner, self.fork_runner = self.fork_runner, None
         try:
-            proc = subprocess.Popen(
-                self.argv_builder(c2k_r, k2c_w),
-                stdin=subprocess.DEVNULL,
-                stdout=out_w,
-                stderr=err_w,
-                pass_fds=(c2k_r, k2c_w),
-                cwd=self.cwd,
-                env=self.env() if callable(self.env) else self.env,
-                start_new_session=True,  # its own process group, so a kill takes its children too
-            )
+            env = self.env() if callable(self.env) else self.env
+            if runner is not None and threading.active_count() == 1:
+                proc = fork_child(lambda: runner(c2k_r, k2c_w), (c2k_r, k2c_w), out_w, err_w, self.cwd, env)
+            else:
+                proc = subprocess.Popen(
+                    self.argv_builder(c2k_r, k2c_w),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out_w,
+                    stderr=err_w,
+                    pass_fds=(c2k_r, k2c_w),
+                    cwd=self.cwd,
+                    env=env,
+                    start_new_session=True,  # its own process group, so a kill takes its children too
+                )
         except OSError as error:
             for fd in (c2k_r, c2k_w, k2c_r, k2c_w, out_r, out_w, err_r, err_w):
                 os.close(fd)

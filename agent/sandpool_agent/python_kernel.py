@@ -344,6 +344,24 @@ def watch_parent():
     threading.Thread(target=loop, daemon=True, name="sandpool-parent-watch").start()
 
 
+def run(control_in, control_out, data_dir, preload):
+    """The kernel's life: set up, import the preloads (instant when forked from the zygote, which
+    imported them already), say ready, serve cells until the agent hangs up."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.chdir(data_dir)
+    for fd in (control_in, control_out):
+        os.set_inheritable(fd, False)  # child processes of session code must not reach the channel
+    sys.argv = [""]
+    watch_parent()
+    kernel = Kernel(control_in, control_out)
+    names = [n for n in preload.split(",") if n]
+    loaded, missing, elapsed = kernel.preload(names)
+    install_sigint()
+    kernel.send({"type": "ready", "preloaded": loaded, "missing": missing, "preloadMs": elapsed,
+                 "python": "%d.%d.%d" % sys.version_info[:3]})
+    kernel.serve()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--control-in", type=int, required=True)
@@ -351,19 +369,7 @@ def main():
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--preload", default="")
     args = parser.parse_args()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.chdir(args.data_dir)
-    for fd in (args.control_in, args.control_out):
-        os.set_inheritable(fd, False)  # child processes of session code must not reach the channel
-    sys.argv = [""]
-    watch_parent()
-    kernel = Kernel(args.control_in, args.control_out)
-    names = [n for n in args.preload.split(",") if n]
-    loaded, missing, elapsed = kernel.preload(names)
-    install_sigint()
-    kernel.send({"type": "ready", "preloaded": loaded, "missing": missing, "preloadMs": elapsed,
-                 "python": "%d.%d.%d" % sys.version_info[:3]})
-    kernel.serve()
+    run(args.control_in, args.control_out, args.data_dir, args.preload)
 
 
 if __name__ == "__main__":

@@ -109,10 +109,15 @@ class Agent:
 
     def start(self):
         """Start the Python kernel (with its preloads); afterwards the agent is ready."""
-        node_thread = threading.Thread(target=self._detect_node, daemon=True)
-        node_thread.start()
+        # A zygote-born agent is told the version (and forks its kernel: no thread may run yet).
+        self.node_version = getattr(self.config, "node_version", None)
+        node_thread = None
+        if self.node_version is None:
+            node_thread = threading.Thread(target=self._detect_node, daemon=True)
+            node_thread.start()
         kernel_ready = self.executor.python_kernel().start()
-        node_thread.join(10)
+        if node_thread is not None:
+            node_thread.join(10)
         self.ready = {
             "type": "ready",
             "protocol": PROTOCOL,

@@ -10,7 +10,6 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync } from 'node:fs';
 import { Agent as HttpAgent } from 'node:http';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -35,16 +34,8 @@ import type {
   RestoreOptions,
   SessionSpec,
 } from '../../src/backend.js';
-import {
-  AbortedError,
-  BackendError,
-  ErrorCode,
-  SandpoolError,
-  SessionNotFoundError,
-  UnsupportedError,
-} from '../../src/errors.js';
-import { connectAgent } from './agent-connection.js';
-import { codeInterpreterSpec, customContainerSpec, type SpecContext } from './container-spec.js';
+import { AbortedError, BackendError, SessionNotFoundError, UnsupportedError } from '../../src/errors.js';
+import { agentArgv, codeInterpreterSpec, customContainerSpec, PAUSE_COMMAND, type SpecContext } from './container-spec.js';
 import { connectEngine, type EngineConnection } from './engine-connection.js';
 import { ensureEgressNetwork, removeEgressNetwork } from './egress-network.js';
 import { forwardFetch } from './http-forward.js';
@@ -52,11 +43,12 @@ import { assertImageReference, ensureImage, checkRuntime } from './image-check.j
 import { InstanceDir } from './instance-dir.js';
 import { reapDeadOwners } from './leftovers.js';
 import { resolveContainerOptions, type ContainerBackendOptions, type ResolvedContainerOptions } from './options.js';
-import { containerLogTail, redact } from './container-logs.js';
-import { executeOnAgent, forwarderSocket, reportExit, teardown, watchExit, type LiveSession } from './live-session.js';
+import { executeOnAgent, forwarderSocket, teardown, watchExit, type LiveSession } from './live-session.js';
 import { connectForwarder, forwarderAvailable } from './port-forwarder.js';
 import { checkpointContainer, restoreContainer } from './session-state.js';
-import { waitUntilReady, watchLiveness, type ProbeTarget } from './readiness.js';
+import type { ProbeTarget } from './readiness.js';
+import { failedCreate, waitForSession } from './session-start.js';
+import { preloadOf, ZygoteSupervisor } from './zygote.js';
 import { seccompProfileJson } from './seccomp/index.js';
 
 const SESSION_ID = /^[a-z0-9-]{1,64}$/;
@@ -89,12 +81,16 @@ export class ContainerBackend implements Backend {
   /** The host directory this instance owns (its sessions' sockets, its seccomp file); nothing else is removed on close(). */
   readonly #dir: InstanceDir;
   readonly #seccompJson: string;
+  readonly #zygote: ZygoteSupervisor;
+  #runtimeName: string | undefined;
 
   constructor(options: ContainerBackendOptions = {}) {
     this.options = resolveContainerOptions(options);
     this.#log = this.options.log ?? (() => {});
     this.#dir = new InstanceDir(this.options.runDir);
     this.#seccompJson = seccompProfileJson(this.options.seccompProfile);
+    const { image, zygote: enabled, agentArgs } = this.options;
+    this.#zygote = new ZygoteSupervisor({ image, enabled, preload: preloadOf(agentArgs), log: this.#log });
     this.files = {
       upload: async (s, path, data, o) => await this.#agentOf(s).upload(path, data, o),
       list: async (s, o) => await this.#agentOf(s).list(o),
@@ -143,6 +139,8 @@ export class ContainerBackend implements Backend {
       await ensureImage(docker, template.image, { pull: this.options.pullImages, log: this.#log, signal: context.signal });
     } else {
       await ensureImage(docker, this.options.image, { pull: false, log: this.#log, signal: context.signal });
+      // Started now, awaited by the first create: its imports overlap with the initial fill's wait.
+      void this.#zygoteFor().catch(() => undefined);
     }
     const reaped = await reapDeadOwners(docker, this.name, join(this.options.runDir, 'sessions'));
     if (reaped.containers + reaped.directories + reaped.networks > 0) {
@@ -177,6 +175,7 @@ export class ContainerBackend implements Backend {
     if (custom && spec.customContainer === undefined)
       throw new BackendError('CustomContainer sessions need a customContainer template');
     if (custom) assertImageReference(spec.customContainer!.image);
+    const zygote = custom ? undefined : await this.#zygoteFor();
     const networkMode =
       spec.network.egress === 'EgressEnabled' ? await this.#network(docker, spec.poolName, spec.network.allow) : 'none';
     const suffix = randomBytes(4).toString('hex');
@@ -198,6 +197,7 @@ export class ContainerBackend implements Backend {
       customCapAdd: this.options.customCapAdd,
       agentArgs: this.options.agentArgs,
       seccomp: this.#seccompOption(this.#connected?.podman ?? true),
+      zygote: zygote !== undefined,
     };
     let container: Docker.Container | undefined;
     const stop = new AbortController();
@@ -225,64 +225,18 @@ export class ContainerBackend implements Backend {
       watchExit(live);
       const inspected = await container.inspect();
       live.pid = inspected.State.Pid;
-      if (custom) {
-        const template = spec.customContainer!;
-        await waitUntilReady({
-          template,
-          target: this.#probeTarget(live),
-          deadline,
-          stopped: () => live.exited,
-          signal: options.signal,
-        });
-        live.httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 64 });
-        watchLiveness(template, this.#probeTarget(live), stop.signal, (message) =>
-          reportExit(live, { reason: 'failed', message }),
-        );
-      } else {
-        live.agent = await connectAgent({
-          socketPath: join(hostDir, 'agent.sock'),
-          deadline,
-          stopped: () => live.exited,
-          signal: options.signal,
-          onClose: () => {
-            if (live.destroying === undefined)
-              reportExit(live, { reason: 'failed', message: 'the session agent connection closed' });
-          },
-        });
-      }
-      if (spec.containerType === 'NodeLTS' && live.agent !== undefined) {
-        // The agent starts its Node.js kernel on the first JavaScript cell (~150 ms): start it now,
-        // while the session is still Pending, so a Ready JavaScript session answers at once.
-        await live.agent.execute(
-          { language: 'javascript', code: '0', timeoutMs: Math.max(1_000, deadline - Date.now()), outputMaxBytes: 1024 },
-          { signal: options.signal },
-        );
-      }
-      if (!custom) {
-        // The agent's socket exists now: hand the directory back to root (0755) so session code can
-        // neither fill the host's disk through this bind mount nor replace or remove the socket.
-        chownSync(hostDir, 0, 0);
-        chmodSync(hostDir, 0o755);
-      }
+      // A failed spawn turns the zygote off: the pool's retry starts the classic way.
+      await zygote?.spawnAgent({ id: container.id, pid: live.pid }, PAUSE_COMMAND, agentArgv(ctx)).catch((error: unknown) => {
+        this.#zygote.disable(`a spawn failed: ${(error as Error).message}`);
+        throw error;
+      });
+      await waitForSession(live, spec, { deadline, signal: options.signal, probe: this.#probeTarget(live) });
       // An exit seen before this point was not reported (create had not resolved): fail instead.
       if (live.exited !== undefined) throw new BackendError(live.exited);
       live.ready = true;
       return { id: spec.sessionId, etag: container.id };
     } catch (error) {
-      const reason = live.exited;
-      // Read the output before the container is removed; secret values are masked in it.
-      const secrets = (spec.customContainer?.env ?? []).map((e) => e.value).filter((v) => v.length >= 4);
-      const logs = custom && container !== undefined ? redact(await containerLogTail(container), secrets) : '';
-      await teardown(live, container).catch(() => {});
-      this.#sessions.delete(spec.sessionId);
-      if (SandpoolError.is(error) && error.code === ErrorCode.ABORTED) throw error;
-      const base = reason ?? (error instanceof Error ? error.message : String(error));
-      throw new BackendError(`could not start a ${custom ? 'custom' : 'code-interpreter'} container session: ${base}${logs}`, {
-        cause: error,
-        ...(reason === undefined && SandpoolError.is(error) && error.code === ErrorCode.BACKEND_UNAVAILABLE
-          ? { code: ErrorCode.BACKEND_UNAVAILABLE }
-          : {}),
-      });
+      throw await failedCreate(error, live, container, spec, () => this.#sessions.delete(spec.sessionId));
     }
   }
 
@@ -367,10 +321,25 @@ export class ContainerBackend implements Backend {
       }
     }
     await connection?.close();
+    await this.#zygote.close();
     this.#dir.remove();
   }
 
+  /** Why code-interpreter sessions start without the zygote, if they do (diagnostics, tests). */
+  get zygoteDisabledReason(): string | undefined {
+    return this.#zygote.disabledReason;
+  }
+
   // ---- internals ----
+
+  async #zygoteFor() {
+    const docker = await this.engine();
+    const connected = this.#connected!;
+    // The runtime sessions really get: the engine's default unless one is configured.
+    this.#runtimeName ??=
+      this.options.runtime ?? (await docker.info().then((i: { DefaultRuntime?: string }) => i.DefaultRuntime ?? '?'));
+    return await this.#zygote.get({ podman: connected.podman, local: connected.socketPath !== undefined }, this.#runtimeName);
+  }
 
   #live(session: BackendSession): LiveSession {
     const live = this.#sessions.get(session.id);

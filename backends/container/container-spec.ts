@@ -7,6 +7,7 @@ import type Docker from 'dockerode';
 
 import type { SessionSpec } from '../../src/backend.js';
 import { LABEL, ownerLabels } from './labels.js';
+import { PAUSE_BINARY } from './zygote.js';
 
 const MiB = 1024 * 1024;
 
@@ -53,6 +54,11 @@ export interface SpecContext {
   readonly agentArgs: readonly string[];
   /** `seccomp=<path>` (Podman) or `seccomp=<profile JSON>` (Docker): sandpool's profile, for every session. */
   readonly seccomp: string;
+  /**
+   * The agent comes from the zygote (zygote.ts): the container only runs a pause process (the
+   * host's static catatonit, mounted read-only), which is also pid 1 and reaps orphans.
+   */
+  readonly zygote?: boolean | undefined;
 }
 
 function baseLabels(spec: SessionSpec, ctx: SpecContext, kind: 'code-interpreter' | 'custom'): Record<string, string> {
@@ -83,13 +89,24 @@ function resourceLimits(memoryMb: number, cpus: number, pids: number, ctx: SpecC
   };
 }
 
+/** Where a zygote session's pause process is mounted in its container, and its command line. */
+export const PAUSE_IN_CONTAINER = '/run/sandpool-init';
+export const PAUSE_COMMAND: readonly string[] = [PAUSE_IN_CONTAINER, '-P'];
+
+/** The agent's command line in a code-interpreter session (the image's CMD, or the zygote's spawn). */
+export function agentArgv(ctx: Pick<SpecContext, 'agentArgs'>): string[] {
+  return ['--listen-unix', `${AGENT_DIR_IN_CONTAINER}/${AGENT_SOCKET_NAME}`, '--data-dir', '/mnt/data', ...ctx.agentArgs];
+}
+
 /** A Python/JavaScript/shell session: our image, the agent listening in the bind-mounted dir. */
 export function codeInterpreterSpec(spec: SessionSpec, ctx: SpecContext): Docker.ContainerCreateOptions {
   const { limits } = spec;
+  const binds = ctx.hostDir === undefined ? [] : [`${ctx.hostDir}:${AGENT_DIR_IN_CONTAINER}:rw`];
+  if (ctx.zygote === true) binds.push(`${PAUSE_BINARY}:${PAUSE_IN_CONTAINER}:ro`);
   return {
     name: ctx.containerName,
     Image: ctx.image,
-    Cmd: ['--listen-unix', `${AGENT_DIR_IN_CONTAINER}/${AGENT_SOCKET_NAME}`, '--data-dir', '/mnt/data', ...ctx.agentArgs],
+    ...(ctx.zygote === true ? { Entrypoint: [...PAUSE_COMMAND], Cmd: [] } : { Cmd: agentArgv(ctx) }),
     Labels: baseLabels(spec, ctx, 'code-interpreter'),
     User: `${ctx.uid}:${ctx.uid}`,
     WorkingDir: '/mnt/data',
@@ -107,11 +124,12 @@ export function codeInterpreterSpec(spec: SessionSpec, ctx: SpecContext): Docker
         ...SMALL_TMPFS,
         '/mnt/data': `rw,nosuid,nodev,size=${Math.min(limits.diskMb, limits.memoryMb)}m,mode=0755,${ctx.podman ? 'U' : `uid=${ctx.uid},gid=${ctx.uid}`}`,
       },
-      Binds: ctx.hostDir === undefined ? [] : [`${ctx.hostDir}:${AGENT_DIR_IN_CONTAINER}:rw`],
+      Binds: binds,
       CapDrop: ['ALL'],
       SecurityOpt: ['no-new-privileges', ctx.seccomp],
-      // A minimal init (catatonit/tini) as pid 1 reaps orphans of shell commands.
-      Init: true,
+      // A minimal init (catatonit/tini) as pid 1 reaps orphans of shell commands; a zygote session's
+      // pause process is catatonit itself.
+      Init: ctx.zygote !== true,
       // Nothing useful goes to the container's stdout (the agent talks over the socket); a chatty
       // or hostile session must not fill the engine's log storage.
       LogConfig: { Type: 'none', Config: {} },

@@ -63,6 +63,11 @@ export const ContainerBackendOptionsSchema = z
     seccompProfile: z.string().min(1).optional(),
     /** Extra agent flags for code-interpreter sessions, e.g. `['--preload', 'numpy']`. @default [] */
     agentArgs: z.array(z.string().max(4096)).max(64).default([]),
+    /**
+     * Start code-interpreter sessions from the zygote (zygote.ts) where it can run: a local, rootful
+     * Podman with runc or crun. Elsewhere, or with `false`, the engine starts each agent. @default true
+     */
+    zygote: z.boolean().default(true),
     /** Diagnostics sink (never receives secrets or session data). @default no-op */
     log: z.custom<(message: string) => void>((v) => typeof v === 'function').optional(),
   })

@@ -107,10 +107,13 @@ for (const engine of containerEngines()) {
         const hostShadow = createHash('sha256').update(readFileSync('/etc/shadow')).digest('hex');
         expect(r['shadowHash']).not.toBe(hostShadow);
         expect(String(r['shadowHash'])).toMatch(/^ERR PermissionError/); // uid 61000 cannot read even its own
-        // The engine's init (podman-init, docker-init), not the host's.
+        // The engine's init (podman-init, docker-init) running the agent, or on Podman the pause init
+        // the zygote forks agents beside (backends/container/zygote.ts): never the host's.
+        const pid1 = String(r['pid1Cmdline']);
         expect(
-          String(r['pid1Cmdline']).startsWith(`${engine.initPath} -- /opt/sandpool/entrypoint.sh `),
-          String(r['pid1Cmdline']),
+          pid1.startsWith(`${engine.initPath} -- /opt/sandpool/entrypoint.sh `) ||
+            (engine.name === 'podman' && pid1 === '/run/sandpool-init -P'),
+          pid1,
         ).toBe(true);
         // /proc/1/environ is the container init's (same uid as the session, so readable): the canary scan
         // below covers it, and the embedding process's environment (which holds the canary) is not in it.
