@@ -5,23 +5,10 @@
  */
 
 import type { Session } from '../../src/session.js';
-import { hostMemoryBudget } from '../../src/pool/host-budget.js';
-import { identifiers, readyTimeoutMs, waitForReady, withPool, type TargetContext } from '../pool-helpers.js';
+import { identifiers, readyTimeoutMs, waitForReady, withPool } from '../pool-helpers.js';
 import { summarize } from '../stats.js';
 import { probe } from './latency.js';
 import { measurementsOf, type Scenario } from './scenario.js';
-
-/**
- * Out-of-process sessions reserve `limits.memoryMb` each from the process-wide host budget (80% of
- * RAM): at the 256 MiB default, 100 containers do not fit on a 24 GiB host and the last acquires
- * would wait for memory, not for the pool. The burst measures the pool, so it sizes the limit to
- * fit (an idle Python session holds ~75 MiB PSS, so 128 MiB is still a realistic limit).
- */
-function burstLimits(context: TargetContext, sessions: number): { memoryMb: number } | undefined {
-  if (context.target.inProcess) return undefined;
-  const fits = Math.floor(hostMemoryBudget.capacityMb / sessions / 16) * 16;
-  return fits >= 256 ? undefined : { memoryMb: Math.max(64, fits) };
-}
 
 export const burst: Scenario = {
   name: 'burst',
@@ -37,41 +24,36 @@ export const burst: Scenario = {
     let refillConcurrency = 0;
     const maxConcurrentSessions = Math.max(size, ready);
     const timeoutMs = readyTimeoutMs(context, size);
-    const limits = burstLimits(context, maxConcurrentSessions);
-    await withPool(
-      context,
-      { readySessionInstances: ready, maxConcurrentSessions, ...(limits === undefined ? {} : { limits }) },
-      async (pool) => {
-        refillConcurrency = pool.options.refillConcurrency;
-        await pool.start();
-        for (let round = 0; round < rounds; round += 1) {
-          await waitForReady(pool, ready, readyTimeoutMs(context, ready));
-          const ids = identifiers(size, 'burst');
-          const missesBefore = pool.stats().coldMisses;
-          const taken: Session[] = [];
-          const started = performance.now();
-          await Promise.all(
-            ids.map(async (id) => {
-              const t0 = performance.now();
-              try {
-                const session = await pool.acquire(id, { wait: true, timeoutMs });
-                taken.push(session);
-                const t1 = performance.now();
-                await probe(context, session);
-                acquire.push(t1 - t0);
-                total.push(performance.now() - t0);
-              } catch (error) {
-                const code = (error as { code?: string }).code ?? (error as Error).message.slice(0, 80);
-                failures.set(code, (failures.get(code) ?? 0) + 1);
-              }
-            }),
-          );
-          makespans.push(performance.now() - started);
-          coldMisses += pool.stats().coldMisses - missesBefore;
-          await Promise.all(taken.map((s) => s.stop()));
-        }
-      },
-    );
+    await withPool(context, { readySessionInstances: ready, maxConcurrentSessions }, async (pool) => {
+      refillConcurrency = pool.options.refillConcurrency;
+      await pool.start();
+      for (let round = 0; round < rounds; round += 1) {
+        await waitForReady(pool, ready, readyTimeoutMs(context, ready));
+        const ids = identifiers(size, 'burst');
+        const missesBefore = pool.stats().coldMisses;
+        const taken: Session[] = [];
+        const started = performance.now();
+        await Promise.all(
+          ids.map(async (id) => {
+            const t0 = performance.now();
+            try {
+              const session = await pool.acquire(id, { wait: true, timeoutMs });
+              taken.push(session);
+              const t1 = performance.now();
+              await probe(context, session);
+              acquire.push(t1 - t0);
+              total.push(performance.now() - t0);
+            } catch (error) {
+              const code = (error as { code?: string }).code ?? (error as Error).message.slice(0, 80);
+              failures.set(code, (failures.get(code) ?? 0) + 1);
+            }
+          }),
+        );
+        makespans.push(performance.now() - started);
+        coldMisses += pool.stats().coldMisses - missesBefore;
+        await Promise.all(taken.map((s) => s.stop()));
+      }
+    });
     const attempts = size * rounds;
     const succeeded = total.length;
     const detail = {
@@ -80,7 +62,6 @@ export const burst: Scenario = {
       rounds,
       maxConcurrentSessions,
       refillConcurrency,
-      ...(limits === undefined ? {} : { memoryMb: limits.memoryMb }),
       coldMisses,
       ...(failures.size > 0 ? { failures: [...failures].map(([code, n]) => `${code}×${n}`).join(', ') } : {}),
     };

@@ -87,8 +87,7 @@ export function exhaustedError(
       : `the soonest slot frees in ${Math.ceil(retryAfterMs / 1000)} s`;
   return new PoolExhaustedError(
     reason === 'hostMemoryBudget'
-      ? `the host memory budget is spent (${budget.reservedMb} of ${budget.capacityMb} MiB ` +
-          `reserved by sessions, the rest claimed by queued acquires); ${when}; stop sessions or acquire with { wait: true }`
+      ? `${budget.describe()} (queued acquires included); ${when}; stop sessions or acquire with { wait: true }`
       : `session pool "${pool.name}" is at maxConcurrentSessions (${pool.maxConcurrentSessions} sessions live or ` +
           `claimed by queued acquires); ${when}; stop a session, raise the limit, or acquire with { wait: true }`,
     { retryAfterMs },

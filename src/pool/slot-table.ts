@@ -136,6 +136,7 @@ export class SlotTable {
       case 'Ready':
         slot.readyAt = now;
         this.#ready.add(slot);
+        this.budget.settle(this.reserveMb);
         break;
       case 'Allocated':
         slot.identifier = detail;
@@ -163,7 +164,8 @@ export class SlotTable {
     slot.expiryTimer = undefined;
     if (from === 'Pending' || from === 'Ready' || from === 'Allocated') {
       this.#live.delete(slot.id);
-      this.budget.release(this.reserveMb);
+      // A session that was created gave its reservation over to measured use when it became Ready.
+      this.budget.release(this.reserveMb, from !== 'Pending');
     }
   }
 }
