@@ -24,6 +24,7 @@ import type {
 import { AbortedError, BackendError, ErrorCode, SessionNotFoundError, toSandpoolError } from '../../src/errors.js';
 import { parseOrThrow } from '../../src/options.js';
 import {
+  destroyedController,
   JS_ISOLATE_CAPABILITIES,
   bindJsEnvironment,
   runQueuedJsExecution,
@@ -132,7 +133,7 @@ export class IsolatedVMBackend implements Backend {
       sandbox,
       queue: new SerialQueue(),
       memoryLimitMb: spec.limits.memoryMb,
-      destroyed: new AbortController(),
+      destroyed: destroyedController(),
     });
     return { id: spec.sessionId };
   }

@@ -19,6 +19,7 @@ type Reference = IvmModule.Reference;
 const API_FUNCTIONS = [
   'begin',
   'drain',
+  'poll',
   'settle',
   'status',
   'nextTimer',

@@ -27,6 +27,7 @@ import type {
 import { AbortedError, BackendError, ErrorCode, SessionNotFoundError, toSandpoolError } from '../../src/errors.js';
 import { parseOrThrow } from '../../src/options.js';
 import {
+  destroyedController,
   JS_ISOLATE_CAPABILITIES,
   MiB,
   bindJsEnvironment,
@@ -100,8 +101,13 @@ export class QuickJSBackend implements Backend {
     const current = this.#module === undefined ? undefined : await this.#module.catch(() => undefined);
     // A poisoned module keeps serving nothing: its sessions report 'lost', new ones get a fresh
     // module. A bloated one keeps its sessions but takes no new ones (see recycleModuleAboveMb).
+    const bytes = current?.module.getWasmMemory().buffer.byteLength ?? 0;
+    // Near its cap (within 10%), a module can refuse the growth a new runtime needs at a point
+    // where QuickJS does not check for it (a trap, not an out-of-memory error): start new sessions
+    // on a fresh module before that, as for a bloated one.
     const bloated =
-      current !== undefined && current.module.getWasmMemory().buffer.byteLength > this.#options.recycleModuleAboveMb * MiB;
+      current !== undefined &&
+      (bytes > this.#options.recycleModuleAboveMb * MiB || bytes > 0.9 * this.#options.maxModuleMemoryMb * MiB);
     if (current?.poisoned || bloated) this.#module = undefined;
     if (this.#module === undefined) {
       const maxBytes = this.#options.maxModuleMemoryMb * MiB;
@@ -172,7 +178,7 @@ export class QuickJSBackend implements Backend {
       sandbox,
       queue: new SerialQueue(),
       memoryLimitMb: spec.limits.memoryMb,
-      destroyed: new AbortController(),
+      destroyed: destroyedController(),
     });
     return { id: spec.sessionId };
   }

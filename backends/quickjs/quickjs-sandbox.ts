@@ -13,12 +13,16 @@ import { SANDBOX_EXTRAS } from '../support/js-isolate/sandbox-extras.js';
 import { SANDBOX_PRELUDE } from '../support/js-isolate/sandbox-prelude.js';
 import { checkSyntaxDepth, checkSyntaxDepthWith, type loadAcorn } from '../support/js-isolate/syntax-depth.js';
 
+const NO_HANDLES: readonly QuickJSHandle[] = [];
+const NO_JOBS: Step<void> = { ok: true, value: undefined };
+
 /** Largest source `eval`/`Function` may compile inside a QuickJS session (checked on the host). */
 const MAX_RUNTIME_SOURCE_CHARS = 4 * 1024 * 1024;
 
 const API_FUNCTIONS = [
   'begin',
   'drain',
+  'poll',
   'settle',
   'fail',
   'status',
@@ -195,9 +199,15 @@ export class QuickJSSandbox implements SandboxDriver {
     if (fn === undefined) return { ok: false, fault: { kind: 'crash', text: `prelude function ${name} is missing` } };
     const result = this.#context.callFunction(fn, this.#context.undefined, ...args);
     if ('error' in result && result.error !== undefined) {
-      using error = result.error;
-      const fault = this.#classify(error);
-      return { ok: false, fault: fault ?? { kind: 'crash', text: `the sandbox prelude failed in ${name}` } };
+      // Explicit dispose rather than `using` here and below: this path runs several times per
+      // execution, and the down-levelled `using` helper cost more than the call itself.
+      const error = result.error;
+      try {
+        const fault = this.#classify(error);
+        return { ok: false, fault: fault ?? { kind: 'crash', text: `the sandbox prelude failed in ${name}` } };
+      } finally {
+        error.dispose();
+      }
     }
     return { ok: true, value: result.value };
   }
@@ -212,39 +222,58 @@ export class QuickJSSandbox implements SandboxDriver {
   }
 
   async runScript(code: string, timeLeftMs: number): Promise<Step<string>> {
-    const syntax = await checkSyntaxDepth(code, this.#maxSyntaxDepth);
-    if (!syntax.ok) return { ok: false, fault: { kind: 'error', text: syntax.message } };
-    return Promise.resolve(
-      this.#withDeadline(timeLeftMs, () => {
-        const ctx = this.#context;
-        const evaluated = ctx.evalCode(code, 'cell.js', { type: 'global' });
-        const outcome: Step<QuickJSHandle> = (() => {
-          if ('error' in evaluated && evaluated.error !== undefined) {
-            using error = evaluated.error;
-            const fault = this.#classify(error);
-            if (fault !== undefined) return { ok: false, fault };
-            return this.#callApi('fail', [error]);
-          }
-          using value = evaluated.value;
-          return this.#callApi('settle', [value]);
-        })();
-        if (!outcome.ok) return outcome;
-        using status = outcome.value;
+    // A cell cannot nest deeper than it is long: short cells need no parse on the host.
+    if (code.length > this.#maxSyntaxDepth) {
+      const syntax = await checkSyntaxDepth(code, this.#maxSyntaxDepth);
+      if (!syntax.ok) return { ok: false, fault: { kind: 'error', text: syntax.message } };
+    }
+    return this.#withDeadline(timeLeftMs, () => {
+      const ctx = this.#context;
+      const evaluated = ctx.evalCode(code, 'cell.js', { type: 'global' });
+      let outcome: Step<QuickJSHandle>;
+      if ('error' in evaluated && evaluated.error !== undefined) {
+        const error = evaluated.error;
+        try {
+          const fault = this.#classify(error);
+          outcome = fault !== undefined ? { ok: false, fault } : this.#callApi('fail', [error]);
+        } finally {
+          error.dispose();
+        }
+      } else {
+        const value = evaluated.value;
+        try {
+          outcome = this.#callApi('settle', [value]);
+        } finally {
+          value.dispose();
+        }
+      }
+      if (!outcome.ok) return outcome;
+      const status = outcome.value;
+      try {
         const read = this.#readPrimitive(status);
         return read.ok ? { ok: true, value: String(read.value) } : read;
-      }),
-    );
+      } finally {
+        status.dispose();
+      }
+    });
   }
 
   call(name: PreludeCall, args: readonly (number | string)[], timeLeftMs: number): Promise<Step<string | number>> {
     return Promise.resolve(
       this.#withDeadline(timeLeftMs, () => {
-        const handles = args.map((a) => (typeof a === 'string' ? this.#context.newString(a) : this.#context.newNumber(a)));
+        const handles =
+          args.length === 0
+            ? NO_HANDLES
+            : args.map((a) => (typeof a === 'string' ? this.#context.newString(a) : this.#context.newNumber(a)));
         try {
           const outcome = this.#callApi(name, handles);
           if (!outcome.ok) return outcome;
-          using value = outcome.value;
-          return this.#readPrimitive(value);
+          const value = outcome.value;
+          try {
+            return this.#readPrimitive(value);
+          } finally {
+            value.dispose();
+          }
         } finally {
           for (const h of handles) h.dispose();
         }
@@ -253,6 +282,7 @@ export class QuickJSSandbox implements SandboxDriver {
   }
 
   runJobs(timeLeftMs: number): Promise<Step<void>> {
+    if (this.alive && !this.#runtime.hasPendingJob()) return Promise.resolve(NO_JOBS);
     return Promise.resolve(
       this.#withDeadline(timeLeftMs, (): Step<void> => {
         while (this.#runtime.hasPendingJob()) {

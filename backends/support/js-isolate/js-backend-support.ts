@@ -55,6 +55,16 @@ export class SerialQueue {
 
 export const MiB = 1024 * 1024;
 
+/**
+ * The controller `destroy` aborts. Its signal is made here, at creation: AbortController creates
+ * it lazily, about 10 µs, and the first execute would otherwise pay that on the caller's path.
+ */
+export function destroyedController(): AbortController {
+  const controller = new AbortController();
+  void controller.signal;
+  return controller;
+}
+
 /** What both isolate backends keep per session. */
 export interface JsSessionRecord<S extends SandboxDriver> {
   readonly sandbox: S;

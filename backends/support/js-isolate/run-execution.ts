@@ -29,6 +29,7 @@ export type Step<T> = { readonly ok: true; readonly value: T } | { readonly ok: 
 export type PreludeCall =
   | 'begin'
   | 'drain'
+  | 'poll'
   | 'status'
   | 'nextTimer'
   | 'runTimer'
@@ -106,6 +107,36 @@ function parseResult(text: unknown, maxChars: number): string | number | boolean
   return '';
 }
 
+interface Polled {
+  readonly state: string;
+  readonly nextTimer: number;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly rendered: string | null;
+}
+
+/** What the prelude's `poll` returned, trusting nothing: a malformed answer is a crashed sandbox. */
+function parsePoll(text: string | number): Polled {
+  let value: unknown;
+  try {
+    value = typeof text === 'string' ? JSON.parse(text) : undefined;
+  } catch {
+    value = undefined;
+  }
+  if (
+    !Array.isArray(value) ||
+    typeof value[0] !== 'string' ||
+    typeof value[2] !== 'string' ||
+    typeof value[3] !== 'string' ||
+    !(typeof value[4] === 'string' || value[4] === null)
+  ) {
+    throw new FaultSignal({ kind: 'crash', text: 'the sandbox prelude answered poll with something unexpected' });
+  }
+  // A wait that is not a finite number means no timer is pending (as `nextTimer` answered before).
+  const nextTimer = typeof value[1] === 'number' && Number.isFinite(value[1]) ? value[1] : -1;
+  return { state: value[0], nextTimer, stdout: value[2], stderr: value[3], rendered: value[4] as string | null };
+}
+
 /** Run one execution through `driver`. Never rejects for what the code did; only for an abort. */
 export async function runJsExecution(
   driver: SandboxDriver,
@@ -154,21 +185,28 @@ export async function runJsExecution(
   try {
     // This execution's variables, over the session's, until it ends (endEnv below).
     if (env !== undefined) unwrap(await driver.call('beginEnv', [env], 1000));
-    const code = await prepareTopLevelAwait(request.code);
+    // Most cells have no `await`: skip the async rewrite step (and its turn) for them.
+    const code = /\bawait\b/.test(request.code) ? await prepareTopLevelAwait(request.code) : request.code;
     // One more character than the byte cap: a stream the sandbox cut still overflows the host's cap.
     unwrap(await driver.call('begin', [maxChars + 1], 1000));
     let state = unwrap(await driver.runScript(code, left()));
+    let rendered: string | null = null;
     for (;;) {
       if (context.signal?.aborted) throw new AbortedError('the execution was aborted');
       unwrap(await driver.runJobs(left()));
-      await drain();
-      state = String(unwrap(await driver.call('status', [], left())));
+      // Output so far, the cell's state, the next timer and, once nothing is left to run, the result.
+      const polled = parsePoll(unwrap(await driver.call('poll', [maxChars + 1], left())));
+      stdout.write(polled.stdout);
+      stderr.write(polled.stderr);
+      state = polled.state;
       // An uncaught error ends the execution at once, like an uncaught exception ends a Node script.
       if (state === 'uncaught' || state === 'rejected') break;
-      const reported = Number(unwrap(await driver.call('nextTimer', [], left())));
       // -1 means no timer is pending; anything else is a wait in milliseconds (never negative).
-      if (reported === -1 || !Number.isFinite(reported)) break;
-      const next = Math.max(0, reported);
+      if (polled.nextTimer === -1) {
+        rendered = polled.rendered;
+        break;
+      }
+      const next = Math.max(0, polled.nextTimer);
       if (next >= left()) {
         await sleep(left(), context.signal);
         if (context.signal?.aborted) throw new AbortedError('the execution was aborted');
@@ -178,13 +216,12 @@ export async function runJsExecution(
       if (context.signal?.aborted) throw new AbortedError('the execution was aborted');
       unwrap(await driver.call('runTimer', [], left()));
     }
-    await drain();
     if (state !== 'fulfilled') {
       // Timers of a failed cell must not fire during the next one.
       unwrap(await driver.call('clearTimers', [], 1000));
     }
     if (state === 'fulfilled') {
-      result = parseResult(unwrap(await driver.call('render', [maxChars + 1], left())), maxChars);
+      result = parseResult(rendered ?? unwrap(await driver.call('render', [maxChars + 1], left())), maxChars);
     } else if (state === 'pending') {
       status = 'Failed';
       stderr.write('Error: the result promise never settled and nothing is left to run (no pending timers or jobs)\n');

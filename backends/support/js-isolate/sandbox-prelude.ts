@@ -139,6 +139,18 @@ var sessionEnv = envObject({}), cellEnv = null;
 function showEnv(value) { defineProp(G, 'env', { value: value, writable: true, configurable: true, enumerable: false }); }
 showEnv(sessionEnv);
 
+function render(maxChars) {
+  var v = state.value;
+  switch (typeof v) {
+    case 'undefined': return '""';
+    case 'boolean': return v ? 'true' : 'false';
+    case 'string': return nativeStringify(apply(sliceStr, v, [0, maxChars]));
+    case 'number': return isFinite_(v) ? nativeStringify(v) : 'null';
+  }
+  if (v === null) return 'null';
+  return extras().renderObject(v, maxChars);
+}
+
 return {
   begin: function (cap) {
     outParts = [null, [], []]; outChars = [0, 0, 0]; outCut = [false, false, false]; outCap = cap;
@@ -172,17 +184,7 @@ return {
   nextTimer: function () { return X === null ? -1 : X.nextTimer(); },
   runTimer: function () { return X === null ? 0 : X.runTimer(); },
   clearTimers: function () { if (X !== null) X.clearTimers(); },
-  render: function (maxChars) {
-    var v = state.value;
-    switch (typeof v) {
-      case 'undefined': return '""';
-      case 'boolean': return v ? 'true' : 'false';
-      case 'string': return nativeStringify(apply(sliceStr, v, [0, maxChars]));
-      case 'number': return isFinite_(v) ? nativeStringify(v) : 'null';
-    }
-    if (v === null) return 'null';
-    return extras().renderObject(v, maxChars);
-  },
+  render: render,
   renderError: function () { return extras().renderError(state.error); },
   bindEnv: function (json) {
     var shown = G.env === sessionEnv;
@@ -192,5 +194,14 @@ return {
   beginEnv: function (json) { cellEnv = envObject(sessionEnv, json); showEnv(cellEnv); },
   // Put the session's back, unless the cell replaced the global with its own value.
   endEnv: function () { if (cellEnv !== null && G.env === cellEnv) showEnv(sessionEnv); cellEnv = null; },
+  // drain + status + nextTimer (+ render once the cell is done) in one call: the host crosses
+  // into the sandbox once per step instead of four times.
+  poll: function (maxChars) {
+    var streams = [apply(join, outParts[1], ['']), apply(join, outParts[2], [''])];
+    outParts = [null, [], []];
+    var next = X === null ? -1 : X.nextTimer();
+    var rendered = state.status === 'fulfilled' && next === -1 ? render(maxChars) : null;
+    return nativeStringify([state.status, next, streams[0], streams[1], rendered]);
+  },
 };
 })`;
