@@ -19,6 +19,8 @@ export const WARM_P99_MS = 50;
 
 interface StepResult {
   readonly lambda: number;
+  /** Arrivals per second the generator really issued. */
+  readonly achieved: number;
   readonly arrivals: number;
   readonly failures: number;
   readonly acquire: number[];
@@ -53,6 +55,7 @@ async function step(context: TargetContext, lambda: number): Promise<StepResult>
   const total: number[] = [];
   const live: number[] = [];
   let failures = 0;
+  let achieved = 0;
   await withPool(
     context,
     { readySessionInstances: ready, maxConcurrentSessions, cooldownPeriodInSeconds: cooldownSeconds },
@@ -70,7 +73,9 @@ async function step(context: TargetContext, lambda: number): Promise<StepResult>
       try {
         for (const id of ids) {
           at += (-Math.log(1 - next()) / lambda) * 1000;
-          await sleep(started + at - performance.now());
+          // Timers fire no sooner than a millisecond: arrivals due within one go out together.
+          const wait = started + at - performance.now();
+          if (wait >= 1) await sleep(wait);
           work.push(
             (async () => {
               const t0 = performance.now();
@@ -85,6 +90,7 @@ async function step(context: TargetContext, lambda: number): Promise<StepResult>
             })(),
           );
         }
+        achieved = (arrivals * 1000) / (performance.now() - started);
         await Promise.all(work);
       } finally {
         clearInterval(sampler);
@@ -92,7 +98,9 @@ async function step(context: TargetContext, lambda: number): Promise<StepResult>
     },
   );
   const p99 = summarize(acquire).p99;
-  return { lambda, arrivals, failures, acquire, total, live, passed: failures === 0 && p99 <= WARM_P99_MS };
+  // A generator that could not keep up (this process's own event loop) did not test λ.
+  const kept = achieved >= lambda * 0.9;
+  return { lambda, achieved, arrivals, failures, acquire, total, live, passed: kept && failures === 0 && p99 <= WARM_P99_MS };
 }
 
 export const steadyChurn: Scenario = {
@@ -107,7 +115,9 @@ export const steadyChurn: Scenario = {
     for (let lambda = startLambda; lambda <= maxLambda; lambda *= 2) {
       const result = await step(context, lambda);
       steps.push(result);
-      context.log(`    λ ${lambda}/s: acquire p99 ${summarize(result.acquire).p99.toFixed(1)} ms, ${result.failures} failed`);
+      context.log(
+        `    λ ${lambda}/s (issued ${result.achieved.toFixed(0)}/s): acquire p99 ${summarize(result.acquire).p99.toFixed(1)} ms, ${result.failures} failed`,
+      );
       if (!result.passed) {
         fail = result;
         break;
@@ -126,6 +136,7 @@ export const steadyChurn: Scenario = {
     const out: Measurement[] = [];
     const detail = (r: StepResult) => ({
       lambda: r.lambda,
+      issuedPerSecond: Math.round(r.achieved * 10) / 10,
       arrivals: r.arrivals,
       failed: r.failures,
       stepSeconds: context.sizes.churn.durationMs / 1000,
