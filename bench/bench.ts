@@ -18,6 +18,7 @@ import { cluster } from './scenarios/cluster.js';
 import { density } from './scenarios/density.js';
 import { coldMiss, executeRoundTrip, probe, warmAcquire, warmEnv, warmExec, warmFloor } from './scenarios/latency.js';
 import { memory } from './scenarios/memory.js';
+import { pause } from './scenarios/pause.js';
 import { refill } from './scenarios/refill.js';
 import { steadyChurn } from './scenarios/steady-churn.js';
 import type { Scenario } from './scenarios/scenario.js';
@@ -37,6 +38,7 @@ export const SCENARIOS: readonly Scenario[] = [
   memory,
   density,
   backendDirect,
+  pause,
   cluster,
 ];
 

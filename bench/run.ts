@@ -5,7 +5,7 @@
  *   --backend NAME    quickjs, isolated-vm, container, container:python, container:javascript, vm,
  *                     vm:python, fake (repeatable or comma-separated; default: all but fake)
  *   --filter NAME     warm-acquire, warm-exec, warm-floor, warm-env, execute, cold-miss, burst, refill,
- *                     steady-churn, memory, density, backend-direct, cluster, baseline (repeatable
+ *                     steady-churn, memory, density, backend-direct, pause, cluster, baseline (repeatable
  *                     or comma-separated; default: all)
  *   --quick           short run (fewer iterations and sessions)
  *   --json FILE       write the report as JSON (compare later runs against it)

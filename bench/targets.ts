@@ -42,6 +42,18 @@ export interface Sizes {
     readonly coverSeconds: number;
     readonly cooldownSeconds: number;
   };
+  /**
+   * Pause (issue 17), on backends that can: `rounds` pause/resume cycles of a session holding a
+   * DataFrame of `dataFrameMb` (0: a small variable); `many` sessions paused at once, of which
+   * `sample` are resumed, each from a Ready session; `forks` forks. 0 skips a part.
+   */
+  readonly pause: {
+    readonly rounds: number;
+    readonly dataFrameMb: number;
+    readonly many: number;
+    readonly sample: number;
+    readonly forks: number;
+  };
   /** Upper bound on any one latency loop; it stops early and records fewer samples past it. */
   readonly loopTimeLimitMs: number;
 }
@@ -74,6 +86,7 @@ const IN_PROCESS_FULL: Sizes = {
   hold: { sessions: 0, timeLimitMs: 0 },
   density: { max: 0, timeLimitMs: 0, settleMs: 0, stallMs: 0 },
   churn: { startLambda: 100, maxLambda: 6400, bisections: 2, durationMs: 5_000, coverSeconds: 0.2, cooldownSeconds: 1 },
+  pause: { rounds: 0, dataFrameMb: 0, many: 0, sample: 0, forks: 0 },
   loopTimeLimitMs: 20_000,
 };
 
@@ -87,6 +100,7 @@ const IN_PROCESS_QUICK: Sizes = {
   hold: { sessions: 0, timeLimitMs: 0 },
   density: { max: 0, timeLimitMs: 0, settleMs: 0, stallMs: 0 },
   churn: { startLambda: 200, maxLambda: 1600, bisections: 0, durationMs: 2_000, coverSeconds: 0.2, cooldownSeconds: 1 },
+  pause: { rounds: 0, dataFrameMb: 0, many: 0, sample: 0, forks: 0 },
   loopTimeLimitMs: 5_000,
 };
 
@@ -100,6 +114,7 @@ const CONTAINER_FULL: Sizes = {
   hold: { sessions: 0, timeLimitMs: 0 },
   density: { max: 600, timeLimitMs: 300_000, settleMs: 20_000, stallMs: 60_000 },
   churn: { startLambda: 1, maxLambda: 32, bisections: 2, durationMs: 20_000, coverSeconds: 3, cooldownSeconds: 2 },
+  pause: { rounds: 5, dataFrameMb: 100, many: 1000, sample: 100, forks: 3 },
   loopTimeLimitMs: 60_000,
 };
 
@@ -113,6 +128,7 @@ const CONTAINER_QUICK: Sizes = {
   hold: { sessions: 0, timeLimitMs: 0 },
   density: { max: 30, timeLimitMs: 120_000, settleMs: 5_000, stallMs: 30_000 },
   churn: { startLambda: 1, maxLambda: 8, bisections: 0, durationMs: 8_000, coverSeconds: 3, cooldownSeconds: 2 },
+  pause: { rounds: 2, dataFrameMb: 100, many: 20, sample: 10, forks: 2 },
   loopTimeLimitMs: 30_000,
 };
 
@@ -128,6 +144,8 @@ const CONTAINER_JS_FULL: Sizes = {
   // Density and churn are the Python target's: the JavaScript session differs only in its kernel.
   density: { max: 0, timeLimitMs: 0, settleMs: 0, stallMs: 0 },
   churn: { ...CONTAINER_FULL.churn, maxLambda: 8, bisections: 0 },
+  // Pause is measured on the Python target (the issue's figures are Python's).
+  pause: { rounds: 0, dataFrameMb: 0, many: 0, sample: 0, forks: 0 },
 };
 
 // QEMU under TCG: sessions are restored from a warm snapshot (~0.4 s) but every idle guest still
@@ -142,6 +160,7 @@ const VM_FULL: Sizes = {
   hold: { sessions: 0, timeLimitMs: 0 },
   density: { max: 200, timeLimitMs: 300_000, settleMs: 20_000, stallMs: 60_000 },
   churn: { startLambda: 0.5, maxLambda: 16, bisections: 2, durationMs: 20_000, coverSeconds: 3, cooldownSeconds: 2 },
+  pause: { rounds: 3, dataFrameMb: 0, many: 0, sample: 0, forks: 3 },
   loopTimeLimitMs: 180_000,
 };
 
@@ -155,6 +174,7 @@ const VM_QUICK: Sizes = {
   hold: { sessions: 0, timeLimitMs: 0 },
   density: { max: 10, timeLimitMs: 120_000, settleMs: 5_000, stallMs: 30_000 },
   churn: { startLambda: 0.5, maxLambda: 2, bisections: 0, durationMs: 8_000, coverSeconds: 3, cooldownSeconds: 2 },
+  pause: { rounds: 1, dataFrameMb: 0, many: 0, sample: 0, forks: 1 },
   loopTimeLimitMs: 120_000,
 };
 

@@ -5,6 +5,7 @@
 
 import { formatMs, formatRatio, formatValue } from '../stats.js';
 import type { Measurement, Ratio, TargetCheck } from '../types.js';
+import { computePauseChecks } from './pause-checks.js';
 
 export function find(
   measurements: readonly Measurement[],
@@ -297,5 +298,6 @@ export function computeChecks(measurements: readonly Measurement[]): TargetCheck
       gap: met ? undefined : `only ${formatValue(fit.value, 'sessions')} fit`,
     });
   }
+  checks.push(...computePauseChecks(measurements));
   return checks;
 }

@@ -31,6 +31,7 @@ const TINY: Sizes = {
   hold: { sessions: 20, timeLimitMs: 20_000 },
   density: { max: 0, timeLimitMs: 0, settleMs: 0, stallMs: 0 },
   churn: { startLambda: 20, maxLambda: 40, bisections: 1, durationMs: 500, coverSeconds: 0.2, cooldownSeconds: 0.2 },
+  pause: { rounds: 0, dataFrameMb: 0, many: 0, sample: 0, forks: 0 },
   loopTimeLimitMs: 10_000,
 };
 
