@@ -280,8 +280,6 @@ export interface Backend {
   setEnvironment?(session: BackendSession, env: Readonly<Record<string, string>>): Promise<void>;
   /** Idempotent; "already gone" is success. Wipes the session's data. */
   destroy(session: BackendSession, options: { readonly reason: DestroyReason }): Promise<void>;
-  /** Optional health check: false when the session can no longer run code. */
-  probe?(session: BackendSession): Promise<boolean>;
   /** Present when `capabilities.files`. */
   readonly files?: BackendFiles | undefined;
   /** Present when `capabilities.httpForwarding`: forward a request to the session's target port. */

@@ -277,17 +277,6 @@ export class ContainerBackend implements Backend {
     return await restoreContainer(this.#live(options.into), this.options.uid, options);
   }
 
-  async probe(session: BackendSession): Promise<boolean> {
-    const live = this.#sessions.get(session.id);
-    if (live === undefined || live.exited !== undefined || live.destroying !== undefined) return false;
-    if (live.kind === 'custom') return true;
-    if (live.agent === undefined || live.agent.closed) return false;
-    return await live.agent.ping(5000).then(
-      () => true,
-      () => false,
-    );
-  }
-
   async fetch(
     session: BackendSession,
     request: Request,

@@ -9,36 +9,14 @@ import { Readable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 
 import { AbortedError, BackendError, InvalidRequestError } from '../../src/errors.js';
-
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-]);
-
-/** Headers of a request or response minus hop-by-hop ones (and those named in Connection). */
-function endToEnd(entries: Iterable<[string, string]>, connection: string | null | undefined): [string, string][] {
-  const named = new Set(
-    (connection ?? '')
-      .split(',')
-      .map((s) => s.trim().toLowerCase())
-      .filter(Boolean),
-  );
-  return [...entries].filter(([name]) => !HOP_BY_HOP.has(name.toLowerCase()) && !named.has(name.toLowerCase()));
-}
+import { endToEndHeaders } from '../../src/hop-by-hop.js';
 
 function toResponse(res: IncomingMessage, method: string): Response {
   const headers = new Headers();
   const raw = res.rawHeaders;
   const pairs: [string, string][] = [];
   for (let i = 0; i + 1 < raw.length; i += 2) pairs.push([raw[i] as string, raw[i + 1] as string]);
-  for (const [name, value] of endToEnd(pairs, res.headers.connection)) {
+  for (const [name, value] of endToEndHeaders(pairs, res.headers.connection)) {
     try {
       headers.append(name, value);
     } catch {
@@ -73,7 +51,7 @@ export function forwardFetch(request: Request, options: ForwardOptions): Promise
   }
   // WHATWG Headers already joins repeated fields (set-cookie aside, which requests do not carry).
   const headers: Record<string, string> = {};
-  for (const [name, value] of endToEnd(request.headers.entries(), request.headers.get('connection'))) {
+  for (const [name, value] of endToEndHeaders(request.headers.entries(), request.headers.get('connection'))) {
     if (name !== 'host') headers[name] = value;
   }
   headers.host = options.host;

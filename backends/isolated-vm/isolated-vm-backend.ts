@@ -166,10 +166,6 @@ export class IsolatedVMBackend implements Backend {
     }
   }
 
-  async probe(session: BackendSession): Promise<boolean> {
-    return this.#sessions.get(session.id)?.sandbox.alive ?? false;
-  }
-
   /** Heap bytes one session's isolate holds (V8 statistics); for benchmarks. */
   async memoryUsage(session: BackendSession): Promise<number> {
     return this.#get(session).sandbox.memoryUsageBytes();

@@ -222,10 +222,6 @@ export class QuickJSBackend implements Backend {
     this.#disposeSandbox(record.sandbox);
   }
 
-  async probe(session: BackendSession): Promise<boolean> {
-    return this.#sessions.get(session.id)?.sandbox.alive ?? false;
-  }
-
   /** Heap bytes one session's runtime holds (QuickJS accounting); for benchmarks. */
   memoryUsage(session: BackendSession): number {
     return this.#get(session).sandbox.memoryUsageBytes();

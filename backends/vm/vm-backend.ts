@@ -293,17 +293,6 @@ export class VMBackend implements Backend {
     await this.#session(session).vm.agent.setEnvironment(env);
   }
 
-  async probe(session: BackendSession): Promise<boolean> {
-    const vm = this.#sessions.get(session.id);
-    if (vm === undefined || vm.destroyed || vm.vm.agent.closed) return false;
-    try {
-      await vm.vm.agent.ping(5000);
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
   async destroy(session: BackendSession, _options: { readonly reason: DestroyReason }): Promise<void> {
     const vm = this.#sessions.get(session.id);
     if (vm === undefined) return;

@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream';
 
 import type { FileInfo } from '../backend.js';
 import { UnsupportedError } from '../errors.js';
+import { HOP_BY_HOP_HEADERS } from '../hop-by-hop.js';
 import { toByteChunks, type ByteSource } from '../pool/byte-source.js';
 import { replayOutput, streamExecution } from '../pool/execution-stream.js';
 import type {
@@ -35,21 +36,7 @@ import {
 import type { SessionApi } from './session-api.js';
 
 /** Request headers never carried to a session: hop-by-hop ones and credentials meant for a server. */
-const NOT_FORWARDED = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'host',
-  'content-length',
-  'authorization',
-  'cookie',
-]);
+const NOT_FORWARDED: ReadonlySet<string> = new Set([...HOP_BY_HOP_HEADERS, 'host', 'content-length', 'authorization', 'cookie']);
 
 /** Extra time an execution's answer may take beyond the execution's own limit. */
 const EXECUTE_SLACK_MS = 30_000;

@@ -48,8 +48,3 @@ export function normaliseDataPath(input: unknown, { allowRoot = false }: { allow
   if (normalised === '' && !allowRoot) throw new FileError(ErrorCode.INVALID_PATH, 'path names no file');
   return normalised;
 }
-
-/** Join a directory (already normalised, may be "") and a file name, then normalise the result. */
-export function joinDataPath(directory: string, name: string): string {
-  return normaliseDataPath(directory === '' ? name : `${directory}/${name}`);
-}

@@ -7,23 +7,13 @@
 import { Readable } from 'node:stream';
 
 import { SandpoolError } from '../errors.js';
+import { HOP_BY_HOP_HEADERS } from '../hop-by-hop.js';
 import { HttpError } from './http-errors.js';
 import { sendStream, type RequestContext } from './http-io.js';
 import { acquire, identifierOf, poolEntry, type ServerState } from './server-state.js';
 
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'host',
-  'content-length',
-]);
+/** Not passed on either way: the hop-by-hop headers, and the two this server sets itself. */
+const NOT_FORWARDED: ReadonlySet<string> = new Set([...HOP_BY_HOP_HEADERS, 'host', 'content-length']);
 /** Credentials meant for this server. */
 const NEVER_FORWARDED = new Set(['authorization', 'cookie', 'x-ms-apikey', 'api-key']);
 
@@ -34,7 +24,7 @@ export async function handleForward(state: ServerState, ctx: RequestContext): Pr
 
   const headers = new Headers();
   for (const [name, value] of Object.entries(ctx.req.headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || NEVER_FORWARDED.has(name)) continue;
+    if (value === undefined || NOT_FORWARDED.has(name) || NEVER_FORWARDED.has(name)) continue;
     for (const v of Array.isArray(value) ? value : [value]) headers.append(name, v);
   }
   headers.set('x-request-id', ctx.requestId);
@@ -68,7 +58,7 @@ export async function handleForward(state: ServerState, ctx: RequestContext): Pr
   const decoded = response.headers.has('content-encoding');
   response.headers.forEach((value, name) => {
     // fetch has already decompressed the body, so the encoding headers no longer describe it.
-    if (HOP_BY_HOP.has(name) || (decoded && (name === 'content-encoding' || name === 'content-length'))) return;
+    if (NOT_FORWARDED.has(name) || (decoded && (name === 'content-encoding' || name === 'content-length'))) return;
     if (name === 'set-cookie') return;
     out[name] = value;
   });

@@ -184,20 +184,3 @@ function matchDataPlane(m: string, rest: readonly string[]): Omit<RouteMatch, 'p
   if (n === 1 && eq(a, 'metadata') && m === 'GET') return { operation: 'metadata' };
   return undefined;
 }
-
-/** Operations that act on one session and therefore need an identifier. */
-export function needsIdentifier(operation: Operation): boolean {
-  return !(
-    operation.startsWith('pool.') ||
-    operation === 'healthz' ||
-    operation === 'readyz' ||
-    operation === 'metrics' ||
-    operation === 'ui' ||
-    operation === 'mcp' ||
-    operation === 'sessions.list' ||
-    operation.startsWith('snapshots.') ||
-    operation === 'management.listSessions' ||
-    operation === 'metadata' ||
-    operation === 'gen2.getExecution'
-  );
-}

@@ -238,9 +238,16 @@ export function defineBackendConformance(name: string, options: ConformanceOptio
       } else if (outcome.sessionState === 'restarted') {
         expect(await run(session, code.resultInt)).toMatchObject({ status: 'Succeeded', result: 42 });
       } else {
-        expect(await backend.probe?.(session)).not.toBe(true);
+        await expectRunsNothing(session);
       }
       await destroy(session);
+    }
+
+    /** A lost session runs nothing more: execute rejects, or reports the session lost again. */
+    async function expectRunsNothing(session: BackendSession): Promise<void> {
+      const after: unknown = await run(session, code.resultInt).catch((error: unknown) => error);
+      if (SandpoolError.is(after)) return;
+      expect(after).toMatchObject({ status: 'Failed', sessionState: 'lost' });
     }
 
     test('timeout', 'interrupts an endless loop at the time limit and says what became of the session', () =>

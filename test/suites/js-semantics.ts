@@ -168,7 +168,8 @@ export function defineJsSemantics(name: string, makeBackend: () => Backend): voi
       const outcome = await running;
       expect(performance.now() - started).toBeLessThan(4000);
       expect(SandpoolError.is(outcome)).toBe(true);
-      expect(await backend.probe?.(doomed)).not.toBe(true);
+      // Destroyed means gone: it runs nothing more.
+      await expect(run('1', { on: doomed })).rejects.toMatchObject({ code: 'SANDPOOL_SESSION_NOT_FOUND' });
     });
   });
 }

@@ -248,7 +248,7 @@ describe('VMBackend on QEMU', () => {
       expect(existsSync(info!.dir)).toBe(false);
       await expect(backend.execute(session, python('1'))).rejects.toMatchObject({ code: 'SANDPOOL_SESSION_NOT_FOUND' });
       await backend.destroy(session, { reason: 'failed' }); // idempotent after death
-      expect(await backend.probe(session)).toBe(false);
+      await expect(backend.execute(session, python('1'))).rejects.toMatchObject({ code: 'SANDPOOL_SESSION_NOT_FOUND' });
     },
     TEST_TIMEOUT_MS,
   );
@@ -260,7 +260,7 @@ describe('VMBackend on QEMU', () => {
       const [info] = backend.sessionsInfo().filter((s) => s.id === session.id);
       expect(existsSync(`${info!.dir}/disk.qcow2`)).toBe(true);
       expect(existsSync(`${info!.dir}/agent.sock`)).toBe(true);
-      expect(await backend.probe(session)).toBe(true);
+      expect(await backend.execute(session, python('1'))).toMatchObject({ status: 'Succeeded' });
       await backend.destroy(session, { reason: 'cooldown' });
       await backend.destroy(session, { reason: 'cooldown' });
       expect(pidAlive(info!.pid!)).toBe(false);

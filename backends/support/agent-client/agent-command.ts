@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Absolute path of the repository's `agent/` directory (copy it into images as a whole). */
-export function agentDirectory(): string {
+function agentDirectory(): string {
   // backends/support/agent-client/ → repo root; from dist/ the layout is dist/backends/… so walk up to the package root.
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 6; i++) {
