@@ -277,7 +277,9 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
       server.on('upgrade', upgradeHandler);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(port, host, () => {
+        // A burst of clients (an agent fleet reconnecting, a flood) must queue, not be reset: Node's
+        // default accept backlog is 511; the kernel caps this at net.core.somaxconn.
+        server.listen({ port, host, backlog: 4096 }, () => {
           server.off('error', reject);
           resolve();
         });
