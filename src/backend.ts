@@ -12,6 +12,14 @@
  *   request cannot be run at all (session gone, unsupported language).
  * - A timeout interrupts the code. `sessionState` then says whether the session kept its state,
  *   restarted its interpreter, or is lost (the pool replaces lost sessions).
+ * - The pool, not the backend, keeps the executions of one session in order: it calls `execute`,
+ *   `setEnvironment` and `checkpoint` for a session at most once at a time, in the order its caller
+ *   asked (the session's chain, see Session in src/session.ts). A backend keeps no queue of its
+ *   own for them; it may refuse an overlapping call for the same session with `SessionBusyError`,
+ *   and never interleaves two. File operations and HTTP forwarding may overlap an execution.
+ * - `destroy` may arrive while an execution runs (a stop, a pool close, an expiry): the backend
+ *   ends that execution promptly (it rejects with a SandpoolError or resolves `Failed`) and frees
+ *   the session once the execution has let go of it.
  * - Session code never receives a host object, a credential or a path outside its sandbox.
  */
 

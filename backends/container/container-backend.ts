@@ -213,7 +213,6 @@ export class ContainerBackend implements Backend {
       onExit: options.onExit,
       ready: false,
       exitReported: false,
-      executions: Promise.resolve(),
     };
     const deadline = Date.now() + this.options.createTimeoutMs;
     try {
@@ -244,10 +243,7 @@ export class ContainerBackend implements Backend {
     const live = this.#live(session);
     if (live.kind === 'custom') throw new UnsupportedError('custom-container sessions do not run code; use fetch()');
     const agent = this.#agentOf(session);
-    // Arrival order is guaranteed here, whatever the agent does with concurrent requests.
-    const turn = live.executions.then(() => executeOnAgent(live, agent, request, options));
-    live.executions = turn.catch(() => {});
-    return await turn;
+    return await executeOnAgent(live, agent, request, options);
   }
 
   /** Code-interpreter sessions: the agent sets them in every kernel and command (agent/PROTOCOL.md `env.set`). */

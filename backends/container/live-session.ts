@@ -34,8 +34,6 @@ export interface LiveSession {
   ready: boolean;
   exitReported: boolean;
   destroying?: Promise<void> | undefined;
-  /** Tail of this session's execution chain: executions run one at a time, in arrival order. */
-  executions: Promise<unknown>;
 }
 
 /** Report the session's own end to the pool: once, after create resolved, never while we remove it. */

@@ -24,11 +24,10 @@ import type {
 import { AbortedError, BackendError, ErrorCode, SessionNotFoundError, toSandpoolError } from '../../src/errors.js';
 import { parseOrThrow } from '../../src/options.js';
 import {
-  destroyedController,
   JS_ISOLATE_CAPABILITIES,
   bindJsEnvironment,
-  runQueuedJsExecution,
-  SerialQueue,
+  newJsSessionRecord,
+  runJsSessionExecution,
   type JsSessionRecord,
 } from '../support/js-isolate/js-backend-support.js';
 import { IsolatedVMSandbox } from './isolated-vm-sandbox.js';
@@ -129,12 +128,7 @@ export class IsolatedVMBackend implements Backend {
       if (options.signal?.aborted) throw new AbortedError('session creation was aborted');
       throw new BackendError(`session ${spec.sessionId} already exists`);
     }
-    this.#sessions.set(spec.sessionId, {
-      sandbox,
-      queue: new SerialQueue(),
-      memoryLimitMb: spec.limits.memoryMb,
-      destroyed: destroyedController(),
-    });
+    this.#sessions.set(spec.sessionId, newJsSessionRecord(sandbox, spec.limits.memoryMb));
     return { id: spec.sessionId };
   }
 
@@ -145,7 +139,7 @@ export class IsolatedVMBackend implements Backend {
   }
 
   async execute(session: BackendSession, request: ExecuteRequest, options?: BackendExecuteOptions): Promise<ExecutionOutcome> {
-    return runQueuedJsExecution(this.name, this.#sessions, session.id, request, options, (sandbox) => sandbox.dispose());
+    return runJsSessionExecution(this.name, this.#sessions, session.id, request, options, (sandbox) => sandbox.dispose());
   }
 
   /** The session's read-only `env` object holds these from now on (names added or replaced). */

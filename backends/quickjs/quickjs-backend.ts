@@ -27,12 +27,12 @@ import type {
 import { AbortedError, BackendError, ErrorCode, SessionNotFoundError, toSandpoolError } from '../../src/errors.js';
 import { parseOrThrow } from '../../src/options.js';
 import {
-  destroyedController,
   JS_ISOLATE_CAPABILITIES,
   MiB,
   bindJsEnvironment,
-  runQueuedJsExecution,
-  SerialQueue,
+  newJsSessionRecord,
+  runJsSessionExecution,
+  stopJsSession,
   type JsSessionRecord,
 } from '../support/js-isolate/js-backend-support.js';
 import { loadAcorn } from '../support/js-isolate/syntax-depth.js';
@@ -174,12 +174,7 @@ export class QuickJSBackend implements Backend {
       sandbox.dispose();
       throw new BackendError(this.#closed ? 'the quickjs backend is closed' : `session ${spec.sessionId} already exists`);
     }
-    this.#sessions.set(spec.sessionId, {
-      sandbox,
-      queue: new SerialQueue(),
-      memoryLimitMb: spec.limits.memoryMb,
-      destroyed: destroyedController(),
-    });
+    this.#sessions.set(spec.sessionId, newJsSessionRecord(sandbox, spec.limits.memoryMb));
     return { id: spec.sessionId };
   }
 
@@ -190,7 +185,7 @@ export class QuickJSBackend implements Backend {
   }
 
   async execute(session: BackendSession, request: ExecuteRequest, options?: BackendExecuteOptions): Promise<ExecutionOutcome> {
-    return runQueuedJsExecution(this.name, this.#sessions, session.id, request, options, (sandbox) =>
+    return runJsSessionExecution(this.name, this.#sessions, session.id, request, options, (sandbox) =>
       this.#disposeSandbox(sandbox),
     );
   }
@@ -217,8 +212,7 @@ export class QuickJSBackend implements Backend {
     this.#sessions.delete(session.id);
     // A running execution can only be between steps (QuickJS runs synchronously): stop it there,
     // then free the runtime once it has let go.
-    record.destroyed.abort();
-    await record.queue.run(async () => undefined);
+    await stopJsSession(record);
     this.#disposeSandbox(record.sandbox);
   }
 
@@ -232,8 +226,7 @@ export class QuickJSBackend implements Backend {
     const records = [...this.#sessions.values()];
     this.#sessions.clear();
     for (const record of records) {
-      record.destroyed.abort();
-      await record.queue.run(async () => undefined);
+      await stopJsSession(record);
       this.#disposeSandbox(record.sandbox);
     }
     this.#module = undefined;

@@ -6,9 +6,11 @@
  * What it checks: create/destroy (destroy idempotent), state across executions, Azure result
  * semantics, stdout/stderr capture, errors as Failed outcomes, timeouts that interrupt the code,
  * output caps, memory limits that fail the execution and not the host, isolation between
- * sessions, ordered executions, output streamed while the code runs (cap and order as in the
- * result), environment variables bound to a session and to one execution, and that every
- * rejection is a SandpoolError; and pause, resume and fork by capability (pause-conformance.ts).
+ * sessions, a destroy while code runs, output streamed while the code runs (cap and order as in
+ * the result), environment variables bound to a session and to one execution, that every
+ * rejection is a SandpoolError, and (through a SessionPool over the backend) that executions of
+ * one session reach the backend one at a time, in call order; and pause, resume and fork by
+ * capability (pause-conformance.ts).
  */
 
 import { randomBytes } from 'node:crypto';
@@ -26,6 +28,7 @@ import type {
 } from '../../src/backend.js';
 import { SandpoolError } from '../../src/errors.js';
 import { NetworkPolicySchema, SessionLimitsSchema, type ContainerType, type SessionLimitsInput } from '../../src/options.js';
+import { SessionPool } from '../../src/session-pool.js';
 import { registerPauseCases } from './pause-conformance.js';
 import { SNIPPETS, type ConformanceSnippets } from './snippets.js';
 
@@ -42,6 +45,7 @@ export type ConformanceCase =
   | 'memory'
   | 'isolation'
   | 'destroyed'
+  | 'destroyWhileRunning'
   | 'rejections'
   | 'ordering'
   | 'pause'
@@ -305,6 +309,19 @@ export function defineBackendConformance(name: string, options: ConformanceOptio
       expect(SandpoolError.is(error)).toBe(true);
     });
 
+    test('destroyWhileRunning', 'ends a running execution promptly when its session is destroyed', async () => {
+      const session = await create();
+      const running = run(session, code.longWait, { timeoutMs: 150_000 }).catch((error: unknown) => error);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const started = performance.now();
+      await destroy(session);
+      const ended: unknown = await running;
+      // Far inside the two-minute wait: the destroy ended it, not the time limit.
+      expect(performance.now() - started).toBeLessThan(30_000);
+      if (!SandpoolError.is(ended)) expect(ended).toMatchObject({ status: 'Failed' });
+      expect(SandpoolError.is(await rejection(run(session, code.resultInt)))).toBe(true);
+    });
+
     test('rejections', 'rejects what it cannot run with SandpoolErrors only', async () => {
       const unknown = await rejection(run({ id: 'conf-no-such-session' }, code.resultInt));
       expect(SandpoolError.is(unknown)).toBe(true);
@@ -363,11 +380,52 @@ export function defineBackendConformance(name: string, options: ConformanceOptio
       await destroy(other);
     });
 
-    test('ordering', 'runs concurrent executions on one session one at a time, in order', async () => {
-      const session = await create();
-      const outcomes = await Promise.all(Array.from({ length: 5 }, () => run(session, code.increment)));
-      expect(outcomes.map((o) => o.result)).toEqual([1, 2, 3, 4, 5]);
-      await destroy(session);
+    test('ordering', 'gets executions of one session one at a time, in call order, from the pool', async () => {
+      // The pool keeps a session's executions in order (src/backend.ts); the backend is only
+      // watched: how many executions of one session does it ever see at once?
+      let running = 0;
+      let most = 0;
+      const watched: Backend = {
+        name: backend.name,
+        capabilities: backend.capabilities,
+        files: backend.files,
+        prepare: async (context) => await backend.prepare?.(context),
+        create: (sessionSpec, createOptions) => backend.create(sessionSpec, createOptions),
+        execute: async (session, request, executeOptions) => {
+          running += 1;
+          most = Math.max(most, running);
+          try {
+            return await backend.execute(session, request, executeOptions);
+          } finally {
+            running -= 1;
+          }
+        },
+        destroy: (session, destroyOptions) => backend.destroy(session, destroyOptions),
+        close: async () => undefined,
+      };
+      const pool = new SessionPool({
+        name: 'conformance-ordering',
+        backend: watched,
+        containerType: options.containerType,
+        limits,
+        readySessionInstances: 1,
+        maxConcurrentSessions: 1,
+      });
+      try {
+        const session = await pool.acquire('conformance-ordering');
+        const results = await Promise.all(Array.from({ length: 5 }, () => session.execute({ code: code.increment })));
+        expect(results.map((r) => r.result)).toEqual([1, 2, 3, 4, 5]);
+        expect(most).toBe(1);
+      } finally {
+        await pool.close();
+      }
+      // Called directly, overlapping: a backend may refuse the second call, never interleave it.
+      const direct = await create();
+      const both = await Promise.allSettled([run(direct, code.increment), run(direct, code.increment)]);
+      for (const r of both) if (r.status === 'rejected') expect(SandpoolError.is(r.reason)).toBe(true);
+      const counted = both.flatMap((r) => (r.status === 'fulfilled' ? [r.value.result] : []));
+      expect(counted).toEqual(counted.map((_, i) => i + 1));
+      await destroy(direct);
     });
 
     registerPauseCases({

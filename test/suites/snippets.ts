@@ -40,6 +40,8 @@ export interface ConformanceSnippets {
   readonly probeSecret: string;
   /** Increments a global counter `n` (starting at 0) and evaluates to it. */
   readonly increment: string;
+  /** Waits two minutes without using the CPU (a sleep, a timer), then evaluates to 1. */
+  readonly longWait: string;
   /** Prints "first", waits about a second, prints "second" (streaming must deliver "first" early). */
   readonly streamed: string;
   /** Evaluates to the environment variable SANDPOOL_CONF_ENV, or "" when it is not set. */
@@ -64,6 +66,7 @@ const javascript: ConformanceSnippets = {
   setSecret: "globalThis.conformance_secret = 's3cr3t'",
   probeSecret: "typeof conformance_secret === 'undefined' ? 'missing' : 'present'",
   increment: "var n = (typeof n === 'number' ? n : 0) + 1; n",
+  longWait: 'await new Promise((resolve) => setTimeout(resolve, 120000)); 1',
   streamed: "console.log('first'); await new Promise((r) => setTimeout(r, 1000)); console.log('second')",
   // Isolates expose a read-only `env` object; Node.js (containers, VMs) has process.env.
   readEnv: "(typeof env === 'object' ? env : process.env).SANDPOOL_CONF_ENV ?? ''",
@@ -87,6 +90,7 @@ const python: ConformanceSnippets = {
   setSecret: "conformance_secret = 's3cr3t'",
   probeSecret: "'present' if 'conformance_secret' in globals() else 'missing'",
   increment: "n = globals().get('n', 0) + 1\nn",
+  longWait: 'import time\ntime.sleep(120)\n1',
   streamed: "import time\nprint('first', flush=True)\ntime.sleep(1)\nprint('second')",
   readEnv: "__import__('os').environ.get('SANDPOOL_CONF_ENV', '')",
 };
