@@ -6,7 +6,7 @@ import { SessionPool } from 'sandpool';
 import { ContainerBackend } from 'sandpool/backends/container';
 
 await using pool = new SessionPool({
-  backend: new ContainerBackend({ log: (m) => console.log(`[backend] ${m}`) }),
+  backend: new ContainerBackend({ onLog: (e) => console.log(`[backend] ${e.message}`) }),
   containerType: 'PythonLTS',
   readySessionInstances: 2,
   limits: { memoryMb: 512, executionTimeoutSeconds: 60 },

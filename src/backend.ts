@@ -97,6 +97,18 @@ export interface BackendSession {
   readonly etag?: string | undefined;
 }
 
+/**
+ * A backend's diagnostics (engine and accelerator choices, image or snapshot builds, leftovers
+ * removed, fallbacks), given to the `onLog` option of every backend that has something to say.
+ * Never carries secrets or session data.
+ */
+export interface BackendLogEvent {
+  readonly level: 'info' | 'warn';
+  readonly message: string;
+  /** The session concerned, when there is one. */
+  readonly sessionId?: string | undefined;
+}
+
 /** How a session ended on its own (process exit, crash), reported through `CreateOptions.onExit`. */
 export interface SessionExit {
   readonly reason: 'exited' | 'failed';

@@ -21,6 +21,7 @@ export type {
   Backend,
   BackendCapabilities,
   BackendFiles,
+  BackendLogEvent,
   BackendSession,
   Checkpoint,
   CheckpointOptions,

@@ -86,7 +86,8 @@ export class ContainerBackend implements Backend {
 
   constructor(options: ContainerBackendOptions = {}) {
     this.options = resolveContainerOptions(options);
-    this.#log = this.options.log ?? (() => {});
+    const onLog = this.options.onLog;
+    this.#log = onLog === undefined ? () => {} : (message) => onLog({ level: 'info', message });
     this.#dir = new InstanceDir(this.options.runDir);
     this.#seccompJson = seccompProfileJson(this.options.seccompProfile);
     const { image, zygote: enabled, agentArgs } = this.options;

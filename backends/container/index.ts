@@ -1,4 +1,4 @@
 /** `sandpool/backends/container`: sessions as OCI containers over the Docker Engine API (Docker or Podman). */
 export { ContainerBackend } from './container-backend.js';
-export { DEFAULT_IMAGE, type ContainerBackendOptions } from './options.js';
+export { ContainerBackendOptionsSchema, DEFAULT_IMAGE, type ContainerBackendOptions } from './options.js';
 export { LABEL } from './labels.js';

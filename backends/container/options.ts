@@ -2,6 +2,7 @@
 
 import { z } from 'zod';
 
+import type { BackendLogEvent } from '../../src/backend.js';
 import { ImageReferenceSchema, parseOrThrow } from '../../src/options.js';
 
 /**
@@ -68,8 +69,8 @@ export const ContainerBackendOptionsSchema = z
      * Podman with runc or crun. Elsewhere, or with `false`, the engine starts each agent. @default true
      */
     zygote: z.boolean().default(true),
-    /** Diagnostics sink (never receives secrets or session data). @default no-op */
-    log: z.custom<(message: string) => void>((v) => typeof v === 'function').optional(),
+    /** Diagnostics (engine found or started, image builds, zygote, leftovers removed); never secrets or session data. @default no-op */
+    onLog: z.custom<(event: BackendLogEvent) => void>((v) => typeof v === 'function', 'must be a function').optional(),
   })
   .strict();
 

@@ -2,7 +2,8 @@
  * `sandpool/backends/vm`: each session in its own QEMU microVM (KVM, WHPX or HVF where they work,
  * TCG otherwise), reached over virtio-serial, restored from a warm snapshot. See docs/VM.md.
  */
-export { VMBackend, MIN_VM_MEMORY_MB, type VMBackendOptions, type VmLogEvent, type VmStartRecord } from './vm-backend.js';
+export { VMBackend, type VmStartRecord } from './vm-backend.js';
+export { MIN_VM_MEMORY_MB, VMBackendOptionsSchema, type VMBackendOptions } from './vm-options.js';
 export {
   ACCELERATORS,
   chooseAccelerator,

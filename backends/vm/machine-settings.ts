@@ -8,14 +8,15 @@ import type { NetworkPolicy, SessionLimits } from '../../src/types.js';
 import type { Accelerator } from './accelerator.js';
 import { ensureEgressFirewall } from './egress-firewall.js';
 import type { MachineSettings } from './qemu-command.js';
-import { MIN_VM_MEMORY_MB, type VmLogEvent } from './vm-options.js';
+import type { BackendLogEvent } from '../../src/backend.js';
+import { MIN_VM_MEMORY_MB } from './vm-options.js';
 
 export interface MachineContext {
   readonly accelerator: Accelerator;
   /** Session QEMUs run as their own uids (the firewall matches on them). */
   readonly dropPrivileges: boolean;
   readonly allowUnconfinedEgress: boolean;
-  readonly log: (event: VmLogEvent) => void;
+  readonly log: (event: BackendLogEvent) => void;
 }
 
 async function confineEgress(allowList: boolean, ctx: MachineContext): Promise<void> {

@@ -7,13 +7,12 @@
 
 import { join } from 'node:path';
 
-import type { SessionSpec } from '../../src/backend.js';
+import type { BackendLogEvent, SessionSpec } from '../../src/backend.js';
 import { BackendError } from '../../src/errors.js';
 import { pidsLimitCode, RESEED_CODE } from './guest-setup.js';
 import type { MachineSettings } from './qemu-command.js';
 import { writeState, type SessionState } from './run-dir.js';
 import { loadSnapshot } from './snapshot.js';
-import type { VmLogEvent } from './vm-options.js';
 import { checkpointMismatch, DISK_FILE, MEMORY_FILE, type VmCheckpointMeta } from './vm-checkpoint.js';
 import type { Environment, VmEnvironment } from './vm-environment.js';
 import { launchVm, type LaunchedVm } from './vm-launcher.js';
@@ -32,7 +31,7 @@ export interface StartContext {
   readonly useSnapshots: boolean;
   readonly sandbox: boolean;
   readonly runAs: { readonly uid: number; readonly gid: number } | undefined;
-  readonly log: (event: VmLogEvent) => void;
+  readonly log: (event: BackendLogEvent) => void;
 }
 
 export interface StartedVm {

@@ -14,6 +14,7 @@ import type {
   BackendExecuteOptions,
   BackendCapabilities,
   BackendFiles,
+  BackendLogEvent,
   BackendSession,
   Checkpoint,
   CheckpointOptions,
@@ -26,11 +27,11 @@ import type {
   RestoreOptions,
   SessionSpec,
 } from '../../src/backend.js';
-import { BackendError, InvalidOptionsError, SessionNotFoundError, toSandpoolError, UnsupportedError } from '../../src/errors.js';
+import { BackendError, SessionNotFoundError, toSandpoolError, UnsupportedError } from '../../src/errors.js';
 import type { NetworkPolicy, SessionLimits } from '../../src/types.js';
 import type { Accelerator } from './accelerator.js';
 import type { MachineSettings } from './qemu-command.js';
-import { createSessionDir, defaultRunDir, liveSessionUids, reapDeadOwners, sessionUid, type SessionState } from './run-dir.js';
+import { createSessionDir, liveSessionUids, reapDeadOwners, sessionUid, type SessionState } from './run-dir.js';
 import { machineSettings } from './machine-settings.js';
 import { installAllowList, reapStaleAllowLists, removeAllowList, resolveAllowList } from './egress-allowlist.js';
 import { assertReadableByOthers, VmEnvironment } from './vm-environment.js';
@@ -40,9 +41,7 @@ import { checkpointVm, type VmCheckpointMeta } from './vm-checkpoint.js';
 
 export type { StartMode } from './session-start.js';
 
-import { MIN_VM_MEMORY_MB, type VMBackendOptions, type VmLogEvent } from './vm-options.js';
-
-export { MIN_VM_MEMORY_MB, type VMBackendOptions, type VmLogEvent };
+import { resolveVMOptions, type VMBackendOptions } from './vm-options.js';
 
 interface VmSession extends BackendSession {
   readonly dir: string;
@@ -93,37 +92,33 @@ export class VMBackend implements Backend {
   readonly #sandbox: boolean;
   readonly #dropPrivileges: boolean;
   readonly #allowUnconfinedEgress: boolean;
-  readonly #log: (event: VmLogEvent) => void;
+  readonly #log: (event: BackendLogEvent) => void;
   readonly #sessions = new Map<string, VmSession>();
   #closed = false;
   #warnedTcg = false;
   #checkedPermissions = false;
   #lastStart: VmStartRecord | undefined;
 
+  /** @throws {InvalidOptionsError} naming every invalid option */
   constructor(options: VMBackendOptions = {}) {
-    const cacheDir = options.cacheDir ?? process.env['SANDPOOL_CACHE_DIR'] ?? '/var/cache/sandpool';
-    const accelerator = options.accelerator ?? 'auto';
-    if (!['auto', 'kvm', 'whpx', 'hvf', 'tcg'].includes(accelerator)) {
-      throw new InvalidOptionsError(`VMBackend: accelerator must be auto, kvm, whpx, hvf or tcg (got ${String(accelerator)})`);
-    }
-    this.#dropPrivileges = (options.unprivilegedQemu ?? true) && process.platform === 'linux' && process.getuid?.() === 0;
+    const o = resolveVMOptions(options);
+    this.#dropPrivileges = o.unprivilegedQemu && process.platform === 'linux' && process.getuid?.() === 0;
     this.#env = new VmEnvironment({
-      qemu: options.qemu ?? 'qemu-system-x86_64',
-      qemuImg: options.qemuImg ?? 'qemu-img',
-      cacheDir,
-      imageManifest: options.imageManifest ?? `${cacheDir}/vm/current.json`,
-      accelerator,
-      probeTimeoutMs: options.probeTimeoutMs ?? 8000,
-      readyTimeoutMs: options.readyTimeoutMs ?? 300_000,
+      qemu: o.qemu,
+      qemuImg: o.qemuImg,
+      cacheDir: o.cacheDir,
+      imageManifest: o.imageManifest,
+      accelerator: o.accelerator,
+      probeTimeoutMs: o.probeTimeoutMs,
+      readyTimeoutMs: o.readyTimeoutMs,
       sealSnapshotMemory: this.#dropPrivileges,
     });
-    this.#runDir = options.runDir ?? defaultRunDir();
-    this.#useSnapshots = options.snapshots ?? true;
-    // QEMU's -sandbox is seccomp: Linux only.
-    this.#sandbox = options.sandbox ?? process.platform === 'linux';
-    this.#allowUnconfinedEgress = options.allowUnconfinedEgress ?? false;
+    this.#runDir = o.runDir;
+    this.#useSnapshots = o.snapshots;
+    this.#sandbox = o.sandbox;
+    this.#allowUnconfinedEgress = o.allowUnconfinedEgress;
     this.#log =
-      options.onLog ??
+      o.onLog ??
       ((event) => {
         if (event.level === 'warn') process.stderr.write(`[sandpool vm] ${event.message}\n`);
       });

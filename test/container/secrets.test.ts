@@ -64,7 +64,7 @@ describe.skipIf(!available)('secrets of a custom-container pool', () => {
     const image = buildEchoImage();
     const pool = new SessionPool({
       name: 'sec-secrets',
-      backend: new ContainerBackend({ log: (m) => backendLog.push(m) }),
+      backend: new ContainerBackend({ onLog: (e) => backendLog.push(e.message) }),
       containerType: 'CustomContainer',
       readySessionInstances: 1,
       customContainerTemplate: { image, targetPort: 8080, env: [{ name: 'API_KEY', secretRef: 'api-key' }] },
@@ -98,7 +98,7 @@ describe.skipIf(!available)('secrets of a custom-container pool', () => {
     const image = buildEchoImage();
     const pool = new SessionPool({
       name: 'sec-secrets-crash',
-      backend: new ContainerBackend({ log: (m) => backendLog.push(m) }),
+      backend: new ContainerBackend({ onLog: (e) => backendLog.push(e.message) }),
       containerType: 'CustomContainer',
       readySessionInstances: 1,
       customContainerTemplate: {
