@@ -11,8 +11,8 @@ import type { ResolvedPoolOptions } from './options.js';
 import type { ByteSource } from './pool/byte-source.js';
 import type { Slot } from './pool/slot.js';
 import type { Session } from './session.js';
-import type { AcquireOptions } from './session-pool.js';
 import type {
+  AcquireOptions,
   ExecuteOptions,
   ExecuteStreamOptions,
   ExecutionEvent,

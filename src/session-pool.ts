@@ -13,42 +13,19 @@ import { hostMemoryBudget, reservationPerSession } from './pool/host-budget.js';
 import { BackgroundWork, OnceAsync, settleWithin } from './pool/once-async.js';
 import { Allocator } from './pool/allocator.js';
 import { PauseControl } from './pool/pause-control.js';
+import { PoolEvents } from './pool/pool-events.js';
 import { Snapshots } from './pool/snapshots.js';
 import { applyPoolUpdate, type PoolUpdate } from './pool/pool-update.js';
 import { SessionFactory } from './pool/session-factory.js';
 import { slotInfo, type Slot } from './pool/slot.js';
 import { SlotTable } from './pool/slot-table.js';
 import { PoolStatistics } from './pool/statistics.js';
-import type { ByteSource } from './pool/byte-source.js';
-import { PendingBindings, parseBinding } from './pool/session-binding.js';
-import { Session, type SessionBinding, type SessionOwner } from './session.js';
-import type { PoolStats, SessionInfo, SnapshotInfo } from './session-types.js';
+import { AcquiresInFlight } from './pool/acquires-in-flight.js';
+import { parseBinding, type SessionBinding } from './pool/session-binding.js';
+import { Session, type SessionOwner } from './session.js';
+import type { AcquireOptions, PoolStats, SessionInfo, SnapshotInfo } from './session-types.js';
 
-export interface AcquireOptions {
-  /** At maxConcurrentSessions, wait for a free slot instead of rejecting with PoolExhaustedError. */
-  readonly wait?: boolean | undefined;
-  /** Give up waiting (rejects with AbortedError). */
-  readonly signal?: AbortSignal | undefined;
-  /** Give up waiting after this long (rejects with code SANDPOOL_ACQUIRE_TIMEOUT). */
-  readonly timeoutMs?: number | undefined;
-  /**
-   * Environment variables bound to the session when this acquire claims it (a warm session stays
-   * warm: one round trip to the sandbox, no restart). Python sees them in `os.environ`, Node.js in
-   * `process.env`, shell commands and every process the code starts in their environment; the
-   * isolates in a read-only `env` object. An identifier that already has a live session keeps its
-   * own. Names match `[A-Za-z_][A-Za-z0-9_]*`; at most 256 variables and 256 KiB. Values are
-   * secrets: never logged, never in an event, an error or `stats()`. (A paused session's
-   * checkpoint holds them like the rest of its state: 0600, under the pool's dataDirectory.)
-   */
-  readonly env?: Readonly<Record<string, string>> | undefined;
-  /** Files written under `/mnt/data` when this acquire claims the session: path → content. */
-  readonly files?: Readonly<Record<string, ByteSource>> | undefined;
-  /**
-   * Start the identifier's new session from this snapshot (`pool.snapshot()`): a fork, with
-   * reseeded random generators. The identifier must not have a session yet.
-   */
-  readonly from?: string | undefined;
-}
+export type { AcquireOptions } from './session-types.js';
 
 /**
  * A pool of pre-started, isolated sessions over one backend. `acquire(identifier)` is
@@ -69,16 +46,15 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   #options: ResolvedPoolOptions;
   readonly #stats = new PoolStatistics();
   readonly #slots: SlotTable;
-  readonly #acquiring = new Map<string, Promise<Session>>();
   /** Env and files of acquires in flight, bound when their slot is handed over. */
-  readonly #bindings = new PendingBindings(async (session, failure) => {
+  readonly #acquiring = new AcquiresInFlight(async (session, failure) => {
     const slot = this.#slots.allocatedTo(session.identifier);
     if (slot?.session === session) await this.#destroy(slot, 'failed', `binding at acquire failed: ${failure.message}`);
   });
   readonly #background = new BackgroundWork();
   readonly #preparation = new OnceAsync(async () => {
     await this.#factory.prepare().catch((error: SandpoolError) => {
-      this.#emit('error', { ...this.#poolBase(), operation: 'prepare', error });
+      this.#events.emit('error', { ...this.#events.base(), operation: 'prepare', error });
       throw error;
     });
     // Paused sessions a previous run left in a persistent dataDirectory come back as Paused.
@@ -99,16 +75,18 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
   #executing = 0;
   /** What every Session of this pool reports back: activity, reaping, statistics, events. */
   readonly #owner: SessionOwner;
+  readonly #events: PoolEvents;
   /** @throws {InvalidOptionsError} naming every invalid option */
   constructor(options: SessionPoolOptions) {
     super();
     this.#options = resolvePoolOptions(options);
     this.backend = this.#options.backend;
+    this.#events = new PoolEvents(this, () => this.#options.name, this.backend.name);
     this.#owner = {
       backend: this.backend,
       options: () => this.#options,
-      emit: (event, payload) => this.#emit(event, payload),
-      listening: (event) => this.listenerCount(event) > 0,
+      emit: (event, payload) => this.#events.emit(event, payload),
+      listening: (event) => this.#events.listening(event),
       destroy: (slot, reason, message) => this.#destroy(slot, reason, message),
       executionBegan: () => {
         this.#executing += 1;
@@ -137,7 +115,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
       exited: (slot, exit) => {
         if (slot.state === 'Ready' || slot.state === 'Allocated') void this.#destroy(slot, exit.reason, exit.message);
       },
-      destroyFailed: (slot, error) => this.#emit('error', { ...this.#base(slot), operation: 'destroy', error }),
+      destroyFailed: (slot, error) => this.#events.emit('error', { ...this.#events.of(slot), operation: 'destroy', error }),
       dropped: (slot) => this.#allocator.dropped(slot),
       track: (work) => this.#background.track(work),
     });
@@ -146,7 +124,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
       options: () => this.#options,
       slots: this.#slots,
       emit: this.#owner.emit,
-      base: (slot: Slot) => this.#base(slot),
+      base: (slot: Slot) => this.#events.of(slot),
       destroy: (slot: Slot, reason: DestroyReason, message?: string) => this.#destroy(slot, reason, message),
     };
     this.#allocator = new Allocator({
@@ -157,9 +135,9 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
       closed: () => this.#closing !== undefined,
       prepared: () => this.#preparation.done,
       listening: this.#owner.listening,
-      poolBase: () => this.#poolBase(),
+      poolBase: () => this.#events.base(),
       newSession: (slot) => new Session(this.#owner, slot),
-      claimed: (session, identifier) => this.#bindings.claim(session, identifier),
+      claimed: (session, identifier) => this.#acquiring.claim(session, identifier),
       arm: (slot) => this.#expiry.arm(slot),
       expiresAt: (slot) => this.#expiry.expiresAt(slot),
       busy: () => this.#executing > 0,
@@ -238,7 +216,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     if (options.from !== undefined) {
       if (this.get(identifier) !== undefined || this.#acquiring.has(identifier)) return Promise.reject(this.#taken(identifier));
       const from = options.from;
-      return this.#joinable(
+      return this.#acquiring.join(
         identifier,
         this.#preparation.run().then(() => this.#snapshots.start(identifier, from, options)),
       );
@@ -252,25 +230,14 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
     if (inFlight !== undefined) return inFlight;
     const paused = this.#slots.pausedTo(identifier)?.session;
     if (paused !== undefined)
-      return this.#joinable(
+      return this.#acquiring.join(
         identifier,
         paused.resumeFor(options).then(() => paused),
       );
     // Picked up by the allocator the moment a slot is handed over, so the binding leads the chain.
-    if (binding !== undefined) this.#bindings.set(identifier, binding);
+    if (binding !== undefined) this.#acquiring.bindOnClaim(identifier, binding);
     const allocated = this.#acquireNew(identifier, options, performance.now()).then((slot) => slot.session!);
-    return this.#joinable(identifier, binding === undefined ? allocated : allocated.then((s) => this.#bindings.bound(s)));
-  }
-
-  /** Later acquires of `identifier` join this one until it settles. */
-  #joinable(identifier: string, acquiring: Promise<Session>): Promise<Session> {
-    this.#acquiring.set(identifier, acquiring);
-    const forget = () => {
-      this.#acquiring.delete(identifier);
-      this.#bindings.forget(identifier);
-    };
-    acquiring.then(forget, forget);
-    return acquiring;
+    return this.#acquiring.join(identifier, binding === undefined ? allocated : allocated.then((s) => this.#acquiring.bound(s)));
   }
 
   /** The session of `identifier` (running or paused), or undefined. Never creates or resumes one. */
@@ -374,25 +341,6 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
 
   // ---- internals -------------------------------------------------------------------------------
 
-  #emit<K extends keyof SessionPoolEvents>(event: K, payload: Parameters<SessionPoolEvents[K]>[0]): void {
-    try {
-      (this.emit as (e: K, p: unknown) => boolean)(event, payload);
-    } catch (error) {
-      // A throwing listener must not break the pool's bookkeeping; report it once, asynchronously.
-      queueMicrotask(() => {
-        throw error;
-      });
-    }
-  }
-
-  #poolBase() {
-    return { pool: this.#options.name, backend: this.backend.name, at: Date.now() };
-  }
-
-  #base(slot: Slot) {
-    return { ...this.#poolBase(), sessionId: slot.id };
-  }
-
   #assertOpen(): void {
     if (this.#closing !== undefined) throw new PoolClosedError(`session pool "${this.#options.name}" is closed`);
   }
@@ -428,7 +376,7 @@ export class SessionPool extends EventEmitter<SessionPoolEvents> {
       return slot.destroyed;
     }
     const lifetimeMs = Date.now() - slot.createdAt;
-    this.#emit('sessionDestroyed', { ...this.#base(slot), identifier: slot.identifier, reason, lifetimeMs, message });
+    this.#events.emit('sessionDestroyed', { ...this.#events.of(slot), identifier: slot.identifier, reason, lifetimeMs, message });
     slot.destroyed = this.#factory.destroy(slot, reason);
     this.#allocator.refill();
     return slot.destroyed;

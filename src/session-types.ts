@@ -2,11 +2,38 @@
 
 import type { DestroyReason, ImageOutput, Language, LostState, OutputChunk } from './backend.js';
 import type { SandpoolError } from './errors.js';
+import type { ByteSource } from './pool/byte-source.js';
 import type { LatencySummary } from './pool/latency-window.js';
 import type { JsonValue } from './types.js';
 
 /** `Paused`: the session's state is on disk (`session.pause()`, `idleAction: 'pause'`); any use resumes it. */
 export type SessionState = 'Pending' | 'Ready' | 'Allocated' | 'Paused' | 'Destroyed';
+
+export interface AcquireOptions {
+  /** At maxConcurrentSessions, wait for a free slot instead of rejecting with PoolExhaustedError. */
+  readonly wait?: boolean | undefined;
+  /** Give up waiting (rejects with AbortedError). */
+  readonly signal?: AbortSignal | undefined;
+  /** Give up waiting after this long (rejects with code SANDPOOL_ACQUIRE_TIMEOUT). */
+  readonly timeoutMs?: number | undefined;
+  /**
+   * Environment variables bound to the session when this acquire claims it (a warm session stays
+   * warm: one round trip to the sandbox, no restart). Python sees them in `os.environ`, Node.js in
+   * `process.env`, shell commands and every process the code starts in their environment; the
+   * isolates in a read-only `env` object. An identifier that already has a live session keeps its
+   * own. Names match `[A-Za-z_][A-Za-z0-9_]*`; at most 256 variables and 256 KiB. Values are
+   * secrets: never logged, never in an event, an error or `stats()`. (A paused session's
+   * checkpoint holds them like the rest of its state: 0600, under the pool's dataDirectory.)
+   */
+  readonly env?: Readonly<Record<string, string>> | undefined;
+  /** Files written under `/mnt/data` when this acquire claims the session: path → content. */
+  readonly files?: Readonly<Record<string, ByteSource>> | undefined;
+  /**
+   * Start the identifier's new session from this snapshot (`pool.snapshot()`): a fork, with
+   * reseeded random generators. The identifier must not have a session yet.
+   */
+  readonly from?: string | undefined;
+}
 
 export interface ExecuteOptions {
   /** Source code (Python, JavaScript, or a shell command line for Shell pools). */

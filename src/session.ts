@@ -2,14 +2,14 @@ import type { Duplex } from 'node:stream';
 
 import type { BackendFiles, BackendSession, FileInfo } from './backend.js';
 import { InvalidRequestError, SessionBusyError, SessionNotFoundError, UnsupportedError } from './errors.js';
-import type { Environment } from './environment.js';
 import { toByteChunks, type ByteSource } from './pool/byte-source.js';
 import { runExecution } from './pool/run-execution.js';
 import { normaliseDataPath } from './pool/file-paths.js';
+import { applyBinding, type SessionBinding } from './pool/session-binding.js';
 import { slotInfo, type Slot } from './pool/slot.js';
 import { streamExecution } from './pool/execution-stream.js';
-import type { AcquireOptions } from './session-pool.js';
 import type {
+  AcquireOptions,
   ExecuteOptions,
   ExecuteStreamOptions,
   ExecutionEvent,
@@ -27,13 +27,6 @@ export type { SessionApi, SessionOwner };
 const NOT_PAUSED: ResumeResult = { resumed: false, durationMs: 0, bytes: 0, lost: [] };
 
 let executionCounter = 0;
-
-/** @internal What `pool.acquire` binds to a session as it is claimed (already validated). */
-export interface SessionBinding {
-  readonly env?: Environment | undefined;
-  /** Normalised paths under /mnt/data and their contents. */
-  readonly files?: ReadonlyArray<readonly [string, ByteSource]> | undefined;
-}
 
 /** Longest single extension: a year keeps every deadline far inside a timer's and a Date's range. */
 export const MAX_EXTEND_SECONDS = 365 * 24 * 3600;
@@ -99,19 +92,13 @@ export class Session implements SessionApi {
    */
   bind(binding: SessionBinding): Promise<void> {
     const work = this.#tail.then(async () => {
-      const handle = this.#live();
-      const { backend } = this.#owner;
-      if (binding.env !== undefined) {
-        this.#env = binding.env;
-        if (backend.setEnvironment === undefined) {
-          throw new UnsupportedError(`backend "${backend.name}" cannot bind environment variables to its sessions`);
-        }
-        await backend.setEnvironment(handle, binding.env);
-      }
-      for (const [path, data] of binding.files ?? []) {
-        const { files } = this.#files();
-        await files.upload(handle, path, toByteChunks(data), { maxBytes: this.#owner.options().limits.maxFileSizeBytes });
-      }
+      this.#live();
+      if (binding.env !== undefined) this.#env = binding.env;
+      await applyBinding(this.#owner, binding, () => {
+        const handle = this.#live();
+        this.#touch();
+        return handle;
+      });
     });
     this.#tail = work.catch(() => undefined);
     this.#bound = work;
@@ -230,14 +217,10 @@ export class Session implements SessionApi {
       return result;
     });
     this.#resuming = resuming;
-    void resuming.then(
-      () => {
-        this.#resuming = undefined;
-      },
-      () => {
-        this.#resuming = undefined;
-      },
-    );
+    const settled = (): void => {
+      this.#resuming = undefined;
+    };
+    void resuming.then(settled, settled);
     return resuming;
   }
 
@@ -270,40 +253,32 @@ export class Session implements SessionApi {
   /** Write a file under `/mnt/data`, streamed; rejects with FILE_TOO_LARGE past the pool's cap. */
   async uploadFile(path: string, data: ByteSource): Promise<FileInfo> {
     const target = normaliseDataPath(path);
-    await this.#ensureResumed();
-    const { handle, files } = this.#files();
-    return files.upload(handle, target, toByteChunks(data), { maxBytes: this.#owner.options().limits.maxFileSizeBytes });
+    return this.#onFiles((handle, files) =>
+      files.upload(handle, target, toByteChunks(data), { maxBytes: this.#owner.options().limits.maxFileSizeBytes }),
+    );
   }
 
   /** List `/mnt/data` (or a sub-directory), optionally recursively. */
   async listFiles(options: { path?: string | undefined; recursive?: boolean | undefined } = {}): Promise<FileInfo[]> {
     const dir = normaliseDataPath(options.path ?? '', { allowRoot: true });
-    await this.#ensureResumed();
-    const { handle, files } = this.#files();
-    return files.list(handle, { path: dir, recursive: options.recursive === true });
+    return this.#onFiles((handle, files) => files.list(handle, { path: dir, recursive: options.recursive === true }));
   }
 
   /** Metadata of one file. */
   async fileInfo(path: string): Promise<FileInfo> {
     const target = normaliseDataPath(path);
-    await this.#ensureResumed();
-    const { handle, files } = this.#files();
-    return files.stat(handle, target);
+    return this.#onFiles((handle, files) => files.stat(handle, target));
   }
 
   /** Read a file as a stream of chunks. */
   async downloadFile(path: string): Promise<{ info: FileInfo; body: AsyncIterable<Uint8Array> }> {
     const target = normaliseDataPath(path);
-    await this.#ensureResumed();
-    const { handle, files } = this.#files();
-    return files.download(handle, target, {});
+    return this.#onFiles((handle, files) => files.download(handle, target, {}));
   }
 
   async deleteFile(path: string): Promise<void> {
     const target = normaliseDataPath(path);
-    await this.#ensureResumed();
-    const { handle, files } = this.#files();
-    await files.delete(handle, target);
+    await this.#onFiles((handle, files) => files.delete(handle, target));
   }
 
   /** Custom-container sessions: forward an HTTP request to the container's target port. */
@@ -393,14 +368,16 @@ export class Session implements SessionApi {
     return result;
   }
 
-  #files(): { handle: BackendSession; files: BackendFiles } {
+  /** A file operation, once the session is resumed (if it was paused). */
+  async #onFiles<T>(operation: (handle: BackendSession, files: BackendFiles) => Promise<T>): Promise<T> {
+    await this.#ensureResumed();
     const handle = this.#live();
     const { backend } = this.#owner;
     if (!backend.capabilities.files || backend.files === undefined) {
       throw new UnsupportedError(`backend "${backend.name}" has no file system for sessions`);
     }
     this.#touch();
-    return { handle, files: backend.files };
+    return await operation(handle, backend.files);
   }
 
   #forwarding(): BackendSession {

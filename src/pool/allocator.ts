@@ -10,8 +10,8 @@ import type { CreateOptions, DestroyReason, LostState, Restored, SessionSpec } f
 import { PoolClosedError, type PoolExhaustedError, type SandpoolError } from '../errors.js';
 import type { SessionPoolEvents } from '../events.js';
 import type { ResolvedPoolOptions } from '../options.js';
-import type { AcquireOptions } from '../session-pool.js';
 import type { Session } from '../session.js';
+import type { AcquireOptions } from '../session-types.js';
 import { Backoff } from './backoff.js';
 import {
   backendFailingError,

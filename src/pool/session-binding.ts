@@ -4,13 +4,20 @@
  * rejects the acquire with a typed error and no session is spent.
  */
 
-import type { Backend } from '../backend.js';
-import { parseEnvironment } from '../environment.js';
-import { InvalidRequestError, toSandpoolError, UnsupportedError, type SandpoolError } from '../errors.js';
+import type { Backend, BackendSession } from '../backend.js';
+import { parseEnvironment, type Environment } from '../environment.js';
+import { InvalidRequestError, UnsupportedError } from '../errors.js';
 import type { ContainerType } from '../options.js';
-import type { Session, SessionBinding } from '../session.js';
-import type { ByteSource } from './byte-source.js';
+import type { SessionOwner } from '../session-api.js';
+import { toByteChunks, type ByteSource } from './byte-source.js';
 import { normaliseDataPath } from './file-paths.js';
+
+/** What `pool.acquire` binds to a session as it is claimed (already validated). */
+export interface SessionBinding {
+  readonly env?: Environment | undefined;
+  /** Normalised paths under /mnt/data and their contents. */
+  readonly files?: ReadonlyArray<readonly [string, ByteSource]> | undefined;
+}
 
 /** Most files one acquire may bind. */
 export const MAX_BOUND_FILES = 1000;
@@ -47,42 +54,22 @@ export function parseBinding(
 }
 
 /**
- * Bindings of acquires in flight, by identifier: taken by the allocator the moment a slot is
- * handed over (so the binding leads the session's chain), then awaited for the acquire.
+ * Put a binding into the session's sandbox: its variables, then its files. `sandbox` gives the
+ * session's backend handle (and counts as activity); it rejects once the session is gone.
  */
-export class PendingBindings {
-  readonly #pending = new Map<string, SessionBinding>();
-
-  constructor(
-    /** End a session whose binding failed (reason `failed`). */
-    private readonly fail: (session: Session, failure: SandpoolError) => Promise<void>,
-  ) {}
-
-  set(identifier: string, binding: SessionBinding): void {
-    this.#pending.set(identifier, binding);
-  }
-
-  forget(identifier: string): void {
-    this.#pending.delete(identifier);
-  }
-
-  /** A session was handed to `identifier`: bind what its acquire asked for, first in its chain. */
-  claim(session: Session, identifier: string): void {
-    const binding = this.#pending.get(identifier);
-    if (binding === undefined) return;
-    this.#pending.delete(identifier);
-    void session.bind(binding).catch(() => undefined); // awaited (and reported) by `bound`
-  }
-
-  /** Wait for the claimed session's binding; a session whose binding failed is ended. */
-  async bound(session: Session): Promise<Session> {
-    try {
-      await session.bound();
-      return session;
-    } catch (error) {
-      const failure = toSandpoolError(error, 'binding the environment or files failed');
-      await this.fail(session, failure);
-      throw failure;
+export async function applyBinding(owner: SessionOwner, binding: SessionBinding, sandbox: () => BackendSession): Promise<void> {
+  const { backend } = owner;
+  if (binding.env !== undefined) {
+    if (backend.setEnvironment === undefined) {
+      throw new UnsupportedError(`backend "${backend.name}" cannot bind environment variables to its sessions`);
     }
+    await backend.setEnvironment(sandbox(), binding.env);
+  }
+  for (const [path, data] of binding.files ?? []) {
+    const handle = sandbox();
+    if (!backend.capabilities.files || backend.files === undefined) {
+      throw new UnsupportedError(`backend "${backend.name}" has no file system for sessions`);
+    }
+    await backend.files.upload(handle, path, toByteChunks(data), { maxBytes: owner.options().limits.maxFileSizeBytes });
   }
 }

@@ -10,9 +10,8 @@
 import { cpSync } from 'node:fs';
 
 import { InvalidRequestError, SessionNotFoundError } from '../errors.js';
-import type { AcquireOptions } from '../session-pool.js';
 import type { Session } from '../session.js';
-import type { SnapshotInfo } from '../session-types.js';
+import type { AcquireOptions, SnapshotInfo } from '../session-types.js';
 import type { PauseControl } from './pause-control.js';
 import type { StoredManifest } from './pause-store.js';
 
