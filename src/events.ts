@@ -104,8 +104,8 @@ export interface PoolErrorEvent {
   readonly pool: string;
   readonly backend: string;
   readonly at: number;
-  /** What failed: creating a session for the ready set, destroying one, or a backend-level step. */
-  readonly operation: 'create' | 'destroy' | 'prepare' | 'execute' | 'pause' | 'resume';
+  /** What failed: creating a session for the ready set, destroying one, a backend-level step, a pause or a resume. */
+  readonly operation: 'create' | 'destroy' | 'prepare' | 'pause' | 'resume';
   readonly error: SandpoolError;
   readonly sessionId?: string | undefined;
   /** For create failures: milliseconds before the pool tries again. */

@@ -22,7 +22,8 @@ import { SlotTable } from './pool/slot-table.js';
 import { PoolStatistics } from './pool/statistics.js';
 import { AcquiresInFlight } from './pool/acquires-in-flight.js';
 import { parseBinding, type SessionBinding } from './pool/session-binding.js';
-import { Session, type SessionOwner } from './session.js';
+import { Session } from './session.js';
+import type { SessionOwner } from './session-api.js';
 import type { AcquireOptions, PoolStats, SessionInfo, SnapshotInfo } from './session-types.js';
 
 export type { AcquireOptions } from './session-types.js';

@@ -22,7 +22,7 @@ import type {
 
 import type { SessionApi, SessionOwner } from './session-api.js';
 
-export type { SessionApi, SessionOwner };
+export type { SessionApi };
 
 const NOT_PAUSED: ResumeResult = { resumed: false, durationMs: 0, bytes: 0, lost: [] };
 
