@@ -149,7 +149,10 @@ export class ContainerBackend implements Backend {
         `removed leftovers of dead owners: ${reaped.containers} containers, ${reaped.directories} directories, ${reaped.networks} egress networks or chains`,
       );
     }
-    if (context.network.egress === 'EgressEnabled') await this.#network(docker, context.poolName, context.network.allow);
+    if (context.network.egress === 'EgressEnabled') {
+      const image = context.customContainer?.image ?? this.options.image;
+      await this.#network(docker, context.poolName, context.network.allow, image);
+    }
   }
 
   async create(spec: SessionSpec, options: CreateOptions): Promise<BackendSession> {
@@ -178,7 +181,14 @@ export class ContainerBackend implements Backend {
     if (custom) assertImageReference(spec.customContainer!.image);
     const zygote = custom ? undefined : await this.#zygoteFor();
     const networkMode =
-      spec.network.egress === 'EgressEnabled' ? await this.#network(docker, spec.poolName, spec.network.allow) : 'none';
+      spec.network.egress === 'EgressEnabled'
+        ? await this.#network(
+            docker,
+            spec.poolName,
+            spec.network.allow,
+            custom ? spec.customContainer!.image : this.options.image,
+          )
+        : 'none';
     const suffix = randomBytes(4).toString('hex');
     // The agent (options.uid in the container, the same uid on the host without a user namespace)
     // creates its socket in the session's dir; the parent dirs stay root-only, so no other host user reaches it.
@@ -361,10 +371,10 @@ export class ContainerBackend implements Backend {
     return { pid: live.pid, socketFor: (port) => forwarderSocket(live, port) };
   }
 
-  async #network(docker: Docker, poolName: string, allow: readonly string[]): Promise<string> {
+  async #network(docker: Docker, poolName: string, allow: readonly string[], image: string): Promise<string> {
     let network = this.#networks.get(poolName);
     if (network === undefined) {
-      network = ensureEgressNetwork(docker, poolName, allow, this.#log);
+      network = ensureEgressNetwork(docker, poolName, allow, this.#log, { image, backendName: this.name });
       this.#networks.set(poolName, network);
       network.catch(() => this.#networks.delete(poolName));
     }

@@ -156,12 +156,44 @@ export async function removeEgressNetwork(docker: Docker, name: string): Promise
   await unisolate(iface, info.IPAM?.Config?.[0]?.Gateway);
 }
 
+/** What the container that brings a network's bridge up is made of. */
+export interface BridgeStarter {
+  /** An image present on the engine (the pool's own); its program never needs to run. */
+  readonly image: string;
+  /** `sandpool.managed` value: the reaper of this backend removes the container after a crash. */
+  readonly backendName: string;
+}
+
+/**
+ * Join a container to the network and remove it. The engine sets the network up (bridge included)
+ * before it executes anything, so `/bin/true` missing from a custom image does not matter; the
+ * bridge stays until the network is removed.
+ */
+async function startBridge(docker: Docker, network: string, starter: BridgeStarter): Promise<void> {
+  let container: Docker.Container | undefined;
+  try {
+    container = await docker.createContainer({
+      Image: starter.image,
+      Entrypoint: ['/bin/true'],
+      Cmd: [],
+      Labels: { [LABEL.managed]: starter.backendName, [LABEL.kind]: 'bridge-starter', ...ownerLabels() },
+      HostConfig: { NetworkMode: network, ReadonlyRootfs: true, CapDrop: ['ALL'], SecurityOpt: ['no-new-privileges'] },
+    });
+    await container.start().catch(() => undefined); // the network is up even when the program cannot run
+  } catch (error) {
+    throw new BackendError(`cannot bring up the bridge of network ${network}: ${(error as Error).message}`, { cause: error });
+  } finally {
+    await container?.remove({ force: true }).catch(() => undefined);
+  }
+}
+
 /** Create (or reuse) the pool's egress network and its isolation rules; returns its name. */
 export async function ensureEgressNetwork(
   docker: Docker,
   poolName: string,
   allow: readonly string[],
   log: (m: string) => void,
+  bridgeStarter: BridgeStarter,
 ): Promise<string> {
   const allowed = allow.length === 0 ? undefined : await resolveAllowList(allow);
   const name = egressNetworkName(poolName);
@@ -187,7 +219,13 @@ export async function ensureEgressNetwork(
     info = (await docker.getNetwork(name).inspect()) as NetworkInspect;
     log(`created egress network ${name}`);
   }
-  const iface = await bridgeInterface(info);
+  let iface = await bridgeInterface(info);
+  if (iface === undefined) {
+    // Podman makes a network's bridge when the first container joins it; the rules must be in
+    // place before any session does, so one short-lived container brings the bridge up now.
+    await startBridge(docker, name, bridgeStarter);
+    iface = await bridgeInterface(info);
+  }
   const hasIptables = existsSync('/usr/sbin/iptables') || existsSync('/sbin/iptables');
   // Where the rules could be installed but the bridge cannot be found, refuse rather than let
   // sessions reach the host's services unrestricted.

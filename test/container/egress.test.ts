@@ -100,6 +100,7 @@ describe.skipIf(!available)('container backend: egress allow-list', () => {
   const ns = `sp-inet-${tag}`;
   const hostVeth = `sph${tag}`;
   const nsVeth = `spn${tag}`;
+  let bridge = '';
   const octet = 100 + (parseInt(tag.slice(0, 2), 16) % 100);
   const allowedIp = `198.18.${octet}.2`;
   const deniedIp = `198.18.${octet}.3`;
@@ -146,6 +147,9 @@ describe.skipIf(!available)('container backend: egress allow-list', () => {
     const network = { egress: 'EgressEnabled' as const, allow: [`${allowedIp}/32`] };
     await backend.prepare({ poolName: 'ctest-allow', ownerId: owner, containerType: 'PythonLTS', limits: LIMITS, network });
     session = await backend.create(spec(owner, { poolName: 'ctest-allow', network }), { onExit: noExit });
+    bridge = podman('network', 'inspect', 'sandpool-egress-ctest-allow', '--format', '{{.NetworkInterface}}').trim();
+    // The rules were in place before the first session joined (the bridge is brought up first).
+    expect(spawnSync('iptables', ['-S'], { encoding: 'utf8' }).stdout).toContain(`-N SANDPOOL-CT-${bridge}`);
   }, 180_000);
 
   afterAll(async () => {
@@ -154,7 +158,8 @@ describe.skipIf(!available)('container backend: egress allow-list', () => {
     spawnSync('ip', ['link', 'del', hostVeth]);
     spawnSync('ip', ['netns', 'del', ns]);
     expect(containersOf(owner)).toEqual([]);
-    expect(spawnSync('iptables', ['-S'], { encoding: 'utf8' }).stdout).not.toMatch(/SANDPOOL-CT-/);
+    // Only this pool's chain: other suites (and other processes) may hold chains of their own.
+    expect(spawnSync('iptables', ['-S'], { encoding: 'utf8' }).stdout).not.toContain(`-N SANDPOOL-CT-${bridge}`);
   });
 
   const run = async (code: string) =>
