@@ -6,6 +6,7 @@
 
 import { z } from 'zod';
 
+import { PoolExhaustedError } from '../../errors.js';
 import type { SessionPool } from '../../session-pool.js';
 import { type Authenticator, requireRole } from '../auth.js';
 import { sendEmpty, sendJson } from '../http-io.js';
@@ -75,10 +76,11 @@ async function create(ctx: E2bContext, r: E2bRequest, principal: string): Promis
   const sandboxId = newSandboxId();
   // envVars are bound as the session is claimed: the warm path stays warm.
   const env = body.envVars ?? undefined;
-  const session = await pool.acquire(sandboxId, {
-    ...acquireOptions(ctx.state, r.req, r.signal),
-    ...(env === undefined ? {} : { env }),
-  });
+  const session = await pool
+    .acquire(sandboxId, { ...acquireOptions(ctx.state, r.req, r.signal), ...(env === undefined ? {} : { env }) })
+    .catch((error: unknown) => {
+      throw soonerRetry(error, ctx.sandboxes.soonestEndIn(pool.name));
+    });
   const now = Date.now();
   const sandbox: E2bSandbox = {
     sandboxId,
@@ -100,6 +102,21 @@ async function create(ctx: E2bContext, r: E2bRequest, principal: string): Promis
   const live = { sandbox, session, pool };
   await ctx.sandboxes.add(live);
   sendJson(r.res, 201, sandboxAnswer(live));
+}
+
+/**
+ * A full pool says when its soonest session's cooldown ends, but sandboxes end at their own
+ * timeout (the pool's cooldown is pushed past it): the sooner of the two is when to retry.
+ */
+function soonerRetry(error: unknown, sandboxEndsInMs: number | undefined): unknown {
+  if (!(error instanceof PoolExhaustedError) || sandboxEndsInMs === undefined) return error;
+  if (error.retryAfterMs !== undefined && error.retryAfterMs <= sandboxEndsInMs) return error;
+  const ends = `; a sandbox of this pool reaches its timeout in ${Math.ceil(sandboxEndsInMs / 1000)} s`;
+  return new PoolExhaustedError(`${error.message}${ends}`, {
+    ...(error.details === undefined ? {} : { details: error.details }),
+    retryAfterMs: sandboxEndsInMs,
+    cause: error,
+  });
 }
 
 function list(ctx: E2bContext, r: E2bRequest): void {

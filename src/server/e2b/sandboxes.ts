@@ -136,6 +136,16 @@ export class SandboxRegistry {
     this.#arm(live.sandbox);
   }
 
+  /** Milliseconds until the soonest running sandbox of `poolName` reaches its timeout, if any runs. */
+  soonestEndIn(poolName: string): number | undefined {
+    let soonest: number | undefined;
+    for (const [id, sandbox] of this.#sandboxes) {
+      if (sandbox.poolName !== poolName || !this.#timers.has(id)) continue;
+      soonest = Math.min(soonest ?? Number.POSITIVE_INFINITY, sandbox.endAt.getTime());
+    }
+    return soonest === undefined ? undefined : Math.max(0, soonest - Date.now());
+  }
+
   /** A paused sandbox has no deadline until it is resumed. */
   suspend(sandbox: E2bSandbox): void {
     clearTimeout(this.#timers.get(sandbox.sandboxId));
