@@ -50,9 +50,11 @@ export async function startForwarder(pid: number, port: number, socketPath: stri
     await exited;
     clearTimeout(timer);
   };
+  // socat binds the socket, chmods it, then listens: a connect in between is refused. Ready means
+  // listening, read from the kernel's table (a probe connection would reach the session's server).
   for (let i = 0; i < 200; i++) {
     if (child.exitCode !== null) break;
-    if (existsSync(socketPath)) return { socketPath, child, stop };
+    if (child.pid !== undefined && isUnixListening(child.pid, socketPath)) return { socketPath, child, stop };
     await sleep(10);
   }
   await stop();
@@ -77,6 +79,26 @@ export function isListening(pid: number, port: number): boolean {
       // cols[1] = local "ADDR:PORT", cols[3] = state; 0A = LISTEN.
       if (cols[3] === '0A' && cols[1]?.endsWith(`:${hexPort}`)) return true;
     }
+  }
+  return false;
+}
+
+/**
+ * True when a unix socket bound to `path` listens, from /proc/PID/net/unix of a process in the
+ * listener's network namespace (flag __SO_ACCEPTCON, 0x10000, is set by listen()).
+ */
+export function isUnixListening(pid: number, path: string): boolean {
+  let table: string;
+  try {
+    table = readFileSync(`/proc/${pid}/net/unix`, 'utf8');
+  } catch {
+    return false;
+  }
+  for (const line of table.split('\n').slice(1)) {
+    // Num RefCount Protocol Flags Type St Inode Path
+    const cols = line.trim().split(/\s+/);
+    if (cols.length >= 8 && cols.slice(7).join(' ') === path && (Number.parseInt(cols[3] ?? '0', 16) & 0x10000) !== 0)
+      return true;
   }
   return false;
 }

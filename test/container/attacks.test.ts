@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { ContainerBackend } from '../../backends/container/index.js';
 import { SessionPool } from '../../src/index.js';
-import { buildEchoImage, containerEngines, containersOf } from '../container/helpers.js';
+import { buildEchoImage, containerEngines, containerOfSession, containersOf } from '../container/helpers.js';
 import {
   Bystander,
   expectHostHealthy,
@@ -449,12 +449,11 @@ for (const engine of containerEngines()) {
       async () => {
         const session = await pool.acquire(SessionPool.generateIdentifier());
         expect((await session.fetch(new Request('http://session/hello'))).status).toBe(200);
-        const [name] = containersOf(pool.ownerId, engine);
-        expect(name).toBeDefined();
+        const name = containerOfSession(session.info().sessionId, engine);
         // A process exec'd into the container runs under the container's seccomp profile.
         const attempt = (script: string) =>
           engine
-            .cli('exec', name!, 'sh', '-c', `${script} 2>&1; echo "exit=$?"`)
+            .cli('exec', name, 'sh', '-c', `${script} 2>&1; echo "exit=$?"`)
             .split('\n')
             .map((l) => l.trim());
         const unshare = attempt('unshare -rn sh -c "echo inside"');

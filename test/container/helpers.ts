@@ -167,4 +167,17 @@ export function containersOf(ownerId: string, engine: TestEngine = PODMAN): stri
     .filter(Boolean);
 }
 
+/**
+ * The container of one session (its `sandpool.session` label is the session id). Not `containersOf`'s
+ * first name: a pool's refill may be listed first (Docker lists the newest first) and still be starting.
+ */
+export function containerOfSession(sessionId: string, engine: TestEngine = PODMAN): string {
+  const names = engine
+    .cli('ps', '-a', '--filter', `label=sandpool.session=${sessionId}`, '--format', '{{.Names}}')
+    .split('\n')
+    .filter(Boolean);
+  if (names.length !== 1) throw new Error(`expected one container for session ${sessionId}, found ${names.length}`);
+  return names[0] as string;
+}
+
 export const noExit = (): void => {};
