@@ -20,8 +20,6 @@ import socket
 import stat as stat_mod
 import struct
 import tempfile
-import threading
-import time
 
 from files import TEMP_PREFIX, FileOpError, split_path
 from kernel_process import KernelStartError, SessionOpError
@@ -208,85 +206,112 @@ class Fifo:
                 pass
 
 
-def _relay_out(fd, out, done, failure):
-    """Kernel → host: reads the FIFO (opened read-write, so there is no EOF to race with) until the
-    kernel has answered and the pipe is empty."""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    try:
-        while True:
-            poller.poll(10)
+class _FifoToHost:
+    """Kernel → host, served by the waiting request's own thread (Incarnation.read_message): the
+    FIFO is opened read-write, so there is no EOF to race with, and drained once the kernel answered.
+    A host that stops taking the state fails the checkpoint; the FIFO is still drained (and dropped),
+    so the kernel finishes and answers."""
+
+    events = select.POLLIN
+    retry = False
+
+    def __init__(self, fd, out):
+        self.fd, self.out = fd, out
+        self.failure = None
+
+    def step(self):
+        try:
+            block = os.read(self.fd, CHUNK)
+        except BlockingIOError:
+            return False
+        if self.failure is None:
             try:
-                block = os.read(fd, CHUNK)
-            except BlockingIOError:
-                if done.is_set():
-                    return
-                continue
-            out.data(block)
-    except OSError as error:
-        failure.append(error)
+                self.out.data(block)
+            except OSError as error:
+                self.failure = error
+        return True
+
+    def drain(self):
+        while self.step():
+            pass
 
 
 def kernel_checkpoint(kernel, out, timeout_s):
     fifo = Fifo()
     fd = os.open(fifo.path, os.O_RDWR | os.O_NONBLOCK)
-    done, failure = threading.Event(), []
-    relay = threading.Thread(target=_relay_out, args=(fd, out, done, failure), daemon=True, name="checkpoint-relay")
-    relay.start()
+    relay = _FifoToHost(fd, out)
     try:
-        return kernel.session_op({"type": "checkpoint", "path": fifo.path}, timeout_s)
+        result = kernel.session_op({"type": "checkpoint", "path": fifo.path}, timeout_s, relay)
+        relay.drain()  # the kernel wrote everything before it answered
     finally:
-        done.set()
-        relay.join()
         os.close(fd)
         fifo.remove()
-        if failure:
-            raise CheckpointError("relaying the kernel's state failed: %s" % failure[0])
+    if relay.failure is not None:
+        raise CheckpointError("relaying the kernel's state failed: %s" % relay.failure)
+    return result
+
+
+class _HostToFifo:
+    """Host → kernel, served like _FifoToHost: opens the FIFO once the kernel has opened its end
+    (ENXIO until then), writes the part's data as the kernel reads it, and closes it after the last
+    byte, which is the kernel's end of data. A kernel that stops reading ends the writing."""
+
+    events = select.POLLOUT
+
+    def __init__(self, path, chunks):
+        self.path = path
+        self.chunks = iter(chunks)
+        self.fd = None
+        self.retry = True  # until the FIFO is open
+        self.view = memoryview(b"")
+        self.failure = None  # the host's stream broke: the kernel gets a short part, and says so
+
+    def step(self):
+        if self.fd is None:
+            try:
+                self.fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                return  # the kernel has not opened it yet
+            self.retry = False
+        try:
+            while True:
+                if not self.view:
+                    try:
+                        chunk = next(self.chunks, None)
+                    except (CheckpointError, OSError) as error:
+                        self.failure, chunk = error, None
+                    if chunk is None:
+                        self.close()
+                        return
+                    self.view = memoryview(chunk)
+                self.view = self.view[os.write(self.fd, self.view) :]
+        except BlockingIOError:
+            return
+        except OSError:  # EPIPE: the kernel stopped reading; its answer says why
+            self.close()
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        self.retry = False
 
 
 def kernel_restore(kernel, chunks, fork, timeout_s):
-    """Host → kernel: the kernel reads the FIFO while this thread writes the part's data into it."""
     fifo = Fifo()
-    answer, failure = [], []
-
-    def ask():
-        try:
-            answer.append(kernel.session_op({"type": "restore", "path": fifo.path, "fork": fork}, timeout_s))
-        except (SessionOpError, KernelStartError) as error:
-            failure.append(error)
-
-    asker = threading.Thread(target=ask, daemon=True, name="restore-kernel")
-    asker.start()
-    deadline = time.monotonic() + timeout_s
-    fd = None
+    writer = _HostToFifo(fifo.path, chunks)
     try:
-        while fd is None:
-            try:
-                fd = os.open(fifo.path, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO until the kernel opened it
-            except OSError:
-                if failure or not asker.is_alive() or time.monotonic() > deadline:
-                    break
-                time.sleep(0.001)
-        if fd is not None:
-            os.set_blocking(fd, True)
-            for chunk in chunks:
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view) :]
-    except BrokenPipeError:
-        pass  # the kernel stopped reading: its answer says why
+        try:
+            return kernel.session_op({"type": "restore", "path": fifo.path, "fork": fork}, timeout_s, writer)
+        except SessionOpError:
+            if writer.failure is not None:
+                raise CheckpointError("restoring the checkpoint failed: %s" % writer.failure) from writer.failure
+            raise
     finally:
+        writer.close()
         for _ in chunks:
             pass  # a failed kernel must not leave the rest of its part in the stream
-        if fd is not None:
-            os.close(fd)
-        asker.join(max(0.0, deadline - time.monotonic()) + 5)
         fifo.remove()
-    if failure:
-        raise failure[0]
-    if not answer:
-        raise CheckpointError("the kernel did not load its state in time")
-    return answer[0]
 
 
 # ---- the two operations ----

@@ -68,9 +68,11 @@ class ImageBudget:
 
 
 class Executor:
-    def __init__(self, config, log):
+    def __init__(self, config, log, pump, workers):
         self.config = config
         self.log = log
+        self.pump = pump  # PipePump: kernels' and shell commands' pipes
+        self.workers = workers  # Workers: kernel restarts off the execution's thread
         base = dict(os.environ)
         base.pop("MPLBACKEND", None)
         # Replaced, never mutated: kernel starts and shells read it from other threads.
@@ -102,7 +104,8 @@ class Executor:
                     def runner(cin, cout):
                         forker(cin, cout, data_dir, preload)
 
-                kernel = Kernel("Python", argv, self.config.data_dir, lambda: self.env, self.log, fork_runner=runner)
+                kernel = Kernel("Python", argv, self.config.data_dir, lambda: self.env, self.log, self.pump, self.workers.submit,
+                                fork_runner=runner)
                 self.kernels["python"] = kernel
             return kernel
 
@@ -118,7 +121,8 @@ class Executor:
                     return [self.node, "--expose-internals", script, "--control-in", str(cin), "--control-out", str(cout),
                             "--data-dir", self.config.data_dir]
 
-                kernel = Kernel("JavaScript", argv, self.config.data_dir, lambda: self.env, self.log, start_timeout_s=60.0)
+                kernel = Kernel("JavaScript", argv, self.config.data_dir, lambda: self.env, self.log, self.pump,
+                                self.workers.submit, start_timeout_s=60.0)
                 self.kernels["javascript"] = kernel
             return kernel
 
@@ -223,7 +227,7 @@ class Executor:
         try:
             exit_code, out, err, timed_out, note = run_shell(
                 request["code"], request["argv"], request["stdin"], request["timeoutMs"] / 1000.0,
-                request["outputMaxBytes"], cancel, self.config.data_dir, env, live.text,
+                request["outputMaxBytes"], cancel, self.config.data_dir, env, self.pump, live.text,
             )
         finally:
             self.running -= 1

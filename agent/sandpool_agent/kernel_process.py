@@ -3,99 +3,23 @@ start with readiness handshake, captured output, time limit with SIGINT then kil
 detection, restart. The agent keeps one `Kernel` per language; executions on it run one at a time.
 """
 
-import collections
-import json
 import os
 import secrets
-import select
 import signal
 import subprocess
 import threading
 import time
 
-from output_capture import ExecutionSink, PipeReader
+from forked_child import fork_child
+from incarnation import TIMEOUT, Incarnation, kill_group
+from output_capture import ExecutionSink
 
-# A legitimate answer holds at most 24 MiB of images and a 1 MiB result (escaped up to 6x).
-MAX_CONTROL_LINE = 40 << 20
 MARKER_WAIT_S = 1.0
 START_STDERR_CAP = 16384
-TIMEOUT = object()
 
 
 class KernelStartError(Exception):
     pass
-
-
-class ForkedProcess:
-    """A kernel forked from this (zygote-born) agent instead of exec'd: the little of
-    `subprocess.Popen` that Kernel uses, over os.waitpid."""
-
-    def __init__(self, pid):
-        self.pid = pid
-        self.returncode = None
-
-    def poll(self):
-        if self.returncode is None:
-            try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:
-                self.returncode = -signal.SIGKILL
-                return self.returncode
-            if pid == self.pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-    def wait(self, timeout=None):
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise subprocess.TimeoutExpired("kernel", timeout)
-            time.sleep(0.005)
-        return self.returncode
-
-    def kill(self):
-        if self.returncode is None:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
-def fork_child(run, keep_fds, stdout_fd, stderr_fd, cwd, env):
-    """Fork a child that runs `run()` with `keep_fds`, fds 1 and 2 on the given pipes, stdin on
-    /dev/null, its own session (a kill of its group takes what it spawned), and nothing else open.
-    Only from a single-threaded process (a forked child has just the forking thread)."""
-    pid = os.fork()
-    if pid != 0:
-        return ForkedProcess(pid)
-    code = 1
-    try:
-        os.setsid()
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(stdout_fd, 1)
-        os.dup2(stderr_fd, 2)
-        keep = set(keep_fds) | {0, 1, 2}
-        for name in os.listdir("/proc/self/fd"):
-            fd = int(name)
-            if fd not in keep:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        os.chdir(cwd)
-        os.environ.clear()
-        os.environ.update(env)
-        run()
-        code = 0
-    except SystemExit as error:
-        code = error.code if isinstance(error.code, int) else 1
-    except BaseException:  # noqa: BLE001 - the child must never return into the parent's code
-        import traceback
-
-        traceback.print_exc()
-    finally:
-        os._exit(code)
 
 
 class SessionOpError(Exception):
@@ -125,110 +49,12 @@ def describe_exit(code):
     return "exited with code %d" % code
 
 
-class Incarnation:
-    """One process of a kernel: its control channel and output readers. The control channel is read
-    by the waiting execution itself (no thread in between: one scheduling hop less per execution)."""
-
-    def __init__(self, proc, ctl_w, ctl_r, out_r, err_r, owner):
-        self.proc = proc
-        self.ctl_w = ctl_w
-        self.ctl_r = ctl_r
-        self.buf = bytearray()
-        self.pending = collections.deque()
-        self.eof = False
-        self.poller = select.poll()
-        self.poller.register(ctl_r, select.POLLIN)
-        self.sink = None
-        self.env_version = 0  # session environment version this process has (0: the one it started with)
-        self.readers = [PipeReader(out_r, "stdout", self), PipeReader(err_r, "stderr", self)]
-        for reader in self.readers:
-            reader.start()
-
-    def current_sink(self):
-        return self.sink
-
-    def read_message(self, timeout):
-        """The next control message; None once the channel ended; TIMEOUT if none came in time."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.pending:
-                return self.pending.popleft()
-            if self.eof:
-                return None
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return TIMEOUT
-            if not self.poller.poll(max(1, int(remaining * 1000))):
-                continue
-            try:
-                chunk = os.read(self.ctl_r, 1 << 20)
-            except InterruptedError:
-                continue
-            except OSError:
-                chunk = b""
-            if not chunk:
-                self._close_control()
-                continue
-            self.buf += chunk
-            while True:
-                nl = self.buf.find(b"\n")
-                if nl < 0:
-                    break
-                line = bytes(self.buf[:nl])
-                del self.buf[: nl + 1]
-                try:
-                    message = json.loads(line)
-                except ValueError:
-                    message = None
-                self.pending.append(message if isinstance(message, dict) else {"type": "garbage"})
-            if len(self.buf) > MAX_CONTROL_LINE:
-                self._close_control()  # this much without a newline: a broken kernel, treat as dead
-
-    def _close_control(self):
-        if not self.eof:
-            self.eof = True
-            self.buf = bytearray()
-            try:
-                self.poller.unregister(self.ctl_r)
-            except (KeyError, ValueError):
-                pass
-            os.close(self.ctl_r)
-
-    def send(self, message):
-        data = memoryview((json.dumps(message) + "\n").encode("utf-8", "surrogatepass"))
-        while data:
-            data = data[os.write(self.ctl_w, data) :]
-
-    def kill(self):
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # the kernel and whatever session code spawned
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.kill()
-        except OSError:
-            pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.close(self.ctl_w)
-        except OSError:
-            pass
-        self._close_control()
-
-    def exit_code(self, wait_s):
-        try:
-            return self.proc.wait(timeout=wait_s)
-        except subprocess.TimeoutExpired:
-            return None
-
-
 class Kernel:
-    def __init__(self, label, argv_builder, cwd, env, log, start_timeout_s=180.0, fork_runner=None):
+    def __init__(self, label, argv_builder, cwd, env, log, pump, background, start_timeout_s=180.0, fork_runner=None):
         self.label = label  # "Python" / "JavaScript"
         self.argv_builder = argv_builder
+        self.pump = pump  # the agent's PipePump: reads every incarnation's stdout and stderr
+        self.background = background  # Workers.submit: runs a restart off the execution's thread
         # Zygote-born agents fork their first kernel from themselves (everything is imported
         # already): fork_runner(ctl_in, ctl_out) runs the kernel in the child. Once only: a
         # restart happens in a threaded agent, where only exec is safe.
@@ -277,7 +103,14 @@ class Kernel:
         for fd in (c2k_r, k2c_w, out_w, err_w):
             os.close(fd)
         prefer_for_oom_kill(proc.pid)
-        inc = Incarnation(proc, c2k_w, k2c_r, out_r, err_r, self)
+        try:
+            self.pump.start()  # the first kernel's start starts it (after the fork: see fork_runner)
+        except RuntimeError as error:
+            kill_group(proc)
+            for fd in (c2k_w, k2c_r, out_r, err_r):
+                os.close(fd)
+            raise KernelStartError("cannot start the %s kernel: %s" % (self.label, error)) from error
+        inc = Incarnation(proc, c2k_w, k2c_r, out_r, err_r, self.pump)
         # Keep the start-up stderr for the error message (its marker never comes).
         startup = ExecutionSink(b"\x00" + secrets.token_hex(16).encode(), START_STDERR_CAP)
         inc.sink = startup
@@ -313,18 +146,19 @@ class Kernel:
             return note
 
     def restart_in_background(self):
-        def run():
-            try:
-                self.ensure_started()
-            except KernelStartError as error:
-                self.log("kernel restart failed: %s" % error)
+        self.background(self._restart)
 
-        threading.Thread(target=run, daemon=True, name="kernel-restart").start()
+    def _restart(self):
+        try:
+            self.ensure_started()
+        except KernelStartError as error:
+            self.log("kernel restart failed: %s" % error)
 
-    def session_op(self, message, timeout_s):
+    def session_op(self, message, timeout_s, side=None):
         """Send a checkpoint/restore/reseed request (session_state.py) to the running kernel and
         return its report. The caller holds `lock`. A kernel that does not answer in time is killed
-        and restarted: its state is suspect. Raises SessionOpError."""
+        and restarted: its state is suspect. Raises SessionOpError. `side` is served while waiting
+        (see Incarnation.read_message)."""
         inc = self.current
         if inc is None or inc.proc.poll() is not None:
             raise SessionOpError("the %s kernel is not running" % self.label)
@@ -335,7 +169,7 @@ class Kernel:
         deadline = time.monotonic() + timeout_s
         while True:
             remaining = deadline - time.monotonic()
-            answer = inc.read_message(remaining) if remaining > 0 else TIMEOUT
+            answer = inc.read_message(remaining, side) if remaining > 0 else TIMEOUT
             if answer is TIMEOUT or answer is None:
                 inc.kill()
                 self.current = None

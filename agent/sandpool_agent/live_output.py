@@ -1,9 +1,14 @@
 """Sends one execution's output to the host while the code runs (`output` and `display` frames).
 
-Output arrives from two reader threads (stdout, stderr) in pieces as small as one `print`. Sending a
-frame per piece would flood the host with tiny frames, so pieces are queued and a sender thread
-sends what has gathered, at most one burst every COALESCE_S: a quiet stream is delivered within a
-few milliseconds, a flood in large frames. Order across streams is the order pieces arrived here.
+Output arrives from the pipe pump (kernels, shell commands) in pieces as small as one `print`.
+Sending a frame per piece would flood the host with tiny frames, so pieces are queued and the
+agent's one relay thread sends what has gathered, at most one burst every COALESCE_S: a quiet
+stream is delivered within a few milliseconds, a flood in large frames. Order across streams is
+the order pieces arrived here.
+
+The relay is started with the agent, before the session's code runs, and serves every execution:
+code that forks until the process limit (which the agent shares) cannot keep its output, or its
+result, from being sent (see workers.py).
 """
 
 import threading
@@ -13,19 +18,62 @@ OUTPUT_FRAME_CHARS = 65536  # ≤ 256 KiB of UTF-8 per output frame
 COALESCE_S = 0.005
 
 
+class OutputRelay:
+    """The thread that sends every LiveOutput's queued pieces."""
+
+    def __init__(self, log):
+        self.log = log
+        self.cond = threading.Condition()
+        self.due = []  # LiveOutputs with queued pieces, in the order they got their first one
+        self.thread = None
+
+    def start(self):
+        """Raises RuntimeError when the thread cannot be started."""
+        with self.cond:
+            if self.thread is None:
+                thread = threading.Thread(target=self._run, daemon=True, name="output-relay")
+                thread.start()
+                self.thread = thread
+
+    def schedule(self, live):
+        with self.cond:
+            if not live.scheduled:
+                live.scheduled = True
+                self.due.append(live)
+                self.cond.notify()
+
+    def _run(self):
+        while True:
+            with self.cond:
+                while not self.due:
+                    self.cond.wait()
+            time.sleep(COALESCE_S)  # let a burst gather into one frame
+            with self.cond:
+                due, self.due = self.due, []
+                for live in due:
+                    live.scheduled = False
+            for live in due:
+                try:
+                    live.flush()
+                except Exception as error:  # noqa: BLE001 - one execution's output must not stop the others'
+                    self.log("output relay: %r" % error)
+
+
 class LiveOutput:
-    def __init__(self, send):
+    def __init__(self, send, relay):
         """`send(frame_fields)` writes one frame (the caller adds type and id)."""
         self.send = send
-        self.cond = threading.Condition()
+        self.relay = relay
+        self.lock = threading.Lock()  # guards pending and closed
+        self.sending = threading.Lock()  # one flush at a time, so frames keep their order
         self.pending = []  # [kind, payload]; adjacent text of one stream is merged
         self.closed = False
-        self.thread = None
+        self.scheduled = False  # guarded by the relay's lock
 
     def text(self, stream, text):
         if not text:
             return
-        with self.cond:
+        with self.lock:
             if self.closed:
                 return
             last = self.pending[-1] if self.pending else None
@@ -33,32 +81,19 @@ class LiveOutput:
                 last[1].append(text)
             else:
                 self.pending.append([stream, [text]])
-            self._wake()
+        self.relay.schedule(self)
 
     def display(self, image):
-        with self.cond:
+        with self.lock:
             if self.closed:
                 return
             self.pending.append(["display", image])
-            self._wake()
+        self.relay.schedule(self)
 
-    def _wake(self):
-        if self.thread is None:
-            self.thread = threading.Thread(target=self._run, daemon=True, name="live-output")
-            self.thread.start()
-        self.cond.notify()
-
-    def _run(self):
-        while True:
-            with self.cond:
-                while not self.pending and not self.closed:
-                    self.cond.wait()
-                if not self.pending:
-                    return
-                hurry = self.closed
-            if not hurry:
-                time.sleep(COALESCE_S)  # let a burst gather into one frame
-            with self.cond:
+    def flush(self):
+        """Send what is queued (on the relay thread, or the caller's at close)."""
+        with self.sending:
+            with self.lock:
                 batch, self.pending = self.pending, []
             for kind, payload in batch:
                 self._send(kind, payload)
@@ -73,13 +108,6 @@ class LiveOutput:
 
     def close(self):
         """Send everything still queued and stop; later pieces are dropped. Returns after the last frame."""
-        with self.cond:
+        with self.lock:
             self.closed = True
-            thread = self.thread
-            self.cond.notify()
-        if thread is not None:
-            thread.join()
-        with self.cond:
-            batch, self.pending = self.pending, []
-        for kind, payload in batch:
-            self._send(kind, payload)
+        self.flush()

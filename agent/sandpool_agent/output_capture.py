@@ -1,7 +1,7 @@
 """Capture of a kernel's stdout/stderr pipes, capped at the source.
 
-The kernel's file descriptors 1 and 2 are pipes read by one thread each for the kernel's whole
-life, so output from C extensions and child processes is captured too. Bytes are attributed to
+The kernel's file descriptors 1 and 2 are pipes the agent's pipe pump (pipe_pump.py) drains for
+the kernel's whole life, so output from C extensions and child processes is captured too. Bytes are attributed to
 the running execution (the "sink"), decoded and handed on as it arrives (the agent streams it to
 the host), and kept only up to its cap; the rest is counted and dropped, so session output never
 grows the agent's memory. The kernel ends each execution by writing a
@@ -9,12 +9,8 @@ per-execution marker to both pipes; seeing it tells us every byte of that execut
 """
 
 import codecs
-import os
 import threading
 import time
-
-READ_SIZE = 65536
-
 
 class StreamSink:
     """Bytes of one stream of one execution, capped, decoded as they arrive. Each decoded piece is
@@ -105,34 +101,15 @@ def _marker_prefix_at_end(data, marker):
     return 0
 
 
-class PipeReader(threading.Thread):
-    """Drains one pipe forever; hands bytes to the current sink or drops them between executions."""
+class PipeReader:
+    """Attributes one kernel pipe's bytes (fed by the pipe pump) to the current sink, or drops them
+    between executions."""
 
-    def __init__(self, fd, stream, owner):
-        super().__init__(daemon=True, name="capture-%s" % stream)
-        self.fd = fd
+    def __init__(self, stream, owner):
         self.stream = stream
         self.owner = owner  # has .current_sink() -> ExecutionSink | None
         self.pending = b""
         self.pending_sink = None
-
-    def run(self):
-        try:
-            while True:
-                try:
-                    chunk = os.read(self.fd, READ_SIZE)
-                except InterruptedError:
-                    continue
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                self.feed(chunk)
-        finally:
-            try:
-                os.close(self.fd)
-            except OSError:
-                pass
 
     def feed(self, chunk):
         sink = self.owner.current_sink()

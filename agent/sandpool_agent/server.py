@@ -1,6 +1,10 @@
 """The agent: answers host frames on a connection. The reader thread handles cheap requests inline
 (ping, file metadata, upload chunks, so uploads follow the stream's backpressure) and hands
-executions, downloads and info to threads, so a ping is answered while code runs."""
+executions, downloads and info to worker threads, so a ping is answered while code runs.
+
+Every thread the agent needs to answer is started before the session's code runs (workers.py,
+pipe_pump.py, live_output.py): the agent shares the session's process limit, and code that forks
+until it is spent must not leave a request unanswered."""
 
 import base64
 import collections
@@ -15,7 +19,8 @@ import checkpoint
 from execution import Executor
 from files import DataDir, FileOpError
 from kernel_process import SessionOpError
-from live_output import LiveOutput
+from live_output import LiveOutput, OutputRelay
+from pipe_pump import PipePump
 from transport import TOO_LARGE
 from validate import (
     BadRequest,
@@ -28,19 +33,22 @@ from validate import (
     request_id,
     socket_field,
 )
+from workers import Workers
 
 AGENT_VERSION = "1.0.0"
 PROTOCOL = 1
 DOWNLOAD_CHUNK = 256 << 10
 MAX_PACKAGES = 2000
-MAX_TRANSFERS = 64  # per connection and direction: each holds file descriptors (and a thread)
+MAX_TRANSFERS = 64  # per connection and direction: each holds file descriptors (and a worker)
+# Idle worker threads kept for requests: enough to run an execution, interrupt nothing (cancel is
+# inline), and serve a download or info beside it when no new thread can be started.
+SPARE_WORKERS = 2
 
 
-class Download(threading.Thread):
+class Download:
     """Streams one file to the host, at most `credits` chunks ahead of what the host consumed."""
 
     def __init__(self, conn, rid, fd, window, done):
-        super().__init__(daemon=True, name="download")
         self.conn, self.rid, self.fd, self.done = conn, rid, fd, done
         self.credits = window
         self.cond = threading.Condition()
@@ -102,7 +110,10 @@ class Agent:
         self.started = time.monotonic()
         self.data = DataDir(config.data_dir)
         config.data_dir = self.data.root
-        self.executor = Executor(config, log)
+        self.pump = PipePump(log)
+        self.relay = OutputRelay(log)
+        self.workers = Workers(SPARE_WORKERS, log)
+        self.executor = Executor(config, log, self.pump, self.workers)
         self.ready = None
         self.node_version = None
         self.packages = None
@@ -115,7 +126,10 @@ class Agent:
         if self.node_version is None:
             node_thread = threading.Thread(target=self._detect_node, daemon=True)
             node_thread.start()
-        kernel_ready = self.executor.python_kernel().start()
+        kernel_ready = self.executor.python_kernel().start()  # starts the pipe pump, after a zygote fork
+        # The agent's own threads, before any session code: they are what answers once it forks.
+        self.relay.start()
+        self.workers.start()
         if node_thread is not None:
             node_thread.join(10)
         self.ready = {
@@ -192,7 +206,7 @@ class Agent:
         state.conn.send({"type": "pong", "id": rid, "busy": self.executor.running > 0, "uptimeMs": uptime})
 
     def op_info(self, state, rid, frame):
-        threading.Thread(target=self._send_info, args=(state.conn, rid), daemon=True).start()
+        self.workers.submit(self._send_info, state.conn, rid)
 
     def _send_info(self, conn, rid):
         if self.packages is None:
@@ -220,11 +234,11 @@ class Agent:
             raise BadRequest("JavaScript is not available in this session: Node.js is not installed", "UNSUPPORTED")
         cancel = threading.Event()
         state.cancels[rid] = cancel
-        threading.Thread(target=self._execute, args=(state, rid, request, cancel), daemon=True, name="execute").start()
+        self.workers.submit(self._execute, state, rid, request, cancel)
 
     def _execute(self, state, rid, request, cancel):
         conn = state.conn
-        live = LiveOutput(lambda fields: conn.send(dict(fields, id=rid)))
+        live = LiveOutput(lambda fields: conn.send(dict(fields, id=rid)), self.relay)
         try:
             outcome = self.executor.run(request, cancel, live, lambda: conn.send({"type": "started", "id": rid}))
         except BadRequest as error:
@@ -255,7 +269,7 @@ class Agent:
         language = frame.get("language")
         if language not in ("python", "javascript"):
             raise BadRequest("language must be python or javascript")
-        threading.Thread(target=self._restart_kernel, args=(state.conn, rid, language), daemon=True).start()
+        self.workers.submit(self._restart_kernel, state.conn, rid, language)
 
     def _restart_kernel(self, conn, rid, language):
         try:
@@ -294,7 +308,7 @@ class Agent:
                 return
             conn.send({"type": "result", "id": rid, what: report})
 
-        threading.Thread(target=run, daemon=True, name=what).start()
+        self.workers.submit(run)
 
     def op_stat(self, state, rid, frame):
         state.conn.send({"type": "result", "id": rid, "file": self.data.stat(path_field(frame))})
@@ -353,7 +367,7 @@ class Agent:
         state.conn.send({"type": "file", "id": rid, "file": info})
         download = Download(state.conn, rid, fd, window, lambda r: state.downloads.pop(r, None))
         state.downloads[rid] = download
-        download.start()
+        self.workers.submit(download.run)
 
     def op_download_credit(self, state, rid, frame):
         download = state.downloads.get(rid)

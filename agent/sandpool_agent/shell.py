@@ -14,34 +14,6 @@ TERM_GRACE_S = 0.5
 DRAIN_WAIT_S = 0.5
 
 
-def _drain(pipe, sink):
-    try:
-        while True:
-            chunk = pipe.read1(65536) if hasattr(pipe, "read1") else pipe.read(65536)
-            if not chunk:
-                break
-            sink.add(chunk)
-    except (OSError, ValueError):
-        pass
-    finally:
-        try:
-            pipe.close()
-        except OSError:
-            pass
-
-
-def _feed(pipe, data):
-    try:
-        pipe.write(data)
-    except (BrokenPipeError, OSError, ValueError):
-        pass  # the program did not read all of its input; that is its business
-    finally:
-        try:
-            pipe.close()
-        except OSError:
-            pass
-
-
 def _kill_group(pid, sig):
     try:
         os.killpg(pid, sig)
@@ -49,47 +21,54 @@ def _kill_group(pid, sig):
         pass
 
 
-def run_shell(code, argv, stdin, timeout_s, cap, cancel, cwd, env, on_text=None):
+def run_shell(code, argv, stdin, timeout_s, cap, cancel, cwd, env, pump, on_text=None):
     """Returns (exit_code, stdout_sink, stderr_sink, timed_out, note); both sinks are finished.
-    `on_text(stream, text)` receives the output as it arrives."""
+    `on_text(stream, text)` receives the output as it arrives. The pipes go to `pump` (a
+    PipePump): a command needs no thread of its own, only its process."""
     out, err = StreamSink("stdout", cap, on_text), StreamSink("stderr", cap, on_text)
     try:
-        return _run(code, argv, stdin, timeout_s, cancel, cwd, env, out, err)
+        return _run(code, argv, stdin, timeout_s, cancel, cwd, env, pump, out, err)
     finally:
         out.finish()
         err.finish()
 
 
-def _run(code, argv, stdin, timeout_s, cancel, cwd, env, out, err):
-    command = list(argv) if argv else ["/bin/sh", "-c", code]
-    try:
-        proc = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=cwd,
-            env=env,
-            start_new_session=True,
-        )
-    except FileNotFoundError:
+def _spawn_error(command, error, err):
+    if isinstance(error, FileNotFoundError):
         err.add(("%s: command not found\n" % command[0]).encode("utf-8", "replace"))
-        return 127, out, err, False, ""
-    except PermissionError:
+        return 127
+    if isinstance(error, PermissionError):
         err.add(("%s: permission denied\n" % command[0]).encode("utf-8", "replace"))
-        return 126, out, err, False, ""
-    except OSError as error:
-        err.add(("%s: %s\n" % (command[0], error)).encode("utf-8", "replace"))
-        return 126, out, err, False, ""
+        return 126
+    err.add(("%s: %s\n" % (command[0], error)).encode("utf-8", "replace"))  # EAGAIN: no pid left
+    return 126
+
+
+def _run(code, argv, stdin, timeout_s, cancel, cwd, env, pump, out, err):
+    command = list(argv) if argv else ["/bin/sh", "-c", code]
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    in_r, in_w = os.pipe() if stdin is not None else (subprocess.DEVNULL, None)
+    ours, theirs = [out_r, err_r, in_w], [out_w, err_w, in_r]
+    try:
+        pump.start()
+        proc = subprocess.Popen(
+            command, stdin=in_r, stdout=out_w, stderr=err_w, cwd=cwd, env=env, start_new_session=True
+        )
+    except (OSError, RuntimeError) as error:
+        for fd in ours + theirs:
+            if isinstance(fd, int) and fd >= 0:
+                os.close(fd)
+        return _spawn_error(command, error, err), out, err, False, ""
+    for fd in theirs:
+        if isinstance(fd, int) and fd >= 0:
+            os.close(fd)
     prefer_for_oom_kill(proc.pid)
-    readers = [
-        threading.Thread(target=_drain, args=(proc.stdout, out), daemon=True),
-        threading.Thread(target=_drain, args=(proc.stderr, err), daemon=True),
-    ]
-    if stdin is not None:
-        readers.append(threading.Thread(target=_feed, args=(proc.stdin, stdin.encode("utf-8")), daemon=True))
-    for thread in readers:
-        thread.start()
+    drained = [threading.Event(), threading.Event()]
+    pump.read(out_r, out.add, drained[0].set)
+    pump.read(err_r, err.add, drained[1].set)
+    if in_w is not None:
+        pump.write(in_w, stdin.encode("utf-8"))
     deadline = time.monotonic() + timeout_s
     timed_out = cancelled = False
     while True:
@@ -109,9 +88,11 @@ def _run(code, argv, stdin, timeout_s, cancel, cwd, env, out, err):
             break
     if timed_out or cancelled:
         _kill_group(proc.pid, signal.SIGKILL)  # background children of a killed command go too
-    # Background children may keep the pipes open; wait briefly, then report what we have.
-    for thread in readers[:2]:
-        thread.join(DRAIN_WAIT_S)
+    # Background children may keep the pipes open; wait briefly, then report what we have (the
+    # pump keeps draining those pipes, dropping what comes, until the children close them).
+    drain_until = time.monotonic() + DRAIN_WAIT_S
+    for event in drained:
+        event.wait(max(0.0, drain_until - time.monotonic()))
     code_ = proc.returncode
     exit_code = 128 - code_ if code_ < 0 else code_
     note = ""

@@ -5,7 +5,7 @@
  */
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -49,6 +49,26 @@ export interface StartOptions {
   readonly client?: AgentClientOptions;
   /** Command prefix, e.g. `unshare` to run the agent as PID 1 of a new namespace. */
   readonly wrapper?: readonly string[];
+  /**
+   * Run the agent as `uid` (unused by anything else: its processes are killed at close) under
+   * RLIMIT_NPROC `nproc`, which counts every thread and process of the uid, like a container's pids
+   * cgroup or the VM guest's limit (backends/vm/guest-setup.ts). Needs root.
+   */
+  readonly processLimit?: { readonly uid: number; readonly nproc: number };
+}
+
+/** Pids of every process of `uid`, from /proc. */
+export function processesOf(uid: number): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (statSync(`/proc/${entry}`).uid === uid) found.push(Number(entry));
+    } catch {
+      // gone
+    }
+  }
+  return found;
 }
 
 async function connectUnix(socketPath: string, child: ChildProcess): Promise<Socket> {
@@ -83,7 +103,22 @@ export async function startAgent(options: StartOptions = {}): Promise<AgentHarne
     preload: options.preload ?? [],
     interruptGraceMs: options.interruptGraceMs ?? 1000,
   });
-  const command = [...(options.wrapper ?? []), ...argv];
+  const limit = options.processLimit;
+  if (limit !== undefined) chownSync(root, limit.uid, limit.uid);
+  const dropTo =
+    limit === undefined
+      ? []
+      : [
+          'setpriv',
+          `--reuid=${limit.uid}`,
+          `--regid=${limit.uid}`,
+          '--clear-groups',
+          '--',
+          'prlimit',
+          `--nproc=${limit.nproc}:${limit.nproc}`,
+          '--',
+        ];
+  const command = [...(options.wrapper ?? []), ...dropTo, ...argv];
   const child = spawn(command[0] as string, command.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {
@@ -137,6 +172,21 @@ export async function startAgent(options: StartOptions = {}): Promise<AgentHarne
           process.kill(-pid, 'SIGKILL');
         } catch {
           // already gone
+        }
+      }
+      // Under a uid of its own, what session code left behind (even in new sessions) goes too, and
+      // is reaped (by init) before close resolves.
+      if (limit !== undefined) {
+        for (const pid of processesOf(limit.uid)) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // already gone
+          }
+        }
+        for (let waited = 0; processesOf(limit.uid).length > 0; waited += 50) {
+          if (waited > 10_000) throw new Error(`processes of uid ${limit.uid} survived: ${processesOf(limit.uid).join(' ')}`);
+          await new Promise((r) => setTimeout(r, 50));
         }
       }
       rmSync(root, { recursive: true, force: true });

@@ -56,6 +56,10 @@ describe.skipIf(!available)('container sessions from the zygote', () => {
     if (backend === zygote) expect(pid1).toBe('/run/sandpool-init -P');
     else expect(pid1.startsWith('/run/podman-init -- /opt/sandpool/entrypoint.sh '), pid1).toBe(true);
     if (backend === zygote) expect(zygote.zygoteDisabledReason).toBeUndefined();
+    // The agent forked its first kernel from itself (so the kernel's command line is the zygote's),
+    // which it does only while it has a single thread: its own threads start after that fork.
+    const kernel = await run(backend, session, "open('/proc/self/cmdline').read()");
+    expect(kernel).toMatch(backend === zygote ? /sandpool_agent\/zygote\.py/ : /sandpool_agent\/python_kernel\.py/);
     return session;
   }
 
