@@ -82,12 +82,7 @@ class PipePump:
                 pipe = self.pipes.get(fd)
                 if pipe is None:
                     continue
-                try:
-                    done = self._serve(pipe, events)
-                except Exception as error:  # noqa: BLE001 - the pump serves every pipe; one must not stop it
-                    self.log("pipe pump: %r" % error)
-                    done = True
-                if done:
+                if self._serve(pipe, events):
                     self._close(poller, pipe)
 
     def _take_added(self, poller):
@@ -102,8 +97,7 @@ class PipePump:
             self.pipes[pipe.fd] = pipe
             poller.register(pipe.fd, _READ_EVENTS if isinstance(pipe, _Reader) else _WRITE_EVENTS)
 
-    @staticmethod
-    def _serve(pipe, events):
+    def _serve(self, pipe, events):
         """Move one chunk; True when the pipe is finished."""
         if events & select.POLLNVAL:
             return True
@@ -123,7 +117,10 @@ class PipePump:
             chunk = b""
         if not chunk:
             return True
-        pipe.on_data(chunk)
+        try:
+            pipe.on_data(chunk)
+        except Exception as error:  # noqa: BLE001 - a bug there must not stop the pump, nor close a kernel's stdout
+            self.log("pipe pump: %r" % error)
         return False
 
     def _close(self, poller, pipe):
