@@ -52,7 +52,13 @@ describe.skipIf(!root || forwarderAvailable() !== undefined)('container port for
         const check = () => (lines.length > 0 ? resolve(lines.shift() as string) : setTimeout(check, 5));
         check();
       });
-    child.stdout.on('data', (chunk: Buffer) => lines.push(...chunk.toString().trim().split('\n')));
+    // Whole lines only: a chunk may end mid-line or hold nothing but a newline.
+    let partial = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      const parts = (partial + chunk.toString()).split('\n');
+      partial = parts.pop() ?? '';
+      lines.push(...parts.filter((line) => line.length > 0));
+    });
     try {
       expect(await next()).toBe('bound');
       expect(isUnixListening(child.pid as number, path)).toBe(false);
