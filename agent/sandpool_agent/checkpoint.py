@@ -13,6 +13,7 @@ Parts: `files` holds /mnt/data (entries: 4-byte header length, JSON header, then
 module relays. Restore feeds the parts back the same way, files first, into a fresh session.
 """
 
+import fcntl
 import json
 import os
 import select
@@ -192,6 +193,18 @@ def load_files(data_dir, stream):
 # ---- kernel parts, relayed through a FIFO ----
 
 
+# A FIFO holds 64 KiB by default: a 100 MB state would cost the kernel and the relay thousands of
+# wake-ups each. 1 MiB is the kernel's default ceiling for an unprivileged process.
+PIPE_SIZE = 1 << 20
+
+
+def widen_pipe(fd):
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    except (OSError, AttributeError):
+        pass  # a lower pipe-max-size: the default size only costs speed
+
+
 class Fifo:
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="sandpool-ckpt-")
@@ -239,6 +252,7 @@ class _FifoToHost:
 def kernel_checkpoint(kernel, out, timeout_s):
     fifo = Fifo()
     fd = os.open(fifo.path, os.O_RDWR | os.O_NONBLOCK)
+    widen_pipe(fd)
     relay = _FifoToHost(fd, out)
     try:
         result = kernel.session_op({"type": "checkpoint", "path": fifo.path}, timeout_s, relay)
@@ -272,6 +286,7 @@ class _HostToFifo:
                 self.fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
             except OSError:
                 return  # the kernel has not opened it yet
+            widen_pipe(self.fd)
             self.retry = False
         try:
             while True:

@@ -57,6 +57,9 @@ async function listenOnce(socket: StateSocket): Promise<{ server: Server; connec
   return { server, connection };
 }
 
+/** Read and write a state in 1 MiB pieces (64 KiB by default): a 100 MB state is 100 turns, not 1,600. */
+const TRANSFER_CHUNK = 1 << 20;
+
 /** Race `work` against the deadline and the signal; always runs `cleanup`. */
 async function bounded<T>(work: Promise<T>, what: string, options: StateTransferOptions, cleanup: () => void): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -112,7 +115,7 @@ export async function checkpointToFile(
   let conn: Socket | undefined;
   const received = connection.then(async (c) => {
     conn = c;
-    await pipeline(c, counter, createWriteStream(file, { flags: 'wx', mode: 0o600 }));
+    await pipeline(c, counter, createWriteStream(file, { flags: 'wx', mode: 0o600, highWaterMark: TRANSFER_CHUNK }));
   });
   received.catch(() => undefined);
   const answered = client.request(
@@ -141,7 +144,7 @@ export async function restoreFromFile(
   file: string,
   options: StateTransferOptions & { readonly fork: boolean },
 ): Promise<AgentStateReport> {
-  const source = createReadStream(file);
+  const source = createReadStream(file, { highWaterMark: TRANSFER_CHUNK });
   // Fail before the agent is asked when the checkpoint is missing or unreadable.
   await new Promise<void>((resolve, reject) => {
     source.once('open', () => resolve());
