@@ -11,6 +11,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
 import { ErrorCode, InvalidRequestError, SandpoolError } from '../errors.js';
+import { UntrustedJsonError, parseUntrustedJsonText } from '../untrusted-json.js';
 import type { SessionApi } from './session-api.js';
 import {
   AUTH_HEADER,
@@ -126,8 +127,9 @@ async function sessionOperation(
     case 'POST execute': {
       let body: unknown;
       try {
-        body = JSON.parse(await readText(req, MAX_EXECUTE_BODY));
+        body = parseUntrustedJsonText(await readText(req, MAX_EXECUTE_BODY));
       } catch (error) {
+        if (error instanceof UntrustedJsonError) throw new InvalidRequestError(`the execute request ${error.message}`);
         if (SandpoolError.is(error) && error.code !== ErrorCode.CLUSTER_UNAVAILABLE) throw error;
         throw new InvalidRequestError('the execute request is not JSON (or too large)');
       }

@@ -15,6 +15,7 @@ import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 
 import { SandpoolMcpSession } from '../mcp/mcp-session.js';
 import { localSessions, type McpSessionSource } from '../mcp/tools.js';
+import { UntrustedJsonError, parseUntrustedJsonText } from '../untrusted-json.js';
 import type { SessionPool } from '../session-pool.js';
 import { HttpError } from './http-errors.js';
 import { sendJson, type RequestContext } from './http-io.js';
@@ -138,9 +139,10 @@ function serverSessions(state: ServerState, pool: SessionPool): McpSessionSource
 function parseJson(raw: Buffer): unknown {
   if (raw.length === 0) return undefined;
   try {
-    return JSON.parse(raw.toString('utf8'));
-  } catch {
-    throw new HttpError(400, 'InvalidRequestContent', 'the MCP request body is not valid JSON');
+    return parseUntrustedJsonText(raw.toString('utf8'));
+  } catch (error) {
+    const why = error instanceof UntrustedJsonError ? error.message : 'is not valid JSON';
+    throw new HttpError(400, 'InvalidRequestContent', `the MCP request body ${why}`);
   }
 }
 

@@ -7,6 +7,7 @@
 import type { IncomingMessage } from 'node:http';
 
 import { parseEnvironment, type Environment } from '../environment.js';
+import { UntrustedJsonError, parseUntrustedJsonText } from '../untrusted-json.js';
 import { HttpError, badRequest } from './http-errors.js';
 
 /** Read the whole body, refusing more than `maxBytes` with 413 (checked before and while reading). */
@@ -27,42 +28,16 @@ export async function readBody(req: IncomingMessage, maxBytes: number): Promise<
   return Buffer.concat(chunks);
 }
 
-/** Deepest nesting of objects and arrays a JSON body may have (Azure's bodies need 5). */
-export const MAX_JSON_DEPTH = 64;
+export { MAX_JSON_DEPTH } from '../untrusted-json.js';
 
-/**
- * JSON.parse for untrusted text. Nesting is measured first, without recursion, so no later
- * recursive walk (merge patch, validation, persisting) can overflow the stack; a `__proto__` key is
- * refused, since assigning it while copying or merging re-parents the target object.
- */
+/** JSON.parse for untrusted text (src/untrusted-json.ts); a refusal is a 400 naming `what`. */
 export function parseUntrustedJson(text: string, what = 'the request body'): unknown {
-  let depth = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 0x5c)
-        i++; // backslash: skip the escaped character
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) inString = true;
-    else if (c === 0x7b || c === 0x5b) {
-      if (++depth > MAX_JSON_DEPTH) {
-        throw badRequest(`${what} is nested deeper than ${MAX_JSON_DEPTH} levels`, 'InvalidRequestContent');
-      }
-    } else if (c === 0x7d || c === 0x5d) depth--;
-  }
-  let protoKey = false;
-  let parsed: unknown;
   try {
-    parsed = JSON.parse(text, (key, value: unknown) => {
-      if (key === '__proto__') protoKey = true;
-      return value;
-    });
+    return parseUntrustedJsonText(text);
   } catch (error) {
-    throw badRequest(`${what} is not valid JSON: ${(error as Error).message}`, 'InvalidRequestContent');
+    if (error instanceof UntrustedJsonError) throw badRequest(`${what} ${error.message}`, 'InvalidRequestContent');
+    throw error;
   }
-  if (protoKey) throw badRequest(`${what} has a "__proto__" key, which is not allowed`, 'InvalidRequestContent');
-  return parsed;
 }
 
 /** Parse a JSON object body; an empty body is `{}`. */

@@ -14,6 +14,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
+import { UntrustedJsonError, parseUntrustedJsonText } from '../../untrusted-json.js';
 import { readBody } from '../request-body.js';
 import { CONNECT_HTTP_STATUS, E2bError, badArgument } from './errors.js';
 
@@ -33,9 +34,9 @@ export function rpcKind(req: IncomingMessage): RpcKind {
 function asObject(text: string): Record<string, unknown> {
   let value: unknown;
   try {
-    value = text.trim() === '' ? {} : JSON.parse(text);
-  } catch {
-    throw badArgument('the request message is not valid JSON');
+    value = text.trim() === '' ? {} : parseUntrustedJsonText(text);
+  } catch (error) {
+    throw badArgument(`the request message ${error instanceof UntrustedJsonError ? error.message : 'is not valid JSON'}`);
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value))
     throw badArgument('the request message must be a JSON object');
