@@ -266,6 +266,12 @@ describe('the wire', () => {
     const unknown = await api('/v2/nothing-here');
     expect(unknown.status).toBe(404);
     expect(await unknown.json()).toMatchObject({ code: 404 });
+    // Template names are looked up as own keys: a name on Object.prototype is just unknown.
+    for (const templateID of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+      const prototypeName = await api('/v2/sandboxes', { method: 'POST', body: JSON.stringify({ templateID }) });
+      expect(prototypeName.status, templateID).toBe(404);
+      expect(await prototypeName.json()).toMatchObject({ code: 404, message: `template "${templateID}" not found` });
+    }
     const noKey = await fetch(`${base}/v2/sandboxes`);
     expect(noKey.status).toBe(401);
     const notJson = await api('/v2/sandboxes', { method: 'POST', body: '{' });

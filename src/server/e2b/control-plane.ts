@@ -39,7 +39,8 @@ const CreateBody = z.object({
 
 /** Which pool serves a template: the configured mapping, else the pool of the same name. */
 function poolFor(ctx: E2bContext, templateId: string) {
-  const name = ctx.options.templates[templateId] ?? templateId;
+  const { templates } = ctx.options;
+  const name = Object.hasOwn(templates, templateId) ? templates[templateId]! : templateId;
   const entry = ctx.state.registry.get(name);
   if (entry === undefined) throw notFound(`template "${templateId.slice(0, 128)}" not found`);
   const pool = entry.pool;

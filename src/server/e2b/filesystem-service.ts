@@ -126,8 +126,7 @@ const WATCHERS = new Set(['WatchDir', 'CreateWatcher', 'GetWatcherEvents', 'Remo
 
 /** The unary method `name`, or a Connect error for what the service does not offer. */
 export function filesystemMethod(name: string): Method {
-  const method = METHODS[name];
-  if (method !== undefined) return method;
+  if (Object.hasOwn(METHODS, name)) return METHODS[name]!;
   if (WATCHERS.has(name)) return () => Promise.reject(unsupported('watching directories'));
   return () => Promise.reject(new E2bError(404, 'unimplemented', `filesystem.Filesystem/${name.slice(0, 64)} does not exist`));
 }
