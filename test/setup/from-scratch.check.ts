@@ -1,12 +1,14 @@
 /**
  * The from-scratch proof (scripts/ci/from-scratch.sh runs it as the vitest project `from-scratch`
  * after a whole setup into a new, empty SANDPOOL_CACHE_DIR): Python runs in a container session on
- * each engine and in a VM session, on what that setup built, and the cache holds nothing older
- * than the run.
+ * each engine and in a VM session, on what that setup built; the server starts as `npm start`
+ * starts it (/healthz at once, /readyz once its built-in pools are ready) and runs Python over
+ * Azure's API; and the cache holds nothing older than the run.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
@@ -99,6 +101,53 @@ describe('from scratch: what one setup built into an empty cache', () => {
     } finally {
       await pool.close();
     }
+  }, 900_000);
+
+  it("serves as `npm start` does: /healthz at once, /readyz once the built-in pools are ready, Python over Azure's API, a clean stop", async () => {
+    const port = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const { port: free } = probe.address() as { port: number };
+        probe.close(() => resolve(free));
+      });
+    });
+    const base = `http://127.0.0.1:${port}`;
+    const dataDir = mkdtempSync(join(cache, 'serve-'));
+    const child = spawn(process.execPath, ['dist/cli/main.js', 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let log = '';
+    child.stdout.on('data', (c: Buffer) => (log += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (log += c.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const poll = async (path: string, ok: (status: number) => boolean, withinMs: number): Promise<number> => {
+      const until = Date.now() + withinMs;
+      for (;;) {
+        const status = await fetch(`${base}${path}`).then(
+          (r) => r.status,
+          () => 0,
+        );
+        if (ok(status) || Date.now() > until) return status;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    };
+    try {
+      const started = Date.now();
+      expect(await poll('/healthz', (s) => s === 200, 30_000), log).toBe(200);
+      const healthzMs = Date.now() - started;
+      expect(await poll('/readyz', (s) => s === 200, 600_000), log).toBe(200);
+      console.log(`[from-scratch] npm start: /healthz after ${healthzMs} ms, /readyz after ${Date.now() - started} ms`);
+      const r = await fetch(`${base}/pools/python/code/execute?identifier=from-scratch-1`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ properties: { codeInputType: 'inline', executionType: 'synchronous', code: 'print(6 * 7)' } }),
+      });
+      const body = (await r.json()) as { properties?: { status?: string; stdout?: string } };
+      expect(r.status, JSON.stringify(body)).toBe(200);
+      expect(body.properties).toMatchObject({ status: 'Success', stdout: '42\n' });
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited, log).toBe(0);
   }, 900_000);
 
   it('holds nothing older than this run', () => {
