@@ -111,6 +111,9 @@ export interface SandpoolServer extends AsyncDisposable {
   close(): Promise<void>;
 }
 
+/** How long close() lets running requests finish before it cuts their connections. */
+const DRAIN_GRACE_MS = 15_000;
+
 function maxAcquireWaitSeconds(value: number | undefined): number {
   if (value === undefined) return DEFAULT_MAX_ACQUIRE_WAIT_SECONDS;
   if (!Number.isFinite(value) || value <= 0 || value > 3600) {
@@ -187,14 +190,23 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
     startedAt: new Date(),
     ui: options.ui === false ? undefined : createStatusPage(() => metrics!, cluster?.memberCounts),
     e2b,
+    loading: () => loading,
   });
   const bodyIdleMs = options.bodyIdleTimeoutMs ?? options.headersTimeoutMs ?? 30_000;
   // Dispatch and upgrade answer every failure themselves; a rejection reaching here is a bug, logged
   // rather than left to end the process as an unhandled rejection.
   const unexpected = (what: string) => (error: unknown) =>
     log({ level: 'error', msg: `${what} failed unexpectedly`, error: (error as Error)?.message ?? String(error) });
+  // Answers not yet begun, so a drain can tell their clients not to reuse the connection.
+  const unanswered = new Set<ServerResponse>();
+  let draining = false;
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     guardStalledBody(req, res, bodyIdleMs);
+    if (draining) res.setHeader('connection', 'close');
+    else {
+      unanswered.add(res);
+      res.once('close', () => unanswered.delete(res));
+    }
     if (cluster !== undefined) {
       // Which member answered: for operators behind a load balancer, and for the cluster tests.
       res.setHeader('x-sandpool-member', cluster.member.nodeId);
@@ -209,11 +221,28 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
   const ready = Promise.all([registry.loadPersisted(), cluster?.attach(registry, state.executions, metrics, log)]).then(
     () => undefined,
   );
+  // Until the stored definitions are loaded (the server listens before), requests wait for them
+  // rather than be told a pool that exists does not.
+  let loading: Promise<void> | undefined = ready.then(
+    () => {
+      loading = undefined;
+    },
+    () => {
+      loading = undefined;
+    },
+  );
 
   let httpServer: Server | undefined;
   let closing: Promise<void> | undefined;
 
   async function shutdown(): Promise<void> {
+    // Node goes on serving requests that arrive on a kept-alive connection after close(): a client
+    // that keeps one busy (a load balancer, a member forwarding to this one) would hold the drain,
+    // and in a cluster this member's lease and identifiers, until the grace period below. So every
+    // answer from now on ends its connection.
+    draining = true;
+    for (const res of unanswered) if (!res.headersSent) res.setHeader('connection', 'close');
+    unanswered.clear();
     // MCP sessions first: their open event streams would hold the HTTP server's close, and closing
     // them releases their sandboxes while the pools still run.
     if (mcpEndpoint !== undefined) await (await mcpEndpoint.catch(() => undefined))?.close();
@@ -222,7 +251,11 @@ export function createServer(options: CreateServerOptions = {}): SandpoolServer 
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       // Requests still running get the pools' grace period; then their sockets are cut.
-      await Promise.race([stopped, new Promise((r) => setTimeout(r, 15_000).unref())]);
+      const cut = await Promise.race([
+        stopped.then(() => false),
+        new Promise<boolean>((r) => setTimeout(() => r(true), DRAIN_GRACE_MS).unref()),
+      ]);
+      if (cut) log({ level: 'warn', msg: `drain: requests still running after ${DRAIN_GRACE_MS} ms were cut off` });
       server.closeAllConnections();
     }
     cluster?.abandon();

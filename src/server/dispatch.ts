@@ -36,6 +36,33 @@ export interface DispatchOptions {
   readonly e2b?: E2bApi | undefined;
   /** The MCP endpoint, made on first use (it loads the MCP SDK). */
   readonly mcp: () => Promise<McpEndpoint>;
+  /** While the stored pool definitions are still loading: settles once they are. */
+  readonly loading?: (() => Promise<void> | undefined) | undefined;
+}
+
+/** Probes answer at once, loaded or not: they say how far start-up is. */
+const PROBES = new Set(['/healthz', '/readyz', '/metrics']);
+/** The longest a request made during start-up waits for the pool definitions (or maxAcquireWait). */
+const LOADING_WAIT_MS = 10_000;
+
+/** Wait for the definitions, at most `waitMs` (or until the client leaves); 503 with Retry-After past that. */
+async function untilLoaded(loading: Promise<void>, signal: AbortSignal, waitMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const late = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(true), waitMs);
+    onAbort = () => resolve(true);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    if (!(await Promise.race([loading.then(() => false), late]))) return;
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener('abort', onAbort!);
+  }
+  throw new HttpError(503, 'SessionPoolUnavailable', 'the server is still loading its pool definitions', {
+    headers: { 'retry-after': '2' },
+  });
 }
 
 const READ: readonly Role[] = ['Reader', 'Contributor'];
@@ -199,6 +226,9 @@ export function createDispatcher(state: ServerState, options: DispatchOptions) {
 
     try {
       const url = requestUrl(req);
+      const loading = options.loading?.();
+      if (loading !== undefined && !PROBES.has(url.pathname.toLowerCase()))
+        await untilLoaded(loading, aborter.signal, Math.min(LOADING_WAIT_MS, state.maxAcquireWaitMs));
       if (options.e2b?.owns(url.pathname) === true) {
         operation = 'e2b.unmatched';
         await options.e2b.handle({
