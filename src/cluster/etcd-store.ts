@@ -39,6 +39,26 @@ export interface EtcdStoreOptions {
 const OWNERS = 'owners/';
 const MEMBERS = 'members/';
 
+/** The longest wait before a broken watch stream is opened again. */
+const WATCH_RECONNECT_MAX_MS = 2000;
+
+/**
+ * Delays between attempts to reopen a broken watch stream: 100 ms doubling up to
+ * WATCH_RECONNECT_MAX_MS, with jitter. etcd3's default grows to 30 s, which leaves the pool
+ * definitions unwatched that long after an etcd member comes back, and its timer (not unref'd, and
+ * not cleared by close()) keeps a member that is shutting down alive until it fires.
+ */
+interface WatchBackoff {
+  readonly duration: number;
+  next(): WatchBackoff;
+}
+function watchBackoff(baseMs = 100): WatchBackoff {
+  return {
+    duration: Math.round(baseMs * (0.5 + Math.random() / 2)),
+    next: () => watchBackoff(Math.min(baseMs * 2, WATCH_RECONNECT_MAX_MS)),
+  };
+}
+
 /** Run a store call under a deadline; any failure becomes a ClusterUnavailableError (reason `store`). */
 async function withDeadline<T>(what: string, timeoutMs: number, work: () => Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -86,6 +106,7 @@ export class EtcdOwnershipStore implements OwnershipStore {
     this.#client = new Etcd3({
       hosts: [...options.hosts],
       dialTimeout: timeout,
+      faultHandling: { watchBackoff: watchBackoff() },
       ...(options.auth === undefined ? {} : { auth: { username: options.auth.username, password: options.auth.password } }),
       // Unary calls carry a gRPC deadline so nothing lingers after withDeadline gave up; streams
       // (watches, keep-alives) are long-lived or bounded by withDeadline alone.
