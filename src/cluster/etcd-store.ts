@@ -12,7 +12,8 @@
  * lost) only after seconds, and the cluster must fail fast instead.
  */
 
-import { Etcd3, type IKeyValue, type Namespace, type Watcher } from 'etcd3';
+import { ConsecutiveBreaker, circuitBreaker, handleWhen } from 'cockatiel';
+import { Etcd3, type IKeyValue, isRecoverableError, type Namespace, type Watcher } from 'etcd3';
 
 import { ClusterUnavailableError, SandpoolError } from '../errors.js';
 import type {
@@ -38,6 +39,14 @@ export interface EtcdStoreOptions {
 
 const OWNERS = 'owners/';
 const MEMBERS = 'members/';
+
+/**
+ * An etcd host that failed three calls in a row is skipped, and tried again with one call after
+ * this long. etcd3's default is 5 s: a member whose link had just healed went on refusing the hosts
+ * that answered again for that long, and every call failed if the one host it could still reach
+ * went away meanwhile.
+ */
+const HOST_RETRY_AFTER_MS = 1000;
 
 /** The longest wait before a broken watch stream is opened again. */
 const WATCH_RECONNECT_MAX_MS = 2000;
@@ -106,7 +115,14 @@ export class EtcdOwnershipStore implements OwnershipStore {
     this.#client = new Etcd3({
       hosts: [...options.hosts],
       dialTimeout: timeout,
-      faultHandling: { watchBackoff: watchBackoff() },
+      faultHandling: {
+        host: () =>
+          circuitBreaker(handleWhen(isRecoverableError), {
+            halfOpenAfter: HOST_RETRY_AFTER_MS,
+            breaker: new ConsecutiveBreaker(3),
+          }),
+        watchBackoff: watchBackoff(),
+      },
       ...(options.auth === undefined ? {} : { auth: { username: options.auth.username, password: options.auth.password } }),
       // Unary calls carry a gRPC deadline so nothing lingers after withDeadline gave up; streams
       // (watches, keep-alives) are long-lived or bounded by withDeadline alone.
