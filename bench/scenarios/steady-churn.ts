@@ -56,6 +56,8 @@ async function step(context: TargetContext, lambda: number): Promise<StepResult>
   const live: number[] = [];
   let failures = 0;
   let achieved = 0;
+  let issuedMs = 0;
+  let scheduledMs = 0;
   await withPool(
     context,
     { readySessionInstances: ready, maxConcurrentSessions, cooldownPeriodInSeconds: cooldownSeconds },
@@ -90,7 +92,9 @@ async function step(context: TargetContext, lambda: number): Promise<StepResult>
             })(),
           );
         }
-        achieved = (arrivals * 1000) / (performance.now() - started);
+        issuedMs = performance.now() - started;
+        scheduledMs = at;
+        achieved = (arrivals * 1000) / issuedMs;
         await Promise.all(work);
       } finally {
         clearInterval(sampler);
@@ -98,8 +102,10 @@ async function step(context: TargetContext, lambda: number): Promise<StepResult>
     },
   );
   const p99 = summarize(acquire).p99;
-  // A generator that could not keep up (this process's own event loop) did not test λ.
-  const kept = achieved >= lambda * 0.9;
+  // A generator that could not keep up (this process's own event loop) did not test λ. It is judged
+  // against its own schedule: the realised rate of a short Poisson run differs from λ by chance
+  // (30 arrivals: ±18 %), which once failed steps whose acquires were all warm.
+  const kept = issuedMs <= scheduledMs * 1.1 + 50;
   return { lambda, achieved, arrivals, failures, acquire, total, live, passed: kept && failures === 0 && p99 <= WARM_P99_MS };
 }
 
