@@ -5,8 +5,11 @@ import { defineConfig } from 'vitest/config';
  * - `unit`: everything that needs no container engine, no QEMU and no host packages (the pool on
  *   the fake backend, the isolate backends, the server over isolates, parsers, fuzz seeds).
  *   `npm run test:unit` runs it alone, in under a minute.
- * - `engines`: real containers, VMs and the in-sandbox agent on the host's Python. `npm test`
- *   runs both after `npm run setup` has installed and built what they need.
+ * - `engines`: real containers, VMs and the in-sandbox agent on the host's Python, and the tests
+ *   that drive whole processes rather than the library (the built CLI, the setup scripts, the
+ *   bench): they need no engine, but each spawns Node processes, which on two cores would take
+ *   the inner loop past its minute. `npm test` runs both after `npm run setup` has installed and
+ *   built what they need.
  * A test that needs an engine lives under test/container, test/vm or test/agent, or, when it
  * belongs to another component (the server over containers), is named `*.containers.test.ts`.
  * A third project, `from-scratch`, exists only while scripts/ci/from-scratch.sh runs it (it checks
@@ -18,6 +21,10 @@ const ENGINE_TESTS = [
   'test/agent/**/*.test.ts',
   'test/**/*.containers.test.ts',
   'test/cluster/**/*.test.ts',
+  // Whole processes: the built CLI, the setup scripts, the bench runner.
+  'test/server/cli.test.ts',
+  'test/setup/**/*.test.ts',
+  'test/bench/**/*.test.ts',
 ];
 
 export default defineConfig({
