@@ -14,6 +14,8 @@ result, from being sent (see workers.py).
 import threading
 import time
 
+from workers import start_once
+
 OUTPUT_FRAME_CHARS = 65536  # ≤ 256 KiB of UTF-8 per output frame
 COALESCE_S = 0.005
 
@@ -28,12 +30,8 @@ class OutputRelay:
         self.thread = None
 
     def start(self):
-        """Raises RuntimeError when the thread cannot be started."""
-        with self.cond:
-            if self.thread is None:
-                thread = threading.Thread(target=self._run, daemon=True, name="output-relay")
-                thread.start()
-                self.thread = thread
+        """Idempotent. Raises RuntimeError when the thread cannot be started."""
+        start_once(self, self.cond, "output-relay")
 
     def schedule(self, live):
         with self.cond:

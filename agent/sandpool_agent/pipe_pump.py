@@ -14,6 +14,8 @@ import os
 import select
 import threading
 
+from workers import start_once
+
 READ_SIZE = 65536
 WRITE_SIZE = 65536
 _READ_EVENTS = select.POLLIN | select.POLLHUP | select.POLLERR
@@ -43,11 +45,7 @@ class PipePump:
 
     def start(self):
         """Idempotent. Raises RuntimeError when the thread cannot be started."""
-        with self.lock:
-            if self.thread is None:
-                thread = threading.Thread(target=self._run, daemon=True, name="pipe-pump")
-                thread.start()
-                self.thread = thread
+        start_once(self, self.lock, "pipe-pump")
 
     def read(self, fd, on_data, on_end=None):
         """Hand `fd` (a pipe's read end, now the pump's to close) over: `on_data(bytes)` for each

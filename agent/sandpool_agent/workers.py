@@ -15,6 +15,17 @@ import collections
 import threading
 
 
+def start_once(owner, lock, name):
+    """Start `owner._run` on a daemon thread called `name` unless `owner.thread` is set: the one
+    long-lived thread of a service (the pipe pump, the output relay), started before session code
+    runs. Idempotent. Raises RuntimeError when the thread cannot be started."""
+    with lock:
+        if owner.thread is None:
+            thread = threading.Thread(target=owner._run, daemon=True, name=name)
+            thread.start()
+            owner.thread = thread
+
+
 class Workers:
     def __init__(self, spare, log):
         self.spare = spare

@@ -28,8 +28,6 @@ export async function readBody(req: IncomingMessage, maxBytes: number): Promise<
   return Buffer.concat(chunks);
 }
 
-export { MAX_JSON_DEPTH } from '../untrusted-json.js';
-
 /** JSON.parse for untrusted text (src/untrusted-json.ts); a refusal is a 400 naming `what`. */
 export function parseUntrustedJson(text: string, what = 'the request body'): unknown {
   try {

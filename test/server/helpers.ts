@@ -38,6 +38,18 @@ export function jsPool(name: string, extra: Record<string, unknown> = {}): Sessi
   });
 }
 
+/** What every test server shares: the admin key, its data dir, and a logger that keeps the records quietly. */
+export function testServerOptions(dataDir: string, logs: LogRecord[]): Partial<CreateServerOptions> {
+  return {
+    auth: { adminKey: ADMIN_KEY },
+    dataDir,
+    logger: (record) => {
+      logs.push(record);
+      silentLogger(record);
+    },
+  };
+}
+
 export async function startServer(options: Partial<CreateServerOptions> & { withDefaultPool?: boolean } = {}): Promise<Harness> {
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'sandpool-server-test-')));
   // Every server test fails on an uncaughtException or unhandledRejection while its server runs:
@@ -48,12 +60,7 @@ export async function startServer(options: Partial<CreateServerOptions> & { with
   const server = createServer({
     pools: withDefaultPool ? [jsPool('js')] : [],
     backends: { quickjs: () => new QuickJSBackend() },
-    auth: { adminKey: ADMIN_KEY },
-    dataDir,
-    logger: (record) => {
-      logs.push(record);
-      silentLogger(record);
-    },
+    ...testServerOptions(dataDir, logs),
     ...rest,
   });
   const { url } = await server.listen({ host: '127.0.0.1', port: 0 });

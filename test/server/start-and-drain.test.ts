@@ -17,9 +17,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 
 import { QuickJSBackend } from '../../backends/quickjs/index.js';
 import { SessionPool } from '../../src/index.js';
-import { createServer, silentLogger, type LogRecord, type SandpoolServer } from '../../src/server/index.js';
+import { createServer, type LogRecord, type SandpoolServer } from '../../src/server/index.js';
 import { FakeBackend } from '../helpers/fake-backend.js';
-import { ADMIN_KEY, json, newIdentifier, startServer, type Harness } from './helpers.js';
+import { ADMIN_KEY, json, newIdentifier, startServer, testServerOptions, type Harness } from './helpers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const auth = { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' };
@@ -56,12 +56,7 @@ describe('a request made while the stored definitions load', () => {
           return new QuickJSBackend();
         },
       },
-      auth: { adminKey: ADMIN_KEY },
-      dataDir,
-      logger: (record) => {
-        logs.push(record);
-        silentLogger(record);
-      },
+      ...testServerOptions(dataDir, logs),
       ...options,
     });
     const listening = server.listen({ host: '127.0.0.1', port: 0 });
